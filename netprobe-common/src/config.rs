@@ -1,0 +1,75 @@
+//! Load-time settings of the probes, written into the object's `.rodata`
+//! with `EbpfLoader::override_global` before the programs are verified.
+
+use crate::{probe::MAX_HOPS, shared_type};
+
+/// Offsets of the kernel struct fields the tracepoint programs read, resolved
+/// from the running kernel's BTF (`/sys/kernel/btf/vmlinux`): the probes
+/// cannot use CO-RE, and layouts change between kernel builds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub sk_buff_dev: u32,
+    pub sk_buff_head: u32,
+    pub sk_buff_data: u32,
+    pub sk_buff_protocol: u32,
+    pub sk_buff_network_header: u32,
+    pub net_device_ifindex: u32,
+    pub net_device_nd_net: u32,
+    /// `struct net` to its namespace inode number (`ns.inum`).
+    pub net_ns_inum: u32,
+    pub sock_common_skc_net: u32,
+    pub tcp_sock_write_seq: u32,
+}
+shared_type!(KernelOffsets, 40);
+
+/// Flow selection of `--filter`. Zero fields match anything.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowFilter {
+    /// IP protocol number, 0 for any.
+    pub protocol: u8,
+    /// 4 or 6 when `addr` is set, else 0.
+    pub family: u8,
+    /// Port in host byte order, 0 for any.
+    pub port: u16,
+    /// [`MATCH_SRC`] and/or [`MATCH_DST`] for the port.
+    pub port_sides: u8,
+    /// [`MATCH_SRC`] and/or [`MATCH_DST`] for the address.
+    pub addr_sides: u8,
+    pub _pad: u16,
+    /// IPv4 addresses use the first four bytes.
+    pub addr: [u8; 16],
+}
+shared_type!(FlowFilter, 24);
+
+pub const MATCH_SRC: u8 = 1;
+pub const MATCH_DST: u8 = 2;
+
+/// VXLAN UDP ports recognised when looking for the inner packet: Linux and
+/// flannel's 8472 and the IANA port 4789.
+pub const VXLAN_PORTS: [u16; 2] = [8472, 4789];
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    pub offsets: KernelOffsets,
+    pub filter: FlowFilter,
+    /// Inode of the network namespace of the interface XDP and TC attach to.
+    pub node_netns: u32,
+    /// Hops on each path, socket included; the last one completes a flight.
+    pub hops: [u32; 2],
+    /// Hop at which a flight starts in each direction. On egress it is the
+    /// first device: hop 0 is the socket write, joined through the TCP
+    /// sequence number.
+    pub start_hop: [u32; 2],
+    /// 1 when the last ingress hop is the socket read, else 0.
+    pub socket_read: u32,
+    /// 1 when hop 0 of egress is the socket write, else 0.
+    pub socket_write: u32,
+    /// Send one complete flight in `sample_every` to userspace; 0 for none.
+    pub sample_every: u32,
+}
+shared_type!(ProbeConfig, 40 + 24 + 4 + 8 + 8 + 12);
+
+const _: () = assert!(MAX_HOPS <= u8::MAX as usize);

@@ -1,0 +1,122 @@
+//! The per-hop latency probes: where a packet is observed and how the same
+//! packet is recognised at the next observation point.
+
+use crate::shared_type;
+
+/// Observation points per direction, socket included.
+pub const MAX_HOPS: usize = 8;
+/// Histogram slots: `direction * MAX_HOPS + hop`. Slot `hop == 0` has no
+/// incoming segment, so it holds the end-to-end latency of the direction.
+pub const SLOTS: usize = 2 * MAX_HOPS;
+
+/// Wire (NIC) towards the pod's socket.
+pub const DIRECTION_INGRESS: u32 = 0;
+/// Pod's socket towards the wire.
+pub const DIRECTION_EGRESS: u32 = 1;
+
+/// Kernel hooks that observe packets on a device.
+pub const HOOK_XDP: u32 = 1;
+pub const HOOK_TC_INGRESS: u32 = 2;
+pub const HOOK_TC_EGRESS: u32 = 3;
+/// `net:netif_receive_skb`: a device hands a received packet to the stack.
+pub const HOOK_NETIF_RECEIVE: u32 = 4;
+/// `net:net_dev_queue`: the stack queues a packet for transmission on a device.
+pub const HOOK_NET_DEV_QUEUE: u32 = 5;
+/// `net:net_dev_start_xmit`: the driver starts transmitting a packet.
+pub const HOOK_NET_DEV_START_XMIT: u32 = 6;
+
+/// A watched device and hook. A device is (network namespace, ifindex):
+/// ifindex values repeat across namespaces.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PointKey {
+    /// Inode number of the device's network namespace.
+    pub netns: u32,
+    pub ifindex: u32,
+    pub hook: u32,
+}
+shared_type!(PointKey, 12);
+
+/// Where a watched device and hook sits on the path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Point {
+    pub direction: u32,
+    pub hop: u32,
+}
+shared_type!(Point, 8);
+
+/// Identifies one packet at every hop. Built only from header fields that no
+/// hop rewrites: never addresses or ports (NAT changes them), never lengths
+/// (GRO changes them); across VXLAN, always the inner headers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlightKey {
+    pub direction: u8,
+    /// IP protocol of the (inner) packet.
+    pub protocol: u8,
+    pub _pad: u16,
+    /// IPv4 identification; 0 for IPv6.
+    pub ip_id: u32,
+    /// TCP: sequence and acknowledgement numbers. UDP: length and the first
+    /// four payload bytes.
+    pub word0: u32,
+    pub word1: u32,
+}
+shared_type!(FlightKey, 16);
+
+/// A packet on its way through the watched hops.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Flight {
+    /// Monotonic time (ns) at each hop; 0 where it was not seen.
+    pub hop_ns: [u64; MAX_HOPS],
+    pub last_hop: u32,
+    /// 1 once a hop was missed; the end-to-end time is then not counted.
+    pub skipped: u32,
+}
+shared_type!(Flight, 8 * MAX_HOPS + 8);
+
+/// Per-hop join accounting, one copy per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HopStats {
+    /// Tracked packets observed at this hop.
+    pub seen: u64,
+    /// Packets joined to their observation at the previous hop.
+    pub joined: u64,
+    /// Packets with no record from any earlier hop.
+    pub unjoined: u64,
+    /// Packets whose last observation was further back than the previous hop.
+    pub skipped: u64,
+    /// Packets started here whose record could not be stored: the flight map
+    /// was full.
+    pub map_full: u64,
+}
+shared_type!(HopStats, 40);
+
+/// One packet's complete journey, sent to userspace for `--sample N`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Trace {
+    pub key: FlightKey,
+    pub direction: u32,
+    pub hops: u32,
+    pub hop_ns: [u64; MAX_HOPS],
+}
+shared_type!(Trace, 24 + 8 * MAX_HOPS);
+
+/// Histogram slot of the segment that ends at `hop`.
+#[inline(always)]
+pub const fn slot(direction: u32, hop: u32) -> u32 {
+    direction * MAX_HOPS as u32 + hop
+}
+
+/// Watched (device, hook) pairs.
+pub const POINT_CAPACITY: u32 = 1024;
+/// Packets followed at once.
+pub const FLIGHT_CAPACITY: u32 = 65536;
+/// TCP writes remembered until their first segment leaves the pod.
+pub const SOCKET_WRITE_CAPACITY: u32 = 16384;
+/// Ring buffer for sampled flights.
+pub const TRACE_RING_BYTES: u32 = 256 * 1024;

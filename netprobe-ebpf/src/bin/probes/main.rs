@@ -1,0 +1,27 @@
+//! Per-hop latency probes. Every program observes and never interferes: XDP
+//! returns `XDP_PASS` and TC `TC_ACT_UNSPEC` (tcx: next program) on every path,
+//! parse errors included.
+#![no_std]
+#![no_main]
+
+mod config;
+mod flight;
+mod maps;
+mod net_dev_queue;
+mod net_dev_start_xmit;
+mod netif_receive;
+mod skb;
+mod socket_read;
+mod socket_write;
+mod tc;
+mod xdp;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,46 @@
+//! State shared by the probes and read by userspace.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use netprobe_common::{
+    histogram::Histogram,
+    probe::{
+        FLIGHT_CAPACITY, Flight, FlightKey, HopStats, POINT_CAPACITY, Point, PointKey, SLOTS,
+        SOCKET_WRITE_CAPACITY, TRACE_RING_BYTES,
+    },
+};
+
+/// The watched (device, hook) pairs and their place on the path.
+#[map]
+pub static POINTS: HashMap<PointKey, Point> = HashMap::with_max_entries(POINT_CAPACITY, 0);
+
+/// Network namespaces whose TCP writes start an egress flight.
+#[map]
+pub static SOCKET_NETNS: HashMap<u32, u32> = HashMap::with_max_entries(POINT_CAPACITY, 0);
+
+/// Packets between their first and last hop. A plain hash map, not an LRU:
+/// when it is full a new flight is refused and counted, never an old one
+/// silently evicted. Userspace expires flights that never finish.
+#[map]
+pub static FLIGHTS: HashMap<FlightKey, Flight> = HashMap::with_max_entries(FLIGHT_CAPACITY, 0);
+
+/// Time of each TCP write, by the sequence number its first byte will carry.
+#[map]
+pub static SOCKET_WRITES: LruHashMap<u32, u64> =
+    LruHashMap::with_max_entries(SOCKET_WRITE_CAPACITY, 0);
+
+#[map]
+pub static HISTOGRAMS: PerCpuArray<Histogram> = PerCpuArray::with_max_entries(SLOTS as u32, 0);
+
+#[map]
+pub static HOP_STATS: PerCpuArray<HopStats> = PerCpuArray::with_max_entries(SLOTS as u32, 0);
+
+/// Flights completed since the last sample, per CPU.
+#[map]
+pub static SAMPLE_TICKS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Complete flights for `--sample N`.
+#[map]
+pub static TRACES: RingBuf = RingBuf::with_byte_size(TRACE_RING_BYTES, 0);

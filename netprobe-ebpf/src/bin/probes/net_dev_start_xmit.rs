@@ -1,0 +1,23 @@
+//! `net:net_dev_start_xmit`: the driver takes the packet. On the NIC this is
+//! the end of the egress path; the time since TC egress is the qdisc.
+
+use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use netprobe_common::probe::HOOK_NET_DEV_START_XMIT;
+
+use crate::{
+    flight::{Unjoined, now, observe},
+    skb::{SkBuff, device_point},
+};
+
+#[raw_tracepoint(tracepoint = "net_dev_start_xmit")]
+pub fn np_dev_xmit(ctx: RawTracePointContext) -> i32 {
+    let now = now();
+    let skb = SkBuff(ctx.arg(0));
+    // The device is the tracepoint's second argument: no need to read skb->dev.
+    if let Some(point) = device_point(ctx.arg(1), HOOK_NET_DEV_START_XMIT)
+        && let Some(packet) = skb.packet_at_mac()
+    {
+        observe(point, &packet, now, Unjoined::Count);
+    }
+    0
+}

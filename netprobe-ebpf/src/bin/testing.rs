@@ -1,0 +1,51 @@
+//! Programs that exist only for netprobe's own tests.
+#![no_std]
+#![no_main]
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::TC_ACT_UNSPEC,
+    helpers::{bpf_ktime_get_ns, generated::bpf_loop},
+    macros::classifier,
+    programs::TcContext,
+};
+
+/// Busy-wait per packet, to put a known latency at one device.
+#[unsafe(no_mangle)]
+static DELAY_NS: u64 = 0;
+
+/// Upper bound of spins; each reads the clock, so this covers far more than
+/// any delay a test asks for.
+const MAX_SPINS: u32 = 1 << 22;
+
+#[classifier]
+pub fn np_test_delay(_ctx: TcContext) -> i32 {
+    let delay = unsafe { core::ptr::read_volatile(&raw const DELAY_NS) };
+    let mut deadline = unsafe { bpf_ktime_get_ns() } + delay;
+    unsafe {
+        bpf_loop(
+            MAX_SPINS,
+            spin_until as *mut c_void,
+            (&raw mut deadline).cast(),
+            0,
+        );
+    }
+    TC_ACT_UNSPEC
+}
+
+/// `bpf_loop` callback: stops the loop (returns 1) once the deadline passed.
+extern "C" fn spin_until(_index: u64, deadline: *mut c_void) -> i64 {
+    let deadline = unsafe { *deadline.cast::<u64>() };
+    i64::from(unsafe { bpf_ktime_get_ns() } >= deadline)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,5 @@
+//! Code shared by netprobe's eBPF programs.
+#![no_std]
+
+pub mod packet;
+pub mod reader;

@@ -1,0 +1,154 @@
+//! `cargo xtask build-ebpf`: the eBPF objects, and the toolchain pieces they
+//! need, installed into the project when missing.
+
+use std::{
+    ffi::OsString,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::command::{output, run, workspace_root};
+
+const NIGHTLY: &str = "+nightly";
+const TARGET: &str = "bpfel-unknown-none";
+/// eBPF binaries of `netprobe-ebpf`, copied to `target/bpf/` under these names.
+const OBJECTS: [&str; 2] = ["netprobe-probes", "netprobe-testing"];
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Rebuild bpf-linker even if one is installed in the project.
+    #[arg(long)]
+    pub rebuild_linker: bool,
+}
+
+pub fn build_ebpf(options: &Options) -> Result<()> {
+    let root = workspace_root();
+    let llvm_major = nightly_llvm_major()?;
+    ensure_rust_src()?;
+    let linker_prefix = root.join(".tools/bpf-linker");
+    ensure_bpf_linker(&linker_prefix, &llvm_major, options.rebuild_linker)?;
+
+    let target_dir = root.join("target/bpf");
+    let mut path = OsString::from(linker_prefix.join("bin"));
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let rustflags = [
+        "--cfg=bpf_target_arch=\"x86_64\"",
+        "-Cdebuginfo=2",
+        // BTF carries the function info the verifier wants for bpf_loop callbacks.
+        "-Clink-arg=--btf",
+    ]
+    .join("\x1f");
+    let mut cargo = Command::new("cargo");
+    cargo
+        .current_dir(&root)
+        .args([NIGHTLY, "build", "--package", "netprobe-ebpf", "--bins"])
+        .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("PATH", path)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    // The stable toolchain that runs xtask must not leak into the nightly build.
+    for key in [
+        "RUSTC",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+    ] {
+        cargo.env_remove(key);
+    }
+    run(&mut cargo).context("building the eBPF programs")?;
+
+    for object in OBJECTS {
+        let built = target_dir.join(TARGET).join("release").join(object);
+        let installed = target_dir.join(format!("{object}.o"));
+        fs::copy(&built, &installed).with_context(|| {
+            format!("copying {} to {}", built.display(), installed.display())
+        })?;
+        println!("eBPF object: {}", installed.display());
+    }
+    Ok(())
+}
+
+/// LLVM major version of the nightly rustc; bpf-linker must use the same.
+fn nightly_llvm_major() -> Result<String> {
+    let version = output(Command::new("rustc").args([NIGHTLY, "-vV"]))
+        .context("the nightly toolchain is needed: rustup toolchain install nightly")?;
+    version
+        .lines()
+        .find_map(|line| line.strip_prefix("LLVM version: "))
+        .and_then(|llvm| llvm.split('.').next())
+        .map(str::to_owned)
+        .context("rustc +nightly -vV does not name its LLVM version")
+}
+
+fn nightly_sysroot() -> Result<PathBuf> {
+    let sysroot = output(Command::new("rustc").args([NIGHTLY, "--print", "sysroot"]))?;
+    Ok(PathBuf::from(sysroot.trim()))
+}
+
+/// `-Z build-std=core` compiles core from source.
+fn ensure_rust_src() -> Result<()> {
+    let core = nightly_sysroot()?.join("lib/rustlib/src/rust/library/core/Cargo.toml");
+    if core.exists() {
+        return Ok(());
+    }
+    println!("installing rust-src for the nightly toolchain");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// bpf-linker built from crates.io against the nightly toolchain's own
+/// libLLVM, so nothing is downloaded but the crate sources.
+fn ensure_bpf_linker(prefix: &Path, llvm_major: &str, rebuild: bool) -> Result<()> {
+    let linker = prefix.join("bin/bpf-linker");
+    if !rebuild && Command::new(&linker).arg("--version").output().is_ok_and(|o| o.status.success())
+    {
+        return Ok(());
+    }
+    println!("building bpf-linker against the nightly toolchain's LLVM {llvm_major}");
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    let sysroot_lib = nightly_sysroot()?.join("lib");
+    let mut shared_llvm = None;
+    for entry in fs::read_dir(&sysroot_lib)
+        .with_context(|| format!("listing {}", sysroot_lib.display()))?
+    {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        if name.starts_with("libLLVM") && name.contains(".so") {
+            // The soname, which bpf-linker's RUNPATH finds at run time.
+            symlink(&path, &lib.join(name))?;
+            if name.starts_with("libLLVM.so.") {
+                shared_llvm = Some(path.clone());
+            }
+        }
+    }
+    let Some(shared_llvm) = shared_llvm else {
+        bail!("no libLLVM.so.* in {}", sysroot_lib.display());
+    };
+    // The link name, which the build looks for.
+    symlink(&shared_llvm, &lib.join("libLLVM.so"))?;
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--no-default-features"])
+        .args(["--features", &format!("llvm-{llvm_major}")])
+        .arg("--root")
+        .arg(prefix)
+        .arg("--force")
+        .env("LLVM_PREFIX", prefix)
+        .env_remove("RUSTUP_TOOLCHAIN"))
+    .context("building bpf-linker")
+}
+
+fn symlink(target: &Path, link: &Path) -> Result<()> {
+    if link.symlink_metadata().is_ok() {
+        fs::remove_file(link).with_context(|| format!("removing {}", link.display()))?;
+    }
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))
+}

@@ -1,0 +1,36 @@
+//! Project tasks: `cargo xtask build-ebpf`, `cargo xtask test`, `cargo xtask run`.
+
+mod build_ebpf;
+mod command;
+mod run;
+mod system;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the eBPF objects, installing the nightly `rust-src` and a
+    /// bpf-linker matched to the nightly's LLVM when they are missing.
+    BuildEbpf(build_ebpf::Options),
+    /// Set up everything the tests need, then run them all (as root; through
+    /// sudo when started as a user).
+    Test(test::Options),
+    /// Set up, build, and run netprobe with the given arguments (as root;
+    /// through sudo when started as a user).
+    Run(run::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::BuildEbpf(options) => build_ebpf::build_ebpf(&options),
+        Task::Test(options) => test::test(&options),
+        Task::Run(options) => run::run(&options),
+    }
+}

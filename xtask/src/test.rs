@@ -1,0 +1,35 @@
+//! `cargo xtask test`: everything the tests need, then the tests.
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    build_ebpf::{self, build_ebpf},
+    command::{is_root, run, workspace_root},
+    system::ensure_packages,
+};
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Arguments passed on to `cargo test`, e.g. a test name filter.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cargo_test_args: Vec<String>,
+}
+
+pub fn test(options: &Options) -> Result<()> {
+    ensure_packages()?;
+    build_ebpf(&build_ebpf::Options {
+        rebuild_linker: false,
+    })?;
+    let mut cargo = Command::new("cargo");
+    cargo
+        .current_dir(workspace_root())
+        .args(["test", "--workspace", "--release"])
+        .args(&options.cargo_test_args);
+    // The tests load programs and build namespaces: they run as root.
+    if !is_root() {
+        cargo.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
+    }
+    run(&mut cargo).context("running the tests")
+}
