@@ -1,3 +1,5 @@
 //! netprobe: per-hop latency of the Linux container datapath, measured with
 //! eBPF, and a lab that rebuilds the common container networking modes in
 //! network namespaces to compare them.
+
+pub mod netns;

@@ -1,0 +1,137 @@
+//! Network namespaces: the named ones of `ip netns` (`/run/netns/NAME`) and
+//! running code inside one. `setns` switches only the calling thread, so work
+//! runs on a thread of its own or under a guard that switches back.
+
+use std::{
+    fs::{self, File},
+    io,
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+/// Where `ip netns add` bind-mounts named namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+#[derive(Debug, Error)]
+pub enum NetNsError {
+    #[error("network namespace {0:?} does not exist")]
+    NotFound(String),
+    #[error("cannot open network namespace {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot enter network namespace {name}: {source}")]
+    Enter { name: String, source: io::Error },
+    #[error("the thread running in network namespace {0} panicked")]
+    ThreadPanicked(String),
+}
+
+/// An open handle on a network namespace.
+#[derive(Debug)]
+pub struct NetNs {
+    file: File,
+    inode: u32,
+    name: String,
+}
+
+impl NetNs {
+    /// A namespace created with `ip netns add NAME`.
+    pub fn named(name: &str) -> Result<Self, NetNsError> {
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        if !path.exists() {
+            return Err(NetNsError::NotFound(name.to_owned()));
+        }
+        Self::open(&path, name)
+    }
+
+    /// The namespace of the calling thread.
+    pub fn current() -> Result<Self, NetNsError> {
+        Self::open(Path::new("/proc/thread-self/ns/net"), "(current)")
+    }
+
+    fn open(path: &Path, name: &str) -> Result<Self, NetNsError> {
+        let open_error = |source| NetNsError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(open_error)?;
+        let inode = file.metadata().map_err(open_error)?.ino();
+        Ok(Self {
+            file,
+            // Namespace inode numbers are the kernel's 32-bit `ns.inum`.
+            inode: inode as u32,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The namespace's inode number: what the kernel calls `net->ns.inum`.
+    pub fn inode(&self) -> u32 {
+        self.inode
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `work` on a new thread inside this namespace.
+    pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, NetNsError> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    self.switch_thread()?;
+                    Ok(work())
+                })
+                .join()
+                .map_err(|_| NetNsError::ThreadPanicked(self.name.clone()))?
+        })
+    }
+
+    /// Moves the calling thread into this namespace until the guard drops.
+    pub fn enter(&self) -> Result<NetNsGuard, NetNsError> {
+        let previous = Self::current()?;
+        self.switch_thread()?;
+        Ok(NetNsGuard { previous })
+    }
+
+    fn switch_thread(&self) -> Result<(), NetNsError> {
+        if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(NetNsError::Enter {
+                name: self.name.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Returns the thread to the namespace it was in when dropped.
+#[must_use = "the thread leaves the namespace when the guard drops"]
+pub struct NetNsGuard {
+    previous: NetNs,
+}
+
+impl Drop for NetNsGuard {
+    fn drop(&mut self) {
+        if let Err(err) = self.previous.switch_thread() {
+            // Continuing in the wrong namespace would act on the wrong devices.
+            panic!("cannot return to the original network namespace: {err}");
+        }
+    }
+}
+
+/// Names of the namespaces in `/run/netns`.
+pub fn named_namespaces() -> io::Result<Vec<String>> {
+    let entries = match fs::read_dir(NETNS_RUN_DIR) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Some(name) = entry?.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
