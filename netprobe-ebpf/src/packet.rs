@@ -1,11 +1,15 @@
 //! Header parsing shared by every hook: from the first header a hook sees to
-//! the fields that identify a packet ([`FlightKey`]) and its flow ([`Flow`]).
-//! VXLAN is looked through: what identifies an encapsulated packet is its inner
-//! headers, which encapsulation and decapsulation leave unchanged.
+//! the fields that identify a packet ([`FlightKey`]), and whether its flow
+//! matches `--filter`. VXLAN is looked through: what identifies an
+//! encapsulated packet is its inner headers, which encapsulation and
+//! decapsulation leave unchanged.
 
 use core::mem::size_of;
 
-use netprobe_common::{config::VXLAN_PORTS, probe::FlightKey};
+use netprobe_common::{
+    config::{FlowFilter, MATCH_DST, MATCH_SRC, VXLAN_PORTS},
+    probe::FlightKey,
+};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -30,48 +34,92 @@ pub trait PacketReader {
     fn read<T: Copy>(&self, offset: usize) -> Option<T>;
 }
 
-/// Addresses and ports of a packet, for `--filter`.
-#[derive(Clone, Copy)]
-pub struct Flow {
-    pub family: u8,
-    pub protocol: u8,
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
-}
-
 /// A packet worth following: TCP carrying data, or UDP. Pure ACKs, SYNs and
 /// FINs never reach a socket read, so following them would only leave
 /// unfinished records behind.
 #[derive(Clone, Copy)]
 pub struct Packet {
     pub key: FlightKey,
-    pub flow: Flow,
+    /// Whether the (inner) flow matches the filter.
+    pub selected: bool,
 }
 
-/// Parses from an Ethernet header at `offset`.
-#[inline(always)]
-pub fn parse_ethernet<R: PacketReader>(reader: &R, offset: usize) -> Option<Packet> {
-    parse_frame(reader, offset, true)
+/// Where parsing starts.
+#[derive(Clone, Copy)]
+pub enum Start {
+    /// At an Ethernet header.
+    Ethernet,
+    /// At an IP header with this EtherType (host order).
+    Network(u16),
 }
 
-/// Parses from an IP header at `offset` whose EtherType (host order) is known.
+/// Parses the packet at `offset`, looking through one VXLAN encapsulation.
 #[inline(always)]
-pub fn parse_network<R: PacketReader>(
+pub fn parse<R: PacketReader>(
     reader: &R,
-    offset: usize,
-    ether_type: u16,
+    mut offset: usize,
+    mut start: Start,
+    filter: &FlowFilter,
 ) -> Option<Packet> {
-    parse_transport(reader, parse_ip(reader, offset, ether_type)?, true)
+    // Two rounds at most: the outer packet, then the inner one of a VXLAN
+    // packet. A loop rather than recursion, which BPF does not allow.
+    for round in 0..2 {
+        let ether_type = match start {
+            Start::Ethernet => {
+                let (ether_type, l3) = parse_ethernet(reader, offset)?;
+                offset = l3;
+                ether_type
+            }
+            Start::Network(ether_type) => ether_type,
+        };
+        let mut packet = Packet {
+            key: FlightKey::default(),
+            selected: true,
+        };
+        let (protocol, l4, payload_len) = parse_ip(reader, offset, ether_type, filter, &mut packet)?;
+        packet.key.protocol = protocol;
+        match protocol {
+            IPPROTO_TCP => {
+                let tcp: TcpHdr = reader.read(l4)?;
+                let header_len = tcp.doff() * 4;
+                // GRO and GSO packets carry data too; their IPv4 length may be 0.
+                if usize::from(header_len) < size_of::<TcpHdr>() || payload_len == header_len {
+                    return None;
+                }
+                select_ports(filter, &mut packet, tcp.source, tcp.dest);
+                packet.key.word0 = u32::from_be_bytes(tcp.seq);
+                packet.key.word1 = u32::from_be_bytes(tcp.ack_seq);
+                return Some(packet);
+            }
+            IPPROTO_UDP => {
+                let udp: UdpHdr = reader.read(l4)?;
+                let dst_port = u16::from_be_bytes(udp.dst);
+                if round == 0 && (dst_port == VXLAN_PORTS[0] || dst_port == VXLAN_PORTS[1]) {
+                    offset = l4 + UdpHdr::LEN + VxlanHdr::LEN;
+                    start = Start::Ethernet;
+                    continue;
+                }
+                select_ports(filter, &mut packet, udp.src, udp.dst);
+                let udp_len = u16::from_be_bytes(udp.len);
+                packet.key.word0 = u32::from(udp_len);
+                if usize::from(udp_len) >= UdpHdr::LEN + size_of::<u32>() {
+                    packet.key.word1 = reader.read(l4 + UdpHdr::LEN)?;
+                }
+                return Some(packet);
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
+/// Returns the EtherType after up to two VLAN tags, and the offset of the
+/// network header.
 #[inline(always)]
-fn parse_frame<R: PacketReader>(reader: &R, offset: usize, outer: bool) -> Option<Packet> {
+fn parse_ethernet<R: PacketReader>(reader: &R, offset: usize) -> Option<(u16, usize)> {
     let eth: EthHdr = reader.read(offset)?;
     let mut ether_type = u16::from_be(eth.ether_type);
     let mut offset = offset + EthHdr::LEN;
-    // Up to two VLAN tags (802.1ad outer, 802.1Q inner).
     for _ in 0..2 {
         if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
             break;
@@ -80,32 +128,21 @@ fn parse_frame<R: PacketReader>(reader: &R, offset: usize, outer: bool) -> Optio
         ether_type = u16::from_be(vlan.ether_type);
         offset += VlanHdr::LEN;
     }
-    parse_transport(reader, parse_ip(reader, offset, ether_type)?, outer)
+    Some((ether_type, offset))
 }
 
-/// What the network header tells about a packet.
-#[derive(Clone, Copy)]
-struct Network {
-    transport_offset: usize,
-    /// Bytes after the network header.
-    payload_len: u16,
-    /// IPv4 identification; 0 for IPv6, which has none.
-    ip_id: u32,
-    flow: Flow,
-}
-
-/// Fragments are not followed: only the first has ports, and reassembly
-/// joins them anyway.
+/// Returns the protocol, the transport header offset and the bytes after
+/// the network header; fills the IPv4 identification and applies the
+/// address filter. Fragments are not followed: only the first has ports,
+/// and reassembly joins them anyway.
 #[inline(always)]
-fn parse_ip<R: PacketReader>(reader: &R, offset: usize, ether_type: u16) -> Option<Network> {
-    let mut flow = Flow {
-        family: 0,
-        protocol: 0,
-        src_port: 0,
-        dst_port: 0,
-        src_addr: [0; 16],
-        dst_addr: [0; 16],
-    };
+fn parse_ip<R: PacketReader>(
+    reader: &R,
+    offset: usize,
+    ether_type: u16,
+    filter: &FlowFilter,
+    packet: &mut Packet,
+) -> Option<(u8, usize, u16)> {
     match ether_type {
         ETH_P_IP => {
             let ip: Ipv4Hdr = reader.read(offset)?;
@@ -117,78 +154,45 @@ fn parse_ip<R: PacketReader>(reader: &R, offset: usize, ether_type: u16) -> Opti
             if frags & (IPV4_MORE_FRAGMENTS | IPV4_FRAGMENT_OFFSET) != 0 {
                 return None;
             }
-            flow.family = 4;
-            flow.protocol = ip.proto;
-            flow.src_addr[..4].copy_from_slice(&ip.src_addr);
-            flow.dst_addr[..4].copy_from_slice(&ip.dst_addr);
-            Some(Network {
-                transport_offset: offset + usize::from(header_len),
-                payload_len: u16::from_be_bytes(ip.tot_len).saturating_sub(header_len),
-                ip_id: u32::from(u16::from_be_bytes(ip.id)),
-                flow,
-            })
+            packet.key.ip_id = u32::from(u16::from_be_bytes(ip.id));
+            if filter.family != 0 {
+                packet.selected &= filter.family == 4
+                    && address_selected(filter, &ip.src_addr, &ip.dst_addr);
+            }
+            let payload_len = u16::from_be_bytes(ip.tot_len).saturating_sub(header_len);
+            Some((ip.proto, offset + usize::from(header_len), payload_len))
         }
         ETH_P_IPV6 => {
             let ip: Ipv6Hdr = reader.read(offset)?;
             if ip.vcf[0] >> 4 != 6 {
                 return None;
             }
-            flow.family = 6;
-            flow.protocol = ip.next_hdr;
-            flow.src_addr = ip.src_addr;
-            flow.dst_addr = ip.dst_addr;
-            Some(Network {
-                transport_offset: offset + Ipv6Hdr::LEN,
-                payload_len: u16::from_be_bytes(ip.payload_len),
-                ip_id: 0,
-                flow,
-            })
+            if filter.family != 0 {
+                packet.selected &= filter.family == 6
+                    && address_selected(filter, &ip.src_addr, &ip.dst_addr);
+            }
+            let payload_len = u16::from_be_bytes(ip.payload_len);
+            Some((ip.next_hdr, offset + Ipv6Hdr::LEN, payload_len))
         }
         _ => None,
     }
 }
 
 #[inline(always)]
-fn parse_transport<R: PacketReader>(reader: &R, network: Network, outer: bool) -> Option<Packet> {
-    let Network {
-        transport_offset: offset,
-        payload_len,
-        ip_id,
-        mut flow,
-    } = network;
-    let mut key = FlightKey {
-        protocol: flow.protocol,
-        ip_id,
-        ..FlightKey::default()
-    };
-    match flow.protocol {
-        IPPROTO_TCP => {
-            let tcp: TcpHdr = reader.read(offset)?;
-            let header_len = tcp.doff() * 4;
-            // GRO and GSO packets carry data too; their IPv4 length may be 0.
-            if usize::from(header_len) < size_of::<TcpHdr>() || payload_len == header_len {
-                return None;
-            }
-            flow.src_port = u16::from_be_bytes(tcp.source);
-            flow.dst_port = u16::from_be_bytes(tcp.dest);
-            key.word0 = u32::from_be_bytes(tcp.seq);
-            key.word1 = u32::from_be_bytes(tcp.ack_seq);
-        }
-        IPPROTO_UDP => {
-            let udp: UdpHdr = reader.read(offset)?;
-            let dst_port = u16::from_be_bytes(udp.dst);
-            if outer && (dst_port == VXLAN_PORTS[0] || dst_port == VXLAN_PORTS[1]) {
-                let inner = offset + UdpHdr::LEN + VxlanHdr::LEN;
-                return parse_frame(reader, inner, false);
-            }
-            flow.src_port = u16::from_be_bytes(udp.src);
-            flow.dst_port = dst_port;
-            key.word0 = u32::from(u16::from_be_bytes(udp.len));
-            if key.word0 as usize >= UdpHdr::LEN + size_of::<u32>() {
-                key.word1 = reader.read(offset + UdpHdr::LEN)?;
-            }
-        }
-        _ => return None,
+fn address_selected<const N: usize>(filter: &FlowFilter, src: &[u8; N], dst: &[u8; N]) -> bool {
+    let wanted = &filter.addr[..N];
+    (filter.addr_sides & MATCH_SRC != 0 && src[..] == *wanted)
+        || (filter.addr_sides & MATCH_DST != 0 && dst[..] == *wanted)
+}
+
+#[inline(always)]
+fn select_ports(filter: &FlowFilter, packet: &mut Packet, src: [u8; 2], dst: [u8; 2]) {
+    if filter.protocol != 0 && filter.protocol != packet.key.protocol {
+        packet.selected = false;
     }
-    Some(Packet { key, flow })
+    if filter.port != 0 {
+        let src = filter.port_sides & MATCH_SRC != 0 && u16::from_be_bytes(src) == filter.port;
+        let dst = filter.port_sides & MATCH_DST != 0 && u16::from_be_bytes(dst) == filter.port;
+        packet.selected &= src || dst;
+    }
 }

@@ -1,4 +1,7 @@
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use netprobe::attach;
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
 /// socket and back.
@@ -10,9 +13,35 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Attach the probes behind an interface and report per-hop latency.
+    Attach(attach::AttachArgs),
+}
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match Cli::parse().command {}
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
+            print!("{error}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            // One line: the first line of clap's message names the problem.
+            let message = error.to_string();
+            eprintln!("{}", message.lines().next().unwrap_or("invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match &cli.command {
+        Command::Attach(args) => attach::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -4,12 +4,11 @@
 
 use aya_ebpf::{bindings::BPF_ANY, helpers::bpf_ktime_get_ns};
 use netprobe_common::{
-    config::{FlowFilter, MATCH_DST, MATCH_SRC},
     probe::{
         DIRECTION_EGRESS, Flight, FlightKey, HopStats, MAX_HOPS, Point, PointKey, Trace, slot,
     },
 };
-use netprobe_ebpf::packet::{Flow, IPPROTO_TCP, Packet};
+use netprobe_ebpf::packet::{IPPROTO_TCP, Packet};
 
 use crate::{
     config::config,
@@ -49,7 +48,7 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
         return;
     }
     let Some(flight) = FLIGHTS.get_ptr_mut(&key) else {
-        if matches!(unjoined, Unjoined::Count) && filter_matches(&packet.flow) {
+        if matches!(unjoined, Unjoined::Count) && packet.selected {
             update_stats(point, |stats| {
                 stats.seen += 1;
                 stats.unjoined += 1;
@@ -95,7 +94,7 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
 /// number, as hop 0.
 #[inline(always)]
 fn start(point: Point, key: &FlightKey, packet: &Packet, now: u64) {
-    if !filter_matches(&packet.flow) {
+    if !packet.selected {
         return;
     }
     let mut flight = Flight {
@@ -157,14 +156,16 @@ fn maybe_sample(point: Point, key: &FlightKey, flight: &Flight) {
         return;
     }
     *ticks = 0;
-    let trace = Trace {
-        key: *key,
-        direction: point.direction,
-        hops: point.hop + 1,
-        hop_ns: flight.hop_ns,
-    };
     // A full ring loses the sample, never the measurement.
-    let _ = TRACES.output::<Trace>(&trace, 0);
+    if let Some(mut entry) = TRACES.reserve::<Trace>(0) {
+        entry.write(Trace {
+            key: *key,
+            direction: point.direction,
+            hops: point.hop + 1,
+            hop_ns: flight.hop_ns,
+        });
+        entry.submit(0);
+    }
 }
 
 #[inline(always)]
@@ -179,31 +180,4 @@ fn update_stats(point: Point, update: impl FnOnce(&mut HopStats)) {
     if let Some(stats) = HOP_STATS.get_ptr_mut(slot(point.direction, point.hop)) {
         update(unsafe { &mut *stats });
     }
-}
-
-#[inline(always)]
-fn filter_matches(flow: &Flow) -> bool {
-    let filter: FlowFilter = config!(filter);
-    if filter.protocol != 0 && filter.protocol != flow.protocol {
-        return false;
-    }
-    if filter.port != 0 {
-        let src = filter.port_sides & MATCH_SRC != 0 && flow.src_port == filter.port;
-        let dst = filter.port_sides & MATCH_DST != 0 && flow.dst_port == filter.port;
-        if !src && !dst {
-            return false;
-        }
-    }
-    if filter.family != 0 {
-        if filter.family != flow.family {
-            return false;
-        }
-        let len = if filter.family == 4 { 4 } else { 16 };
-        let src = filter.addr_sides & MATCH_SRC != 0 && flow.src_addr[..len] == filter.addr[..len];
-        let dst = filter.addr_sides & MATCH_DST != 0 && flow.dst_addr[..len] == filter.addr[..len];
-        if !src && !dst {
-            return false;
-        }
-    }
-    true
 }

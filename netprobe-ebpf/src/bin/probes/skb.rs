@@ -3,7 +3,7 @@
 
 use netprobe_common::probe::{Point, PointKey};
 use netprobe_ebpf::{
-    packet::{Packet, parse_ethernet, parse_network},
+    packet::{Packet, Start, parse},
     reader::{KernelReader, read_kernel},
 };
 
@@ -22,14 +22,15 @@ impl SkBuff {
     /// The packet when `skb->data` is at the Ethernet header (transmit path).
     #[inline(always)]
     pub fn packet_at_mac(&self) -> Option<Packet> {
-        parse_ethernet(&KernelReader(self.data()?), 0)
+        parse(&KernelReader(self.data()?), 0, Start::Ethernet, &config!(filter))
     }
 
     /// The packet when `skb->data` is at the network header (receive path,
     /// after `eth_type_trans`).
     #[inline(always)]
     pub fn packet_at_network(&self) -> Option<Packet> {
-        parse_network(&KernelReader(self.data()?), 0, self.protocol()?)
+        let start = Start::Network(self.protocol()?);
+        parse(&KernelReader(self.data()?), 0, start, &config!(filter))
     }
 
     /// The packet through `skb->network_header`, for skbs whose data pointer
@@ -38,7 +39,8 @@ impl SkBuff {
     pub fn packet_by_network_header(&self) -> Option<Packet> {
         let head: *const u8 = read_kernel(self.0, config!(offsets.sk_buff_head) as usize)?;
         let network: u16 = read_kernel(self.0, config!(offsets.sk_buff_network_header) as usize)?;
-        parse_network(&KernelReader(head), usize::from(network), self.protocol()?)
+        let start = Start::Network(self.protocol()?);
+        parse(&KernelReader(head), usize::from(network), start, &config!(filter))
     }
 
     #[inline(always)]

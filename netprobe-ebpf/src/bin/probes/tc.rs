@@ -4,7 +4,7 @@
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
 use netprobe_common::probe::{HOOK_TC_EGRESS, HOOK_TC_INGRESS, PointKey};
-use netprobe_ebpf::{packet::parse_ethernet, reader::TcReader};
+use netprobe_ebpf::{packet::{Start, parse}, reader::TcReader};
 
 use crate::{
     config::config,
@@ -32,7 +32,7 @@ fn observe_tc(ctx: &TcContext, hook: u32) {
         hook,
     };
     if let Some(point) = lookup_point(&key)
-        && let Some(packet) = parse_ethernet(&TcReader(ctx), 0)
+        && let Some(packet) = parse(&TcReader(ctx), 0, Start::Ethernet, &config!(filter))
     {
         observe(point, &packet, now, Unjoined::Count);
     }

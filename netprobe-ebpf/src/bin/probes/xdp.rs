@@ -3,7 +3,7 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use netprobe_common::probe::{HOOK_XDP, PointKey};
-use netprobe_ebpf::{packet::parse_ethernet, reader::XdpReader};
+use netprobe_ebpf::{packet::{Start, parse}, reader::XdpReader};
 
 use crate::{
     config::config,
@@ -19,7 +19,7 @@ pub fn np_xdp(ctx: XdpContext) -> u32 {
         hook: HOOK_XDP,
     };
     if let Some(point) = lookup_point(&key)
-        && let Some(packet) = parse_ethernet(&XdpReader::new(&ctx), 0)
+        && let Some(packet) = parse(&XdpReader::new(&ctx), 0, Start::Ethernet, &config!(filter))
     {
         observe(point, &packet, now, Unjoined::Count);
     }

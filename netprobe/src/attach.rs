@@ -1,0 +1,281 @@
+//! `netprobe attach IFACE`: discover the datapath behind an interface, attach
+//! the probes, show the breakdown live, and print the final report on Ctrl-C,
+//! SIGTERM or the end of `--duration`.
+
+use std::{
+    fs,
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use netprobe_common::probe::{DIRECTION_EGRESS, MAX_HOPS, Trace};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    discovery::{self, Datapath, DeviceSelector},
+    filter::Filter,
+    netns::NetNs,
+    path::{Direction, ProbePath},
+    privilege::require_bpf_privileges,
+    probes::{ProbeOptions, ProbeSession, XdpModeChoice},
+    report::{Report, ReportContext, Sample, SampleHop},
+};
+
+/// Flights not seen for this long stopped on the way.
+const FLIGHT_EXPIRY: Duration = Duration::from_secs(2);
+/// Samples kept for the report.
+const MAX_SAMPLES: usize = 1000;
+
+#[derive(clap::Args, Debug)]
+pub struct AttachArgs {
+    /// The node's interface to the wire (e.g. eth0).
+    pub interface: String,
+    /// Named network namespace (ip netns) the interface is in.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Stop after this long (e.g. 10s, 2m); default: until Ctrl-C or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Refresh of the live table.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Also write the final report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Record one packet in N with all its hop timestamps.
+    #[arg(long, default_value_t = 0)]
+    pub sample: u32,
+    #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
+    pub xdp_mode: XdpModeChoice,
+    /// Flows to follow: tcp|udp, [src|dst] port N, [src|dst] host ADDR, joined by "and".
+    #[arg(long)]
+    pub filter: Option<Filter>,
+    /// Add a device to the discovered path (DEV or DEV@NETNS).
+    #[arg(long = "with", value_name = "DEV[@NETNS]")]
+    pub with: Vec<DeviceSelector>,
+    /// Leave a discovered device out (DEV or DEV@NETNS).
+    #[arg(long = "without", value_name = "DEV[@NETNS]")]
+    pub without: Vec<DeviceSelector>,
+    /// Measure without XDP when another program already holds the
+    /// interface's XDP hook (netprobe never replaces it).
+    #[arg(long)]
+    pub force: bool,
+    /// Print only the final report, no live table.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Written once the probes are attached (for tests and scripts).
+    #[arg(long, hide = true)]
+    pub ready_file: Option<PathBuf>,
+}
+
+pub fn run(args: &AttachArgs) -> Result<()> {
+    require_bpf_privileges()?;
+    let node = match &args.netns {
+        Some(name) => NetNs::named(name)?,
+        None => NetNs::current()?,
+    };
+    let datapath = discover(args, &node)?;
+    let filter_text = args.filter.as_ref().map(|filter| filter.expression.clone());
+    let options = ProbeOptions {
+        xdp_mode: args.xdp_mode,
+        filter: args.filter.as_ref().map(|filter| filter.flow).unwrap_or_default(),
+        sample_every: args.sample,
+        force: args.force,
+    };
+    let session = ProbeSession::start(&datapath, &node, &options)?;
+    print_path(&datapath, session.path());
+    for unobserved in session.unobserved() {
+        eprintln!("not observed: {} ({})", unobserved.hook.describe(), unobserved.reason);
+    }
+    if let Some(ready) = &args.ready_file {
+        fs::write(ready, std::process::id().to_string())
+            .with_context(|| format!("writing {}", ready.display()))?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    let report = runtime.block_on(monitor(session, args, filter_text.as_deref()))?;
+    println!("{report}");
+    if let Some(json) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        fs::write(json, text).with_context(|| format!("writing {}", json.display()))?;
+    }
+    Ok(())
+}
+
+fn discover(args: &AttachArgs, node: &NetNs) -> Result<Datapath> {
+    let mut datapath = discovery::discover(&args.interface, node)?;
+    for device in &args.without {
+        datapath.remove(device);
+    }
+    for device in &args.with {
+        datapath.add(device, node)?;
+    }
+    Ok(datapath)
+}
+
+fn print_path(datapath: &Datapath, path: &ProbePath) {
+    let names = |devices: &[discovery::Device]| {
+        devices.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    };
+    println!("datapath behind {}:", datapath.nic);
+    for (role, devices) in [
+        ("vxlan", &datapath.vxlan),
+        ("bridges", &datapath.bridges),
+        ("bridge ports", &datapath.bridge_ports),
+        ("pods", &datapath.pods),
+    ] {
+        if !devices.is_empty() {
+            println!("  {role}: {}", names(devices));
+        }
+    }
+    for direction in Direction::BOTH {
+        let hops: Vec<String> = path
+            .hops(direction)
+            .iter()
+            .map(|hop| format!("{} [{}]", hop.label(), hop.hook.describe()))
+            .collect();
+        println!("  {}: {}", direction.describe(), hops.join(" -> "));
+    }
+}
+
+async fn monitor(
+    mut session: ProbeSession,
+    args: &AttachArgs,
+    filter: Option<&str>,
+) -> Result<Report> {
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(args.interval);
+    ticker.tick().await;
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let end = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(end);
+    let mut traces = if args.sample > 0 {
+        let ring = session.take_traces()?;
+        // SAFETY: the AsyncFd owns the ring buffer, so the descriptor it
+        // watches stays open until it is deregistered on drop.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(std::io::Error::from)
+            .context("watching the sample ring buffer")?;
+        Some(ring)
+    } else {
+        None
+    };
+    let mut samples = Vec::new();
+    let mut expired = 0;
+    let live = !args.quiet && std::io::stdout().is_terminal();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                expired += session.expire_flights(FLIGHT_EXPIRY)?.iter().flatten().sum::<u64>();
+                if !args.quiet {
+                    let report = build_report(&session, args, filter, started, expired, &samples)?;
+                    print_live(&report, live);
+                }
+            }
+            ready = async { traces.as_mut().expect("guarded").readable_mut().await }, if traces.is_some() => {
+                let mut ready = ready.context("reading samples")?;
+                drain_samples(ready.get_inner_mut(), session.path(), &mut samples);
+                ready.clear_ready();
+            }
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = &mut end => break,
+        }
+    }
+    if let Some(traces) = traces.as_mut() {
+        drain_samples(traces.get_mut(), session.path(), &mut samples);
+    }
+    build_report(&session, args, filter, started, expired, &samples)
+}
+
+fn build_report(
+    session: &ProbeSession,
+    args: &AttachArgs,
+    filter: Option<&str>,
+    started: Instant,
+    expired: u64,
+    samples: &[Sample],
+) -> Result<Report> {
+    let context = ReportContext {
+        interface: &args.interface,
+        netns: args.netns.as_deref(),
+        filter,
+        xdp_mode: session.xdp_mode(),
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    Ok(Report::new(
+        &context,
+        session.path(),
+        &session.snapshot()?,
+        expired,
+        session.unobserved(),
+        session.program_costs()?,
+        samples.to_vec(),
+    ))
+}
+
+/// On a terminal the table redraws in place; otherwise one line per interval.
+fn print_live(report: &Report, terminal: bool) {
+    let mut out = std::io::stdout().lock();
+    let result = if terminal {
+        write!(out, "\x1b[2J\x1b[H{report}")
+    } else {
+        let totals: Vec<String> = report
+            .end_to_end
+            .iter()
+            .map(|total| {
+                format!(
+                    "{:?} p50 {} n={}",
+                    total.direction,
+                    crate::report::format_ns(total.latency.p50_ns),
+                    total.latency.count
+                )
+            })
+            .collect();
+        writeln!(out, "[{:.0}s] {}", report.duration_s, totals.join(", "))
+    };
+    // A closed stdout must not stop the measurement.
+    result.ok();
+}
+
+fn drain_samples(traces: &mut RingBuf<MapData>, path: &ProbePath, samples: &mut Vec<Sample>) {
+    while let Some(item) = traces.next() {
+        if item.len() < size_of::<Trace>() {
+            continue;
+        }
+        let trace = unsafe { item.as_ptr().cast::<Trace>().read_unaligned() };
+        if samples.len() < MAX_SAMPLES {
+            samples.push(sample_from(&trace, path));
+        }
+    }
+}
+
+fn sample_from(trace: &Trace, path: &ProbePath) -> Sample {
+    let direction = if trace.direction == DIRECTION_EGRESS {
+        Direction::Egress
+    } else {
+        Direction::Ingress
+    };
+    let hops = path.hops(direction);
+    let first = trace.hop_ns.iter().copied().find(|ns| *ns != 0).unwrap_or(0);
+    Sample {
+        direction,
+        hops: hops
+            .iter()
+            .zip(trace.hop_ns.iter().take(MAX_HOPS))
+            .map(|(hop, &ns)| SampleHop {
+                point: hop.label(),
+                offset_ns: (ns != 0).then(|| ns - first),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,234 @@
+//! Finding the datapath behind an interface through rtnetlink: the vxlan
+//! devices that send through it, the bridges and their veth ports, and the
+//! pods' interfaces at the far end of those veths (or macvlan/ipvlan devices
+//! stacked on the interface), in whatever named namespace they live.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::{
+    netlink::{self, Link, NetlinkError},
+    netns::{self, NetNs, NetNsError},
+};
+
+#[derive(Debug, Error)]
+pub enum DiscoveryError {
+    #[error("no interface {name} in {netns}")]
+    UnknownInterface { name: String, netns: String },
+    #[error(transparent)]
+    NetNs(#[from] NetNsError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("listing network namespaces: {0}")]
+    ListNamespaces(#[source] std::io::Error),
+    #[error("cannot tell what {0} is on the path: it is not a vxlan device, bridge, bridge port or pod interface")]
+    UnknownRole(String),
+}
+
+/// One device: ifindex values repeat across namespaces, so the namespace is
+/// part of its identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: String,
+    pub ifindex: u32,
+    /// Inode of its network namespace.
+    pub netns_inode: u32,
+    /// Name of its namespace in /run/netns; `None` for the node's own.
+    pub netns_name: Option<String>,
+    pub kind: String,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.netns_name {
+            Some(netns) => write!(f, "{}@{netns}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// What a packet crosses between the NIC and a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datapath {
+    pub nic: Device,
+    /// XDP program already on the NIC, if any (someone else's).
+    pub nic_xdp_prog_id: Option<u32>,
+    pub vxlan: Vec<Device>,
+    pub bridges: Vec<Device>,
+    pub bridge_ports: Vec<Device>,
+    pub pods: Vec<Device>,
+}
+
+/// `--with DEV[@NETNS]` and `--without DEV[@NETNS]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSelector {
+    pub name: String,
+    pub netns: Option<String>,
+}
+
+impl std::str::FromStr for DeviceSelector {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, netns) = match text.split_once('@') {
+            Some((name, netns)) => (name, Some(netns.to_owned())),
+            None => (text, None),
+        };
+        if name.is_empty() || netns.as_deref() == Some("") {
+            return Err(format!("{text:?} is not DEV or DEV@NETNS"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            netns,
+        })
+    }
+}
+
+impl DeviceSelector {
+    fn matches(&self, device: &Device) -> bool {
+        self.name == device.name && self.netns == device.netns_name
+    }
+}
+
+/// Discovers the datapath behind `nic_name` in the namespace `node`.
+pub fn discover(nic_name: &str, node: &NetNs) -> Result<Datapath, DiscoveryError> {
+    let node_links = node.run(netlink::links)??;
+    let device = |link: &Link| Device {
+        name: link.name.clone(),
+        ifindex: link.index,
+        netns_inode: node.inode(),
+        netns_name: None,
+        kind: link.kind.clone(),
+    };
+    let nic = node_links
+        .iter()
+        .find(|link| link.name == nic_name)
+        .ok_or_else(|| DiscoveryError::UnknownInterface {
+            name: nic_name.to_owned(),
+            netns: node.name().to_owned(),
+        })?;
+    let vxlan = node_links
+        .iter()
+        .filter(|link| {
+            link.vxlan
+                .as_ref()
+                .is_some_and(|vxlan| vxlan.link.is_none_or(|lower| lower == nic.index))
+        })
+        .map(device)
+        .collect();
+    let bridges: Vec<&Link> = node_links
+        .iter()
+        .filter(|link| link.kind == "bridge")
+        .filter(|bridge| node_links.iter().any(|port| port.master == Some(bridge.index)))
+        .collect();
+    let ports: Vec<&Link> = node_links
+        .iter()
+        .filter(|link| link.kind == "veth")
+        .filter(|link| bridges.iter().any(|bridge| link.master == Some(bridge.index)))
+        .collect();
+    let pods = pod_devices(node, nic, &ports)?;
+    Ok(Datapath {
+        nic: device(nic),
+        nic_xdp_prog_id: nic.xdp_prog_id,
+        vxlan,
+        bridges: bridges.into_iter().map(device).collect(),
+        bridge_ports: ports.into_iter().map(device).collect(),
+        pods,
+    })
+}
+
+/// Interfaces in other named namespaces whose lower end is in the node: the
+/// peers of the bridge's veth ports, and macvlan/ipvlan devices on the NIC.
+fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>, DiscoveryError> {
+    let mut pods = Vec::new();
+    for name in netns::named_namespaces().map_err(DiscoveryError::ListNamespaces)? {
+        let Ok(pod_ns) = NetNs::named(&name) else {
+            // Removed while we looked.
+            continue;
+        };
+        if pod_ns.inode() == node.inode() {
+            continue;
+        }
+        let (links, node_id) = pod_ns.run(|| -> Result<_, NetlinkError> {
+            // Listing first: it makes the kernel assign the ids links use.
+            let links = netlink::links()?;
+            Ok((links, netlink::netns_id(node)?))
+        })??;
+        let Some(node_id) = node_id else { continue };
+        for link in links {
+            if link.link_netnsid != Some(node_id) {
+                continue;
+            }
+            let lower = link.link.unwrap_or(0);
+            let is_pod = match link.kind.as_str() {
+                "veth" => ports.iter().any(|port| port.index == lower),
+                "macvlan" | "ipvlan" => lower == nic.index,
+                _ => false,
+            };
+            if is_pod {
+                pods.push(Device {
+                    name: link.name,
+                    ifindex: link.index,
+                    netns_inode: pod_ns.inode(),
+                    netns_name: Some(name.clone()),
+                    kind: link.kind,
+                });
+            }
+        }
+    }
+    Ok(pods)
+}
+
+impl Datapath {
+    /// Drops the devices `--without` names.
+    pub fn remove(&mut self, selector: &DeviceSelector) {
+        for group in [
+            &mut self.vxlan,
+            &mut self.bridges,
+            &mut self.bridge_ports,
+            &mut self.pods,
+        ] {
+            group.retain(|device| !selector.matches(device));
+        }
+    }
+
+    /// Adds a device `--with` names, placed on the path by what it is.
+    pub fn add(&mut self, selector: &DeviceSelector, node: &NetNs) -> Result<(), DiscoveryError> {
+        let named;
+        let netns = match &selector.netns {
+            Some(name) => {
+                named = NetNs::named(name)?;
+                &named
+            }
+            None => node,
+        };
+        let links = netns.run(netlink::links)??;
+        let link = links
+            .iter()
+            .find(|link| link.name == selector.name)
+            .ok_or_else(|| DiscoveryError::UnknownInterface {
+                name: selector.name.clone(),
+                netns: selector.netns.clone().unwrap_or_else(|| node.name().to_owned()),
+            })?;
+        let device = Device {
+            name: link.name.clone(),
+            ifindex: link.index,
+            netns_inode: netns.inode(),
+            netns_name: selector.netns.clone(),
+            kind: link.kind.clone(),
+        };
+        let in_node = netns.inode() == node.inode();
+        let group = match link.kind.as_str() {
+            "vxlan" if in_node => &mut self.vxlan,
+            "bridge" if in_node => &mut self.bridges,
+            "veth" if in_node && link.master.is_some() => &mut self.bridge_ports,
+            _ if !in_node => &mut self.pods,
+            _ => return Err(DiscoveryError::UnknownRole(device.to_string())),
+        };
+        if !group.contains(&device) {
+            group.push(device);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! Offsets of the kernel struct fields the tracepoint programs read, taken
+//! from the running kernel's BTF. The probes cannot rely on CO-RE, and these
+//! layouts differ between kernel versions and configurations.
+
+use std::path::Path;
+
+use btf_rs::{Btf, BtfType, Type};
+use netprobe_common::config::KernelOffsets;
+use thiserror::Error;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, Error)]
+pub enum BtfError {
+    #[error("this kernel has no BTF ({VMLINUX_BTF} is missing): build it with CONFIG_DEBUG_INFO_BTF=y")]
+    Missing,
+    #[error("cannot read {VMLINUX_BTF}: {0}")]
+    Read(#[source] btf_rs::Error),
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(&'static str),
+    #[error("kernel BTF has no field {1} in struct {0}")]
+    NoField(&'static str, &'static str),
+    #[error("kernel BTF is inconsistent: {0}")]
+    Malformed(#[source] btf_rs::Error),
+}
+
+/// Reads the offsets from the running kernel.
+pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
+    if !Path::new(VMLINUX_BTF).exists() {
+        return Err(BtfError::Missing);
+    }
+    let btf = Btf::from_file(VMLINUX_BTF).map_err(BtfError::Read)?;
+    let field = |owner, name| field_offset(&btf, owner, name);
+    Ok(KernelOffsets {
+        sk_buff_dev: field("sk_buff", "dev")?,
+        sk_buff_head: field("sk_buff", "head")?,
+        sk_buff_data: field("sk_buff", "data")?,
+        sk_buff_protocol: field("sk_buff", "protocol")?,
+        sk_buff_network_header: field("sk_buff", "network_header")?,
+        net_device_ifindex: field("net_device", "ifindex")?,
+        // possible_net_t is `struct { struct net *net; }`: the pointer is at
+        // the field's own offset.
+        net_device_nd_net: field("net_device", "nd_net")?,
+        net_ns_inum: field("net", "ns")? + field("ns_common", "inum")?,
+        sock_common_skc_net: field("sock_common", "skc_net")?,
+        tcp_sock_write_seq: field("tcp_sock", "write_seq")?,
+    })
+}
+
+/// Byte offset of `name` in struct `owner`, looking into anonymous structs
+/// and unions (sk_buff keeps `dev` in one).
+fn field_offset(btf: &Btf, owner: &'static str, name: &'static str) -> Result<u32, BtfError> {
+    let types = btf
+        .resolve_types_by_name(owner)
+        .map_err(|_| BtfError::NoStruct(owner))?;
+    let owner_type = types
+        .iter()
+        .find_map(|candidate| match candidate {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+        .ok_or(BtfError::NoStruct(owner))?;
+    find_member(btf, owner_type, name)?
+        .map(|bits| bits / 8)
+        .ok_or(BtfError::NoField(owner, name))
+}
+
+fn find_member(btf: &Btf, owner: &btf_rs::Struct, name: &str) -> Result<Option<u32>, BtfError> {
+    for member in &owner.members {
+        let member_name = btf.resolve_name(member).unwrap_or_default();
+        if member_name == name {
+            return Ok(Some(member.bit_offset()));
+        }
+        if member_name.is_empty()
+            && let Some(inner) = aggregate(btf, member)?
+            && let Some(offset) = find_member(btf, &inner, name)?
+        {
+            return Ok(Some(member.bit_offset() + offset));
+        }
+    }
+    Ok(None)
+}
+
+/// The struct or union a member is, through typedefs and qualifiers.
+fn aggregate(btf: &Btf, member: &dyn BtfType) -> Result<Option<btf_rs::Struct>, BtfError> {
+    let mut current = btf.resolve_chained_type(member).map_err(BtfError::Malformed)?;
+    loop {
+        current = match current {
+            Type::Struct(s) | Type::Union(s) => return Ok(Some(s)),
+            Type::Typedef(t) => btf.resolve_chained_type(&t),
+            Type::Const(t) => btf.resolve_chained_type(&t),
+            Type::Volatile(t) => btf.resolve_chained_type(&t),
+            _ => return Ok(None),
+        }
+        .map_err(BtfError::Malformed)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_every_offset_on_this_kernel() {
+        let offsets = kernel_offsets().expect("this kernel has BTF");
+        // sk_buff starts with next/prev pointers; dev follows them.
+        assert_eq!(offsets.sk_buff_dev, 16);
+        assert!(offsets.sk_buff_head > offsets.sk_buff_dev);
+        assert_eq!(offsets.sk_buff_data, offsets.sk_buff_head + 8);
+        assert!(offsets.net_ns_inum > 0);
+        assert!(offsets.tcp_sock_write_seq > offsets.sock_common_skc_net);
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let btf = Btf::from_file(VMLINUX_BTF).expect("this kernel has BTF");
+        let err = field_offset(&btf, "sk_buff", "no_such_field").unwrap_err();
+        assert_eq!(err.to_string(), "kernel BTF has no field no_such_field in struct sk_buff");
+    }
+}

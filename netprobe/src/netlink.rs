@@ -1,0 +1,222 @@
+//! rtnetlink queries in the calling thread's network namespace: the links
+//! discovery walks, and the namespace ids that tie a veth to its peer.
+
+use std::{io, net::Ipv4Addr, os::fd::AsRawFd as _};
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage, LinkXdp},
+    nsid::{NsidAttribute, NsidMessage},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use thiserror::Error;
+
+use crate::netns::NetNs;
+
+#[derive(Debug, Error)]
+pub enum NetlinkError {
+    #[error("netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("netlink {request}: {source}")]
+    Kernel {
+        request: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot parse netlink reply to {request}: {reason}")]
+    Parse {
+        request: &'static str,
+        reason: String,
+    },
+}
+
+/// A network device as rtnetlink describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// Driver kind (`veth`, `bridge`, `vxlan`, `macvlan`, ...); empty for
+    /// physical devices.
+    pub kind: String,
+    /// The bridge (or bond) this device is a port of.
+    pub master: Option<u32>,
+    /// The other end: a veth's peer, the lower device of a macvlan.
+    pub link: Option<u32>,
+    /// Namespace of `link`, as an id local to this namespace; `None` when it
+    /// is in this namespace.
+    pub link_netnsid: Option<i32>,
+    pub mac: Vec<u8>,
+    pub mtu: u32,
+    pub vxlan: Option<Vxlan>,
+    /// Program id of an XDP program attached to the device, any mode.
+    pub xdp_prog_id: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub port: u16,
+    /// The device it sends through (`dev eth0`).
+    pub link: Option<u32>,
+    pub local: Option<Ipv4Addr>,
+}
+
+/// All links of the calling thread's namespace.
+pub fn links() -> Result<Vec<Link>, NetlinkError> {
+    const REQUEST: &str = "link dump";
+    let replies = request(
+        REQUEST,
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        NLM_F_DUMP,
+    )?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewLink(message) => Some(link_from(message)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The id this namespace uses for `other`, assigning one if needed (as
+/// `ip netns set` would). Links that point into `other` carry this id.
+pub fn netns_id(other: &NetNs) -> Result<Option<i32>, NetlinkError> {
+    const REQUEST: &str = "namespace id";
+    let mut message = NsidMessage::default();
+    message
+        .attributes
+        .push(NsidAttribute::Fd(other.as_raw_fd() as u32));
+    let replies = request(REQUEST, RouteNetlinkMessage::GetNsId(message), 0)?;
+    Ok(replies.into_iter().find_map(|reply| match reply {
+        RouteNetlinkMessage::NewNsId(message) => {
+            message.attributes.into_iter().find_map(|attribute| match attribute {
+                NsidAttribute::Id(id) if id >= 0 => Some(id),
+                _ => None,
+            })
+        }
+        _ => None,
+    }))
+}
+
+fn link_from(message: LinkMessage) -> Link {
+    let mut link = Link {
+        index: message.header.index,
+        ..Link::default()
+    };
+    for attribute in message.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => link.name = name,
+            LinkAttribute::Controller(master) => link.master = Some(master),
+            LinkAttribute::Link(peer) if peer != 0 => link.link = Some(peer),
+            LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
+            LinkAttribute::Address(mac) => link.mac = mac,
+            LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+            LinkAttribute::Xdp(xdp) => link.xdp_prog_id = xdp_prog_id(&xdp),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(kind) => link.kind = kind_name(&kind),
+                        LinkInfo::Data(InfoData::Vxlan(vxlan)) => link.vxlan = Some(vxlan_from(&vxlan)),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+fn kind_name(kind: &InfoKind) -> String {
+    match kind {
+        InfoKind::Other(name) => name.clone(),
+        known => known.to_string(),
+    }
+}
+
+fn vxlan_from(attributes: &[InfoVxlan]) -> Vxlan {
+    let mut vxlan = Vxlan {
+        vni: 0,
+        port: 0,
+        link: None,
+        local: None,
+    };
+    for attribute in attributes {
+        match attribute {
+            InfoVxlan::Id(vni) => vxlan.vni = *vni,
+            InfoVxlan::Port(port) => vxlan.port = *port,
+            InfoVxlan::Link(link) if *link != 0 => vxlan.link = Some(*link),
+            InfoVxlan::Local(local) => vxlan.local = Some(*local),
+            _ => {}
+        }
+    }
+    vxlan
+}
+
+fn xdp_prog_id(attributes: &[LinkXdp]) -> Option<u32> {
+    attributes.iter().find_map(|attribute| match attribute {
+        LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+        _ => None,
+    })
+}
+
+/// Sends one request and collects the replies until the dump ends or the
+/// kernel acknowledges.
+fn request(
+    name: &'static str,
+    payload: RouteNetlinkMessage,
+    flags: u16,
+) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+    socket.bind_auto().map_err(NetlinkError::Socket)?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(NetlinkError::Socket)?;
+
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    let mut message = NetlinkMessage::new(header, NetlinkPayload::from(payload));
+    message.finalize();
+    let mut buffer = vec![0; message.header.length as usize];
+    message.serialize(&mut buffer);
+    socket.send(&buffer, 0).map_err(NetlinkError::Socket)?;
+
+    let parse_error = |reason: String| NetlinkError::Parse {
+        request: name,
+        reason,
+    };
+    let mut replies = Vec::new();
+    let mut receive = vec![0u8; 1 << 16];
+    loop {
+        let size = socket
+            .recv(&mut &mut receive[..], 0)
+            .map_err(NetlinkError::Socket)?;
+        let mut offset = 0;
+        while offset < size {
+            let reply: NetlinkMessage<RouteNetlinkMessage> =
+                NetlinkMessage::deserialize(&receive[offset..size])
+                    .map_err(|err| parse_error(err.to_string()))?;
+            let length = reply.header.length as usize;
+            match reply.payload {
+                NetlinkPayload::Done(_) => return Ok(replies),
+                NetlinkPayload::Error(error) => match error.code {
+                    None => return Ok(replies),
+                    Some(code) => {
+                        return Err(NetlinkError::Kernel {
+                            request: name,
+                            source: io::Error::from_raw_os_error(-code.get()),
+                        });
+                    }
+                },
+                NetlinkPayload::InnerMessage(inner) => replies.push(inner),
+                _ => {}
+            }
+            if length == 0 {
+                return Err(parse_error("zero-length message".into()));
+            }
+            offset += length;
+        }
+    }
+}

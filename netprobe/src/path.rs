@@ -1,0 +1,245 @@
+//! The observation points on each direction of the datapath, in the order a
+//! packet crosses them, and the kernel hook that observes each.
+
+use netprobe_common::probe::{
+    DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_NET_DEV_QUEUE, HOOK_NET_DEV_START_XMIT,
+    HOOK_NETIF_RECEIVE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, MAX_HOPS,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::discovery::{Datapath, Device};
+
+/// A kernel hook netprobe observes packets at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    Xdp,
+    TcIngress,
+    TcEgress,
+    /// `net:netif_receive_skb`
+    NetifReceive,
+    /// `net:net_dev_queue`
+    NetDevQueue,
+    /// `net:net_dev_start_xmit`
+    NetDevStartXmit,
+    /// `skb:skb_copy_datagram_iovec`
+    SocketRead,
+    /// `tcp:tcp_sendmsg_locked`
+    SocketWrite,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 8] = [
+        Hook::Xdp,
+        Hook::TcIngress,
+        Hook::TcEgress,
+        Hook::NetifReceive,
+        Hook::NetDevQueue,
+        Hook::NetDevStartXmit,
+        Hook::SocketRead,
+        Hook::SocketWrite,
+    ];
+
+    /// The hook's id in the kernel's point map; socket hooks are not
+    /// per-device and have none.
+    pub fn code(self) -> Option<u32> {
+        match self {
+            Hook::Xdp => Some(HOOK_XDP),
+            Hook::TcIngress => Some(HOOK_TC_INGRESS),
+            Hook::TcEgress => Some(HOOK_TC_EGRESS),
+            Hook::NetifReceive => Some(HOOK_NETIF_RECEIVE),
+            Hook::NetDevQueue => Some(HOOK_NET_DEV_QUEUE),
+            Hook::NetDevStartXmit => Some(HOOK_NET_DEV_START_XMIT),
+            Hook::SocketRead | Hook::SocketWrite => None,
+        }
+    }
+
+    /// Name of the eBPF program that implements the hook.
+    pub fn program(self) -> &'static str {
+        match self {
+            Hook::Xdp => "np_xdp",
+            Hook::TcIngress => "np_tc_ingress",
+            Hook::TcEgress => "np_tc_egress",
+            Hook::NetifReceive => "np_netif_rx",
+            Hook::NetDevQueue => "np_dev_queue",
+            Hook::NetDevStartXmit => "np_dev_xmit",
+            Hook::SocketRead => "np_sock_read",
+            Hook::SocketWrite => "np_sock_write",
+        }
+    }
+
+    /// The kernel tracepoint a tracepoint hook attaches to.
+    pub fn tracepoint(self) -> Option<&'static str> {
+        match self {
+            Hook::NetifReceive => Some("netif_receive_skb"),
+            Hook::NetDevQueue => Some("net_dev_queue"),
+            Hook::NetDevStartXmit => Some("net_dev_start_xmit"),
+            Hook::SocketRead => Some("skb_copy_datagram_iovec"),
+            Hook::SocketWrite => Some("tcp_sendmsg_locked"),
+            Hook::Xdp | Hook::TcIngress | Hook::TcEgress => None,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Hook::Xdp => "XDP",
+            Hook::TcIngress => "TC ingress",
+            Hook::TcEgress => "TC egress",
+            Hook::NetifReceive => "netif_receive_skb",
+            Hook::NetDevQueue => "net_dev_queue",
+            Hook::NetDevStartXmit => "net_dev_start_xmit",
+            Hook::SocketRead => "skb_copy_datagram_iovec",
+            Hook::SocketWrite => "tcp_sendmsg_locked",
+        }
+    }
+}
+
+/// Which way a packet travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the wire to the pod's socket.
+    Ingress,
+    /// From the pod's socket to the wire.
+    Egress,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    pub fn code(self) -> u32 {
+        match self {
+            Direction::Ingress => DIRECTION_INGRESS,
+            Direction::Egress => DIRECTION_EGRESS,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress: wire to socket",
+            Direction::Egress => "egress: socket to wire",
+        }
+    }
+}
+
+/// What a packet crosses at a hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Nic,
+    Vxlan,
+    Bridge,
+    BridgePort,
+    Pod,
+    Socket,
+}
+
+/// One observation point: a hook on one or more devices of the same role
+/// (every pod's veth is the same hop).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hop {
+    pub role: Role,
+    pub hook: Hook,
+    pub devices: Vec<Device>,
+}
+
+impl Hop {
+    /// Short name for reports: the device (or how many) and, on the NIC,
+    /// the hook.
+    pub fn label(&self) -> String {
+        let devices = match self.devices.as_slice() {
+            [] => "socket".to_owned(),
+            [device] => device.to_string(),
+            [first, ..] => match self.role {
+                Role::Pod => format!("{} pods", self.devices.len()),
+                _ => format!("{} +{}", first.name, self.devices.len() - 1),
+            },
+        };
+        match (self.role, self.hook) {
+            (Role::Nic, hook) => format!("{devices} {}", hook.describe()),
+            (Role::Socket, Hook::SocketRead) => "socket read".to_owned(),
+            (Role::Socket, _) => "socket write".to_owned(),
+            (Role::Pod, _) if self.devices.len() == 1 => format!("pod {devices}"),
+            _ => devices,
+        }
+    }
+}
+
+/// The hops of both directions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbePath {
+    pub ingress: Vec<Hop>,
+    pub egress: Vec<Hop>,
+}
+
+impl ProbePath {
+    /// Lays out the hops of `datapath`. `with_xdp` is false when the NIC's
+    /// XDP hook cannot be used.
+    pub fn new(datapath: &Datapath, with_xdp: bool) -> Self {
+        let nic = || vec![datapath.nic.clone()];
+        let hop = |role, hook, devices: &[Device]| Hop {
+            role,
+            hook,
+            devices: devices.to_vec(),
+        };
+        let ingress = [
+            with_xdp.then(|| hop(Role::Nic, Hook::Xdp, &nic())),
+            Some(hop(Role::Nic, Hook::TcIngress, &nic())),
+            Some(hop(Role::Vxlan, Hook::NetifReceive, &datapath.vxlan)),
+            Some(hop(Role::Bridge, Hook::NetDevQueue, &datapath.bridges)),
+            Some(hop(Role::BridgePort, Hook::NetDevQueue, &datapath.bridge_ports)),
+            Some(hop(Role::Pod, Hook::NetifReceive, &datapath.pods)),
+            Some(hop(Role::Socket, Hook::SocketRead, &[])),
+        ];
+        let egress = [
+            Some(hop(Role::Socket, Hook::SocketWrite, &[])),
+            Some(hop(Role::Pod, Hook::NetDevQueue, &datapath.pods)),
+            Some(hop(Role::BridgePort, Hook::NetifReceive, &datapath.bridge_ports)),
+            Some(hop(Role::Bridge, Hook::NetifReceive, &datapath.bridges)),
+            Some(hop(Role::Vxlan, Hook::NetDevQueue, &datapath.vxlan)),
+            Some(hop(Role::Nic, Hook::TcEgress, &nic())),
+            Some(hop(Role::Nic, Hook::NetDevStartXmit, &nic())),
+        ];
+        let keep = |hops: [Option<Hop>; 7]| -> Vec<Hop> {
+            hops.into_iter()
+                .flatten()
+                .filter(|hop| hop.role == Role::Socket || !hop.devices.is_empty())
+                .collect()
+        };
+        let path = Self {
+            ingress: keep(ingress),
+            egress: keep(egress),
+        };
+        debug_assert!(path.ingress.len() <= MAX_HOPS && path.egress.len() <= MAX_HOPS);
+        path
+    }
+
+    pub fn hops(&self, direction: Direction) -> &[Hop] {
+        match direction {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+
+    /// Removes every hop that uses `hook` (it is not available here).
+    pub fn without_hook(&mut self, hook: Hook) {
+        self.ingress.retain(|hop| hop.hook != hook);
+        self.egress.retain(|hop| hop.hook != hook);
+    }
+
+    pub fn uses(&self, hook: Hook) -> bool {
+        self.ingress.iter().chain(&self.egress).any(|hop| hop.hook == hook)
+    }
+
+    /// Namespaces whose sockets are the path's ends: the pods', or the node's
+    /// when nothing runs in pods.
+    pub fn socket_namespaces(&self, datapath: &Datapath) -> Vec<u32> {
+        let mut namespaces: Vec<u32> = datapath.pods.iter().map(|pod| pod.netns_inode).collect();
+        if namespaces.is_empty() {
+            namespaces.push(datapath.nic.netns_inode);
+        }
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        namespaces
+    }
+}

@@ -1,0 +1,604 @@
+//! Loading the per-hop probes and attaching them along a [`ProbePath`]. Every
+//! attachment is a bpf_link owned by this process: when it exits, even by
+//! `kill -9`, the kernel detaches everything.
+
+use std::{
+    io,
+    os::fd::OwnedFd,
+    time::Duration,
+};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{
+        LinkOrder, ProgramError, RawTracePoint, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::FdLink, tc::TcAttachOptions,
+    },
+    sys::{Stats, SyscallError, enable_stats},
+};
+use netprobe_common::{
+    config::{FlowFilter, KernelOffsets, ProbeConfig},
+    histogram::Histogram,
+    probe::{Flight, FlightKey, HopStats, MAX_HOPS, Point, PointKey, SLOTS, slot},
+};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::{
+    discovery::Datapath,
+    kernel_btf::{self, BtfError},
+    netns::{NetNs, NetNsError},
+    path::{Direction, Hook, ProbePath},
+};
+
+/// The probes object, built by `cargo xtask build-ebpf`.
+pub static PROBES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-probes.o"));
+
+/// How XDP attaches to the NIC (`--xdp-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpModeChoice {
+    /// Native if the driver supports it, else generic.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProbeOptions {
+    pub xdp_mode: XdpModeChoice,
+    pub filter: FlowFilter,
+    /// Send one complete flight in N to userspace; 0 for none.
+    pub sample_every: u32,
+    /// Measure without XDP when another program holds the NIC's XDP hook.
+    pub force: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error(transparent)]
+    NetNs(#[from] NetNsError),
+    #[error(
+        "{interface} already has an XDP program (id {prog_id}); netprobe never replaces it: \
+         --force measures without the XDP hook"
+    )]
+    ForeignXdp { interface: String, prog_id: u32 },
+    #[error("loading the probes: {0}")]
+    Load(#[source] EbpfError),
+    #[error("loading program {program}: {source}")]
+    Program {
+        program: &'static str,
+        source: ProgramError,
+    },
+    #[error("probe map {name}: {source}")]
+    Map { name: &'static str, source: MapError },
+    #[error("the probes object has no {0}")]
+    Missing(&'static str),
+    #[error("turning on bpf run-time statistics: {0}")]
+    Stats(#[source] SyscallError),
+    #[error("{interface}: {hook} attached without a bpf_link, which would outlive netprobe; refusing")]
+    NotALink { interface: String, hook: &'static str },
+}
+
+/// A hook that could not be attached here, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Unobserved {
+    pub hook: Hook,
+    pub reason: String,
+}
+
+/// Loaded and attached probes. Dropping it detaches everything.
+pub struct ProbeSession {
+    // Links first: they drop before the programs they point to.
+    _links: Vec<FdLink>,
+    ebpf: Ebpf,
+    _stats: OwnedFd,
+    path: ProbePath,
+    unobserved: Vec<Unobserved>,
+    xdp_mode: Option<XdpMode>,
+}
+
+/// What keeps a session from starting: a hook this kernel lacks (observe
+/// without it) or a real failure.
+enum StartError {
+    Unavailable(Hook, String),
+    Fatal(ProbeError),
+}
+
+impl From<ProbeError> for StartError {
+    fn from(error: ProbeError) -> Self {
+        StartError::Fatal(error)
+    }
+}
+
+impl ProbeSession {
+    /// Loads the probes and attaches them along the datapath. Hooks this
+    /// kernel lacks are left out and listed in [`Self::unobserved`].
+    pub fn start(
+        datapath: &Datapath,
+        node: &NetNs,
+        options: &ProbeOptions,
+    ) -> Result<Self, ProbeError> {
+        let offsets = kernel_btf::kernel_offsets()?;
+        let mut unobserved = Vec::new();
+        let with_xdp = match datapath.nic_xdp_prog_id {
+            Some(prog_id) if !options.force => {
+                return Err(ProbeError::ForeignXdp {
+                    interface: datapath.nic.to_string(),
+                    prog_id,
+                });
+            }
+            Some(prog_id) => {
+                unobserved.push(Unobserved {
+                    hook: Hook::Xdp,
+                    reason: format!("XDP program {prog_id} already holds {}", datapath.nic),
+                });
+                false
+            }
+            None => true,
+        };
+        let mut path = ProbePath::new(datapath, with_xdp);
+        loop {
+            match Self::try_start(&path, datapath, node, options, &offsets) {
+                Ok(mut session) => {
+                    session.unobserved = unobserved;
+                    return Ok(session);
+                }
+                Err(StartError::Unavailable(hook, reason)) => {
+                    log::warn!("{} unavailable: {reason}", hook.describe());
+                    path.without_hook(hook);
+                    unobserved.push(Unobserved { hook, reason });
+                }
+                Err(StartError::Fatal(error)) => return Err(error),
+            }
+        }
+    }
+
+    fn try_start(
+        path: &ProbePath,
+        datapath: &Datapath,
+        node: &NetNs,
+        options: &ProbeOptions,
+        offsets: &KernelOffsets,
+    ) -> Result<Self, StartError> {
+        let config = probe_config(path, datapath, node, options, offsets);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .load(PROBES_OBJECT)
+            .map_err(ProbeError::Load)?;
+        fill_points(&mut ebpf, path)?;
+        let mut sockets: HashMap<_, u32, u32> = map(&mut ebpf, "SOCKET_NETNS")?;
+        for netns in path.socket_namespaces(datapath) {
+            sockets
+                .insert(netns, 1, 0)
+                .map_err(|source| ProbeError::Map {
+                    name: "SOCKET_NETNS",
+                    source,
+                })?;
+        }
+        let stats = enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?;
+
+        let mut links = Vec::new();
+        let mut xdp_mode = None;
+        for hook in Hook::ALL.into_iter().filter(|hook| path.uses(*hook)) {
+            match hook {
+                Hook::Xdp => {
+                    let (link, mode) = attach_xdp(&mut ebpf, datapath, node, options.xdp_mode)?;
+                    links.push(link);
+                    xdp_mode = Some(mode);
+                }
+                Hook::TcIngress | Hook::TcEgress => {
+                    links.push(attach_tc(&mut ebpf, hook, datapath, node)?);
+                }
+                _ => attach_tracepoint(&mut ebpf, hook)?,
+            }
+        }
+        Ok(Self {
+            _links: links,
+            ebpf,
+            _stats: stats,
+            path: path.clone(),
+            unobserved: Vec::new(),
+            xdp_mode,
+        })
+    }
+
+    pub fn path(&self) -> &ProbePath {
+        &self.path
+    }
+
+    pub fn unobserved(&self) -> &[Unobserved] {
+        &self.unobserved
+    }
+
+    /// `native` or `generic`, when XDP is attached.
+    pub fn xdp_mode(&self) -> Option<&'static str> {
+        self.xdp_mode.map(|mode| match mode {
+            XdpMode::Driver => "native",
+            _ => "generic",
+        })
+    }
+
+    /// Histograms and join counts so far, summed over CPUs.
+    pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
+        let histograms: PerCpuArray<_, Histogram> = map_ref(&self.ebpf, "HISTOGRAMS")?;
+        let hop_stats: PerCpuArray<_, HopStats> = map_ref(&self.ebpf, "HOP_STATS")?;
+        let mut snapshot = Snapshot::default();
+        for index in 0..SLOTS as u32 {
+            let map_error = |name| move |source| ProbeError::Map { name, source };
+            for cpu in histograms.get(&index, 0).map_err(map_error("HISTOGRAMS"))?.iter() {
+                snapshot.histograms[index as usize].merge(cpu);
+            }
+            for cpu in hop_stats.get(&index, 0).map_err(map_error("HOP_STATS"))?.iter() {
+                snapshot.hop_stats[index as usize].merge(cpu);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Removes flights whose last sighting is older than `max_age`: packets
+    /// that stopped on the way (dropped, or consumed where no probe looks).
+    /// Returns how many stopped after each hop, by direction.
+    pub fn expire_flights(&mut self, max_age: Duration) -> Result<[[u64; MAX_HOPS]; 2], ProbeError> {
+        let mut flights: HashMap<_, FlightKey, Flight> = map(&mut self.ebpf, "FLIGHTS")?;
+        let now = monotonic_ns();
+        let max_age = max_age.as_nanos() as u64;
+        let stale: Vec<(FlightKey, Flight)> = flights
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, flight)| {
+                let last = flight.hop_ns.get(flight.last_hop as usize).copied().unwrap_or(0);
+                now.saturating_sub(last) > max_age
+            })
+            .collect();
+        let mut expired = [[0; MAX_HOPS]; 2];
+        for (key, flight) in stale {
+            match flights.remove(&key) {
+                Ok(()) => {
+                    let direction = usize::from(key.direction).min(1);
+                    let hop = (flight.last_hop as usize).min(MAX_HOPS - 1);
+                    expired[direction][hop] += 1;
+                }
+                // Finished by the kernel meanwhile.
+                Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(ProbeError::Map { name: "FLIGHTS", source }),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// The sampled flights' ring buffer (`--sample`).
+    pub fn take_traces(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let traces = self
+            .ebpf
+            .take_map("TRACES")
+            .ok_or(ProbeError::Missing("TRACES"))?;
+        RingBuf::try_from(traces).map_err(|source| ProbeError::Map {
+            name: "TRACES",
+            source,
+        })
+    }
+
+    /// Run count and total run time of each attached program, from the
+    /// kernel's bpf statistics.
+    pub fn program_costs(&self) -> Result<Vec<ProgramCost>, ProbeError> {
+        let mut costs = Vec::new();
+        for hook in Hook::ALL.into_iter().filter(|hook| self.path.uses(*hook)) {
+            let program = self
+                .ebpf
+                .program(hook.program())
+                .ok_or(ProbeError::Missing(hook.program()))?;
+            let info = program.info().map_err(|source| ProbeError::Program {
+                program: hook.program(),
+                source,
+            })?;
+            costs.push(ProgramCost::new(hook.program(), info.run_count(), info.run_time()));
+        }
+        Ok(costs)
+    }
+}
+
+/// Cost of one probe program.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ProgramCost {
+    pub program: String,
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+    pub ns_per_run: f64,
+}
+
+impl ProgramCost {
+    pub fn new(program: &str, run_cnt: u64, run_time: Duration) -> Self {
+        let run_time_ns = run_time.as_nanos() as u64;
+        Self {
+            program: program.to_owned(),
+            run_cnt,
+            run_time_ns,
+            ns_per_run: if run_cnt == 0 {
+                0.0
+            } else {
+                run_time_ns as f64 / run_cnt as f64
+            },
+        }
+    }
+}
+
+/// Kernel counters, summed over CPUs, by histogram slot.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub histograms: Vec<Histogram>,
+    pub hop_stats: Vec<HopStats>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            histograms: vec![empty_histogram(); SLOTS],
+            hop_stats: vec![HopStats::default(); SLOTS],
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn histogram(&self, direction: Direction, hop: usize) -> &Histogram {
+        &self.histograms[slot(direction.code(), hop as u32) as usize]
+    }
+
+    pub fn stats(&self, direction: Direction, hop: usize) -> &HopStats {
+        &self.hop_stats[slot(direction.code(), hop as u32) as usize]
+    }
+}
+
+pub fn empty_histogram() -> Histogram {
+    Histogram {
+        count: 0,
+        sum_ns: 0,
+        min_ns: 0,
+        max_ns: 0,
+        buckets: [0; netprobe_common::histogram::BUCKETS],
+    }
+}
+
+/// Adds one CPU's (or one interval's) counts into a total.
+pub trait Merge {
+    fn merge(&mut self, other: &Self);
+}
+
+impl Merge for Histogram {
+    fn merge(&mut self, other: &Self) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 || other.min_ns < self.min_ns {
+            self.min_ns = other.min_ns;
+        }
+        self.max_ns = self.max_ns.max(other.max_ns);
+        self.count += other.count;
+        self.sum_ns += other.sum_ns;
+        for (total, add) in self.buckets.iter_mut().zip(&other.buckets) {
+            *total += add;
+        }
+    }
+}
+
+impl Merge for HopStats {
+    fn merge(&mut self, other: &Self) {
+        self.seen += other.seen;
+        self.joined += other.joined;
+        self.unjoined += other.unjoined;
+        self.skipped += other.skipped;
+        self.map_full += other.map_full;
+    }
+}
+
+fn probe_config(
+    path: &ProbePath,
+    datapath: &Datapath,
+    node: &NetNs,
+    options: &ProbeOptions,
+    offsets: &KernelOffsets,
+) -> ProbeConfig {
+    let socket_read = path.ingress.last().is_some_and(|hop| hop.hook == Hook::SocketRead);
+    let socket_write = path.egress.first().is_some_and(|hop| hop.hook == Hook::SocketWrite);
+    debug_assert_eq!(node.inode(), datapath.nic.netns_inode);
+    ProbeConfig {
+        offsets: *offsets,
+        filter: options.filter,
+        node_netns: node.inode(),
+        hops: [path.ingress.len() as u32, path.egress.len() as u32],
+        start_hop: [0, u32::from(socket_write)],
+        socket_read: u32::from(socket_read),
+        socket_write: u32::from(socket_write),
+        sample_every: options.sample_every,
+    }
+}
+
+fn fill_points(ebpf: &mut Ebpf, path: &ProbePath) -> Result<(), ProbeError> {
+    let mut points: HashMap<_, PointKey, Point> = map(ebpf, "POINTS")?;
+    for direction in Direction::BOTH {
+        for (hop_index, hop) in path.hops(direction).iter().enumerate() {
+            let Some(hook) = hop.hook.code() else { continue };
+            for device in &hop.devices {
+                let key = PointKey {
+                    netns: device.netns_inode,
+                    ifindex: device.ifindex,
+                    hook,
+                };
+                let point = Point {
+                    direction: direction.code(),
+                    hop: hop_index as u32,
+                };
+                points
+                    .insert(key, point, 0)
+                    .map_err(|source| ProbeError::Map { name: "POINTS", source })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn attach_xdp(
+    ebpf: &mut Ebpf,
+    datapath: &Datapath,
+    node: &NetNs,
+    choice: XdpModeChoice,
+) -> Result<(FdLink, XdpMode), StartError> {
+    let program = Hook::Xdp.program();
+    let xdp: &mut Xdp = program_mut(ebpf, program)?;
+    xdp.load().map_err(|source| ProbeError::Program { program, source })?;
+    let modes: &[XdpMode] = match choice {
+        XdpModeChoice::Auto => &[XdpMode::Driver, XdpMode::Skb],
+        XdpModeChoice::Native => &[XdpMode::Driver],
+        XdpModeChoice::Generic => &[XdpMode::Skb],
+    };
+    // XDP attaches by ifindex in the calling thread's namespace.
+    let _in_node = node.enter().map_err(ProbeError::from)?;
+    let mut last_error = None;
+    for &mode in modes {
+        match xdp.attach_to_if_index(datapath.nic.ifindex, mode) {
+            Ok(id) => {
+                let link = xdp
+                    .take_link(id)
+                    .map_err(|source| ProbeError::Program { program, source })?;
+                let link = FdLink::try_from(link).map_err(|_| ProbeError::NotALink {
+                    interface: datapath.nic.to_string(),
+                    hook: "XDP",
+                })?;
+                return Ok((link, mode));
+            }
+            Err(error) if is_busy(&error) => {
+                return Err(ProbeError::ForeignXdp {
+                    interface: datapath.nic.to_string(),
+                    prog_id: 0,
+                }
+                .into());
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    let reason = last_error.map_or_else(|| "no mode".to_owned(), |error| error_chain(&error));
+    Err(StartError::Unavailable(Hook::Xdp, reason))
+}
+
+fn attach_tc(
+    ebpf: &mut Ebpf,
+    hook: Hook,
+    datapath: &Datapath,
+    node: &NetNs,
+) -> Result<FdLink, StartError> {
+    let program = hook.program();
+    let classifier: &mut SchedClassifier = program_mut(ebpf, program)?;
+    classifier
+        .load()
+        .map_err(|source| ProbeError::Program { program, source })?;
+    let attach_type = if hook == Hook::TcIngress {
+        TcAttachType::Ingress
+    } else {
+        TcAttachType::Egress
+    };
+    let _in_node = node.enter().map_err(ProbeError::from)?;
+    // First in the tcx chain, so a later program that drops or redirects
+    // cannot hide packets from the probe; the probe always lets the chain go on.
+    let id = classifier
+        .attach_with_options(
+            &datapath.nic.name,
+            attach_type,
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
+        )
+        .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?;
+    let link = classifier
+        .take_link(id)
+        .map_err(|source| ProbeError::Program { program, source })?;
+    FdLink::try_from(link).map_err(|_| {
+        ProbeError::NotALink {
+            interface: datapath.nic.to_string(),
+            hook: hook.describe(),
+        }
+        .into()
+    })
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, hook: Hook) -> Result<(), StartError> {
+    let program = hook.program();
+    let tracepoint = hook.tracepoint().ok_or(ProbeError::Missing(program))?;
+    let raw: &mut RawTracePoint = program_mut(ebpf, program)?;
+    raw.load()
+        .map_err(|source| ProbeError::Program { program, source })?;
+    raw.attach(tracepoint)
+        .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?;
+    Ok(())
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(ProbeError::Missing(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Program {
+            program: name,
+            source,
+        })
+}
+
+fn map<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    ebpf.map_mut(name)
+        .ok_or(ProbeError::Missing(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Map { name, source })
+}
+
+fn map_ref<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<&'a aya::maps::Map, Error = MapError>,
+{
+    ebpf.map(name)
+        .ok_or(ProbeError::Missing(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Map { name, source })
+}
+
+/// EBUSY/EEXIST: another XDP program holds the device.
+fn is_busy(error: &ProgramError) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EBUSY | libc::EEXIST))
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(error) = source {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        source = error.source();
+    }
+    text
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // CLOCK_MONOTONIC cannot fail with a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}

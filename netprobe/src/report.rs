@@ -1,0 +1,361 @@
+//! The per-hop latency breakdown: segments in path order with percentiles,
+//! share of the end-to-end median and join coverage, as a text table and as
+//! JSON (`--json`).
+
+use std::fmt::{self, Write as _};
+
+use netprobe_common::histogram::{BUCKETS, Histogram, bucket_low, bucket_width};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    path::{Direction, ProbePath},
+    probes::{ProgramCost, Snapshot, Unobserved},
+};
+
+/// Latency percentiles of one histogram, in ns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub min_ns: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+}
+
+impl Latency {
+    pub fn from_histogram(histogram: &Histogram) -> Self {
+        let hdr = to_hdr(histogram);
+        let at = |quantile: f64| hdr.value_at_quantile(quantile).clamp(histogram.min_ns, histogram.max_ns);
+        Self {
+            count: histogram.count,
+            min_ns: histogram.min_ns,
+            mean_ns: histogram.sum_ns.checked_div(histogram.count).unwrap_or(0),
+            p50_ns: at(0.50),
+            p90_ns: at(0.90),
+            p99_ns: at(0.99),
+            p999_ns: at(0.999),
+            max_ns: histogram.max_ns,
+        }
+    }
+}
+
+/// Largest latency an [`HdrHistogram`](hdrhistogram::Histogram) of netprobe
+/// tracks; larger values are counted as this.
+pub const HDR_MAX_NS: u64 = 1 << 36;
+
+/// An empty HdrHistogram for latencies: 1 ns to [`HDR_MAX_NS`], two
+/// significant digits (the kernel's buckets are 1.6% wide anyway).
+pub fn new_hdr() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, HDR_MAX_NS, 2).expect("valid bounds")
+}
+
+/// The kernel's log-linear buckets as an HdrHistogram, each bucket's count
+/// at its midpoint: what merges across runs and answers percentiles.
+pub fn to_hdr(histogram: &Histogram) -> hdrhistogram::Histogram<u64> {
+    let mut hdr = new_hdr();
+    for (index, &count) in histogram.buckets.iter().enumerate().take(BUCKETS) {
+        if count > 0 {
+            let value = if index + 1 == BUCKETS {
+                histogram.max_ns
+            } else {
+                bucket_low(index) + bucket_width(index) / 2
+            };
+            hdr.saturating_record_n(value, count);
+        }
+    }
+    hdr
+}
+
+/// Time between two consecutive observation points.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub direction: Direction,
+    pub from: String,
+    pub to: String,
+    #[serde(flatten)]
+    pub latency: Latency,
+    /// This segment's median over the direction's end-to-end median.
+    pub share: Option<f64>,
+    /// Packets joined here over packets seen at the previous point (on the
+    /// first egress segment, over packets seen here: not every socket write
+    /// starts a segment).
+    pub coverage: Option<f64>,
+    /// Packets seen here with no record from the previous point.
+    pub unjoined: u64,
+    /// Packets seen here whose previous sighting was further back.
+    pub skipped: u64,
+}
+
+/// End-to-end latency of one direction: first to last point, for packets
+/// seen at every point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndToEnd {
+    pub direction: Direction,
+    pub from: String,
+    pub to: String,
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Path {
+    pub ingress: Vec<String>,
+    pub egress: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub interface: String,
+    pub netns: Option<String>,
+    pub duration_s: f64,
+    pub filter: Option<String>,
+    pub xdp_mode: Option<String>,
+    pub path: Path,
+    pub segments: Vec<Segment>,
+    pub end_to_end: Vec<EndToEnd>,
+    /// Packets that could not be joined to an earlier point.
+    pub unmatched: u64,
+    /// Packets not followed because the flight map was full.
+    pub evicted: u64,
+    /// Packets that stopped on the way, by the last point they reached.
+    pub expired: u64,
+    pub unobserved: Vec<UnobservedHook>,
+    pub probe_cost: Vec<ProgramCost>,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnobservedHook {
+    pub hook: String,
+    pub reason: String,
+}
+
+impl From<&Unobserved> for UnobservedHook {
+    fn from(unobserved: &Unobserved) -> Self {
+        Self {
+            hook: unobserved.hook.describe().to_owned(),
+            reason: unobserved.reason.clone(),
+        }
+    }
+}
+
+/// One sampled packet (`--sample N`): its time at each point, from the first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub direction: Direction,
+    pub hops: Vec<SampleHop>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleHop {
+    pub point: String,
+    /// Since the first point; `None` where the packet was not seen.
+    pub offset_ns: Option<u64>,
+}
+
+/// Where the report's header information comes from.
+pub struct ReportContext<'a> {
+    pub interface: &'a str,
+    pub netns: Option<&'a str>,
+    pub filter: Option<&'a str>,
+    pub xdp_mode: Option<&'a str>,
+    pub duration_s: f64,
+}
+
+impl Report {
+    pub fn new(
+        context: &ReportContext<'_>,
+        path: &ProbePath,
+        snapshot: &Snapshot,
+        expired: u64,
+        unobserved: &[Unobserved],
+        probe_cost: Vec<ProgramCost>,
+        samples: Vec<Sample>,
+    ) -> Self {
+        let mut segments = Vec::new();
+        let mut end_to_end = Vec::new();
+        let mut unmatched = 0;
+        let mut evicted = 0;
+        for direction in Direction::BOTH {
+            let hops = path.hops(direction);
+            let total = Latency::from_histogram(snapshot.histogram(direction, 0));
+            for hop in 0..hops.len() {
+                let stats = snapshot.stats(direction, hop);
+                evicted += stats.map_full;
+                unmatched += stats.unjoined + stats.skipped;
+                if hop == 0 {
+                    continue;
+                }
+                let latency = Latency::from_histogram(snapshot.histogram(direction, hop));
+                let previous_seen = snapshot.stats(direction, hop - 1).seen;
+                // Hop 0 of egress is the socket write: a write is not a packet.
+                let base = if direction == Direction::Egress && hop == 1 {
+                    stats.seen
+                } else {
+                    previous_seen
+                };
+                segments.push(Segment {
+                    direction,
+                    from: hops[hop - 1].label(),
+                    to: hops[hop].label(),
+                    share: (total.p50_ns > 0).then(|| latency.p50_ns as f64 / total.p50_ns as f64),
+                    coverage: (base > 0).then(|| (stats.joined as f64 / base as f64).min(1.0)),
+                    unjoined: stats.unjoined,
+                    skipped: stats.skipped,
+                    latency,
+                });
+            }
+            if let (Some(first), Some(last)) = (hops.first(), hops.last())
+                && hops.len() > 1
+            {
+                end_to_end.push(EndToEnd {
+                    direction,
+                    from: first.label(),
+                    to: last.label(),
+                    latency: total,
+                });
+            }
+        }
+        Self {
+            interface: context.interface.to_owned(),
+            netns: context.netns.map(str::to_owned),
+            duration_s: context.duration_s,
+            filter: context.filter.map(str::to_owned),
+            xdp_mode: context.xdp_mode.map(str::to_owned),
+            path: Path {
+                ingress: path.ingress.iter().map(|hop| hop.label()).collect(),
+                egress: path.egress.iter().map(|hop| hop.label()).collect(),
+            },
+            segments,
+            end_to_end,
+            unmatched,
+            evicted,
+            expired,
+            unobserved: unobserved.iter().map(UnobservedHook::from).collect(),
+            probe_cost,
+            samples,
+        }
+    }
+
+    pub fn segments(&self, direction: Direction) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().filter(move |segment| segment.direction == direction)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let netns = self.netns.as_deref().map(|netns| format!(" in {netns}")).unwrap_or_default();
+        write!(f, "netprobe on {}{netns}: {:.1} s", self.interface, self.duration_s)?;
+        if let Some(filter) = &self.filter {
+            write!(f, ", filter \"{filter}\"")?;
+        }
+        writeln!(f)?;
+        for direction in Direction::BOTH {
+            writeln!(f, "\n{}", direction.describe())?;
+            writeln!(
+                f,
+                "  {:<42} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8}",
+                "segment", "count", "min", "p50", "p90", "p99", "p99.9", "max", "share", "coverage"
+            )?;
+            for segment in self.segments(direction) {
+                let name = format!("{} -> {}", segment.from, segment.to);
+                write_latency_row(f, &name, &segment.latency)?;
+                writeln!(
+                    f,
+                    " {:>6} {:>8}",
+                    percent(segment.share),
+                    percent(segment.coverage)
+                )?;
+            }
+            for total in self.end_to_end.iter().filter(|total| total.direction == direction) {
+                write_latency_row(f, "end to end", &total.latency)?;
+                writeln!(f)?;
+            }
+        }
+        writeln!(
+            f,
+            "\nunmatched {}  evicted (map full) {}  expired (stopped on the way) {}",
+            self.unmatched, self.evicted, self.expired
+        )?;
+        for unobserved in &self.unobserved {
+            writeln!(f, "not observed: {} ({})", unobserved.hook, unobserved.reason)?;
+        }
+        if !self.probe_cost.is_empty() {
+            let costs = self.probe_cost.iter().fold(String::new(), |mut text, cost| {
+                let _ = write!(text, " {} {:.0} ns x {}", cost.program, cost.ns_per_run, cost.run_cnt);
+                text
+            });
+            writeln!(f, "probe cost per run:{costs}")?;
+        }
+        for sample in &self.samples {
+            let hops = sample.hops.iter().fold(String::new(), |mut text, hop| {
+                let offset = hop.offset_ns.map_or_else(|| "-".to_owned(), format_ns);
+                let _ = write!(text, " {} +{offset}", hop.point);
+                text
+            });
+            writeln!(f, "sample {:?}:{hops}", sample.direction)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_latency_row(f: &mut fmt::Formatter<'_>, name: &str, latency: &Latency) -> fmt::Result {
+    write!(
+        f,
+        "  {:<42} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        name,
+        latency.count,
+        format_ns(latency.min_ns),
+        format_ns(latency.p50_ns),
+        format_ns(latency.p90_ns),
+        format_ns(latency.p99_ns),
+        format_ns(latency.p999_ns),
+        format_ns(latency.max_ns),
+    )
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| format!("{:.0}%", value * 100.0))
+}
+
+/// 950ns, 12.3us, 4.56ms, 1.20s.
+pub fn format_ns(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{:.1}us", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}s", ns as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::empty_histogram;
+
+    #[test]
+    fn percentiles_come_from_the_buckets() {
+        let mut histogram = empty_histogram();
+        for ns in 1..=1000u64 {
+            histogram.record(ns * 1000);
+        }
+        let latency = Latency::from_histogram(&histogram);
+        assert_eq!(latency.count, 1000);
+        assert_eq!((latency.min_ns, latency.max_ns), (1000, 1_000_000));
+        for (value, expected) in [(latency.p50_ns, 500_000.0), (latency.p99_ns, 990_000.0)] {
+            let error = (value as f64 - expected).abs() / expected;
+            assert!(error < 0.02, "{value} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn formats_durations() {
+        assert_eq!(format_ns(950), "950ns");
+        assert_eq!(format_ns(12_345), "12.3us");
+        assert_eq!(format_ns(4_560_000), "4.56ms");
+        assert_eq!(format_ns(1_200_000_000), "1.20s");
+    }
+}
