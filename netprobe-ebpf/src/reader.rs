@@ -3,7 +3,9 @@
 use core::mem::size_of;
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf},
+    macros::map,
+    maps::PerCpuArray,
     programs::{TcContext, XdpContext},
 };
 
@@ -47,17 +49,63 @@ impl PacketReader for TcReader<'_> {
     }
 }
 
-/// Packet bytes in kernel memory, as tracepoints see them through an skb.
-pub struct KernelReader(pub *const u8);
+/// Bytes copied out of the kernel at the first header a tracepoint finds:
+/// one `bpf_probe_read_kernel` for all headers. 160 bytes hold Ethernet,
+/// IPv6, UDP and VXLAN outside and Ethernet, IPv6 and TCP inside. An skb's
+/// head buffer ends with `struct skb_shared_info` (over 300 bytes), so the
+/// copy stays inside the allocation even for the shortest packet.
+pub struct KernelHeaders(*const [u8; HEADER_BYTES]);
 
-impl PacketReader for KernelReader {
+pub const HEADER_BYTES: usize = 160;
+
+/// Where a program copies headers to: too big for the 512-byte BPF stack.
+#[derive(Clone, Copy)]
+pub enum Scratch {
+    /// Programs that run with bottom halves disabled.
+    Softirq = 0,
+    /// Programs in process context, which a softirq may interrupt.
+    Process = 1,
+}
+
+#[map]
+static HEADER_SCRATCH: PerCpuArray<[u8; HEADER_BYTES]> = PerCpuArray::with_max_entries(2, 0);
+
+impl KernelHeaders {
     #[inline(always)]
-    fn read<T: Copy>(&self, offset: usize) -> Option<T> {
-        read_kernel(self.0, offset)
+    pub fn copy(from: *const u8, scratch: Scratch) -> Option<Self> {
+        let buffer = HEADER_SCRATCH.get_ptr_mut(scratch as u32)?;
+        unsafe { bpf_probe_read_kernel_buf(from, &mut *buffer) }.ok()?;
+        Some(Self(buffer))
     }
 }
 
-/// Reads a `T` at `base + offset` in kernel memory.
+impl PacketReader for KernelHeaders {
+    #[inline(always)]
+    fn read<T: Copy>(&self, offset: usize) -> Option<T> {
+        let offset = checked_offset(offset, HEADER_BYTES - size_of::<T>())?;
+        Some(unsafe { self.0.cast::<u8>().add(offset).cast::<T>().read_unaligned() })
+    }
+}
+
+/// `offset` if it is at most `max`. The empty asm hides the bound from LLVM,
+/// so the address is computed from this register after the check, which is
+/// what the verifier needs to see; otherwise LLVM hoists the address above
+/// the check and the verifier rejects the access.
+#[inline(always)]
+fn checked_offset(offset: usize, max: usize) -> Option<usize> {
+    if offset > max {
+        return None;
+    }
+    let mut offset = offset;
+    #[cfg(target_arch = "bpf")]
+    unsafe {
+        core::arch::asm!("{0} = {0}", inout(reg) offset, options(nomem, nostack));
+    }
+    Some(offset)
+}
+
+/// Reads a `T` at `base + offset` in kernel memory that the verifier cannot
+/// type (e.g. beyond the struct a BTF argument points to).
 #[inline(always)]
 pub fn read_kernel<T: Copy>(base: *const u8, offset: usize) -> Option<T> {
     unsafe { bpf_probe_read_kernel(base.wrapping_add(offset).cast::<T>()).ok() }

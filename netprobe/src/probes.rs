@@ -11,8 +11,9 @@ use std::{
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    Btf,
     programs::{
-        LinkOrder, ProgramError, RawTracePoint, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        BtfTracePoint, LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::FdLink, tc::TcAttachOptions,
     },
     sys::{Stats, SyscallError, enable_stats},
@@ -125,6 +126,7 @@ impl ProbeSession {
         options: &ProbeOptions,
     ) -> Result<Self, ProbeError> {
         let offsets = kernel_btf::kernel_offsets()?;
+        let btf = Btf::from_sys_fs().map_err(|_| ProbeError::Btf(BtfError::Missing))?;
         let mut unobserved = Vec::new();
         let with_xdp = match datapath.nic_xdp_prog_id {
             Some(prog_id) if !options.force => {
@@ -144,7 +146,7 @@ impl ProbeSession {
         };
         let mut path = ProbePath::new(datapath, with_xdp);
         loop {
-            match Self::try_start(&path, datapath, node, options, &offsets) {
+            match Self::try_start(&path, datapath, node, options, &offsets, &btf) {
                 Ok(mut session) => {
                     session.unobserved = unobserved;
                     return Ok(session);
@@ -165,9 +167,11 @@ impl ProbeSession {
         node: &NetNs,
         options: &ProbeOptions,
         offsets: &KernelOffsets,
+        btf: &Btf,
     ) -> Result<Self, StartError> {
         let config = probe_config(path, datapath, node, options, offsets);
         let mut ebpf = EbpfLoader::new()
+            .btf(Some(btf))
             .override_global("CONFIG", &config, true)
             .load(PROBES_OBJECT)
             .map_err(ProbeError::Load)?;
@@ -195,7 +199,7 @@ impl ProbeSession {
                 Hook::TcIngress | Hook::TcEgress => {
                     links.push(attach_tc(&mut ebpf, hook, datapath, node)?);
                 }
-                _ => attach_tracepoint(&mut ebpf, hook)?,
+                _ => attach_tracepoint(&mut ebpf, hook, btf)?,
             }
         }
         Ok(Self {
@@ -523,13 +527,19 @@ fn attach_tc(
     })
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, hook: Hook) -> Result<(), StartError> {
+fn attach_tracepoint(ebpf: &mut Ebpf, hook: Hook, btf: &Btf) -> Result<(), StartError> {
     let program = hook.program();
     let tracepoint = hook.tracepoint().ok_or(ProbeError::Missing(program))?;
-    let raw: &mut RawTracePoint = program_mut(ebpf, program)?;
-    raw.load()
-        .map_err(|source| ProbeError::Program { program, source })?;
-    raw.attach(tracepoint)
+    let traced: &mut BtfTracePoint = program_mut(ebpf, program)?;
+    // A kernel without this tracepoint has no btf_trace_<name> type.
+    traced
+        .load(tracepoint, btf)
+        .map_err(|error| match error {
+            ProgramError::Btf(_) => StartError::Unavailable(hook, error_chain(&error)),
+            source => ProbeError::Program { program, source }.into(),
+        })?;
+    traced
+        .attach()
         .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! entering a bridge, a bridge port, a vxlan device (before encapsulation) or
 //! leaving a pod.
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use netprobe_common::probe::HOOK_NET_DEV_QUEUE;
 
 use crate::{
@@ -10,13 +10,14 @@ use crate::{
     skb::SkBuff,
 };
 
-#[raw_tracepoint(tracepoint = "net_dev_queue")]
-pub fn np_dev_queue(ctx: RawTracePointContext) -> i32 {
-    let now = now();
+#[btf_tracepoint(function = "net_dev_queue")]
+pub fn np_dev_queue(ctx: BtfTracePointContext) -> i32 {
     let skb = SkBuff(ctx.arg(0));
-    if let Some(point) = skb.point(HOOK_NET_DEV_QUEUE)
-        && let Some(packet) = skb.packet_at_mac()
-    {
+    let Some(point) = skb.point(HOOK_NET_DEV_QUEUE) else {
+        return 0;
+    };
+    let now = now();
+    if let Some(packet) = skb.packet_at_mac() {
         observe(point, &packet, now, Unjoined::Count);
     }
     0

@@ -2,7 +2,7 @@
 //! Marks a packet arriving out of a vxlan device (decapsulated), a bridge
 //! (passed up to the node), a veth (from the pod) or a pod's interface.
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use netprobe_common::probe::HOOK_NETIF_RECEIVE;
 
 use crate::{
@@ -10,13 +10,14 @@ use crate::{
     skb::SkBuff,
 };
 
-#[raw_tracepoint(tracepoint = "netif_receive_skb")]
-pub fn np_netif_rx(ctx: RawTracePointContext) -> i32 {
-    let now = now();
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn np_netif_rx(ctx: BtfTracePointContext) -> i32 {
     let skb = SkBuff(ctx.arg(0));
-    if let Some(point) = skb.point(HOOK_NETIF_RECEIVE)
-        && let Some(packet) = skb.packet_at_network()
-    {
+    let Some(point) = skb.point(HOOK_NETIF_RECEIVE) else {
+        return 0;
+    };
+    let now = now();
+    if let Some(packet) = skb.packet_at_network() {
         observe(point, &packet, now, Unjoined::Count);
     }
     0

@@ -1,7 +1,7 @@
 //! `skb:skb_copy_datagram_iovec`: the application copies a packet's payload
 //! out of the socket. The last ingress hop.
 
-use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use netprobe_common::probe::{DIRECTION_INGRESS, Point};
 
 use crate::{
@@ -10,8 +10,8 @@ use crate::{
     skb::SkBuff,
 };
 
-#[raw_tracepoint(tracepoint = "skb_copy_datagram_iovec")]
-pub fn np_sock_read(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "skb_copy_datagram_iovec")]
+pub fn np_sock_read(ctx: BtfTracePointContext) -> i32 {
     let now = now();
     if config!(socket_read) == 0 {
         return 0;
