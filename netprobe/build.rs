@@ -21,7 +21,11 @@ fn main() {
         }
         let embedded = out_dir.join(object);
         if let Err(err) = fs::copy(&built, &embedded) {
-            println!("cargo::error=copying {} to {}: {err}", built.display(), embedded.display());
+            println!(
+                "cargo::error=copying {} to {}: {err}",
+                built.display(),
+                embedded.display()
+            );
             return;
         }
     }

@@ -69,7 +69,9 @@ pub struct ProbeConfig {
     pub socket_write: u32,
     /// Send one complete flight in `sample_every` to userspace; 0 for none.
     pub sample_every: u32,
+    /// log2 of the flight table's slots; the table is created this big.
+    pub flight_slot_bits: u32,
 }
-shared_type!(ProbeConfig, 40 + 24 + 4 + 8 + 8 + 12);
+shared_type!(ProbeConfig, 40 + 24 + 4 + 8 + 8 + 16);
 
 const _: () = assert!(MAX_HOPS <= u8::MAX as usize);

@@ -123,7 +123,10 @@ mod tests {
             let index = bucket_index(ns);
             if ns < 1 << MAX_EXPONENT {
                 assert!(bucket_low(index) <= ns, "{ns} below bucket {index}");
-                assert!(ns < bucket_low(index) + bucket_width(index), "{ns} above bucket {index}");
+                assert!(
+                    ns < bucket_low(index) + bucket_width(index),
+                    "{ns} above bucket {index}"
+                );
             } else {
                 assert_eq!(index, BUCKETS - 1);
             }
@@ -134,7 +137,10 @@ mod tests {
     #[test]
     fn buckets_are_contiguous() {
         for index in 1..BUCKETS {
-            assert_eq!(bucket_low(index), bucket_low(index - 1) + bucket_width(index - 1));
+            assert_eq!(
+                bucket_low(index),
+                bucket_low(index - 1) + bucket_width(index - 1)
+            );
         }
     }
 

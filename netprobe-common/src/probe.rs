@@ -65,17 +65,44 @@ pub struct FlightKey {
 }
 shared_type!(FlightKey, 16);
 
-/// A packet on its way through the watched hops.
+/// A packet on its way through the watched hops: one slot of the flight
+/// table, a direct-mapped array indexed by a hash of the key. A slot whose
+/// key has protocol 0 is free.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Flight {
+    pub key: FlightKey,
     /// Monotonic time (ns) at each hop; 0 where it was not seen.
     pub hop_ns: [u64; MAX_HOPS],
     pub last_hop: u32,
     /// 1 once a hop was missed; the end-to-end time is then not counted.
     pub skipped: u32,
 }
-shared_type!(Flight, 8 * MAX_HOPS + 8);
+shared_type!(Flight, 16 + 8 * MAX_HOPS + 8);
+
+impl FlightKey {
+    /// Slot of this key in a table of `1 << bits` slots (Fibonacci hashing).
+    #[inline(always)]
+    pub fn slot(&self, bits: u32) -> u32 {
+        let head =
+            u64::from(self.direction) | u64::from(self.protocol) << 8 | u64::from(self.ip_id) << 32;
+        let tail = u64::from(self.word0) | u64::from(self.word1) << 32;
+        let mixed = (head ^ tail.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> (64 - bits)) as u32
+    }
+}
+
+/// A TCP write waiting for its first segment: one slot of a direct-mapped
+/// table indexed by the sequence number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketWrite {
+    pub seq: u32,
+    pub _pad: u32,
+    /// When the write started; 0 once a segment consumed it.
+    pub ns: u64,
+}
+shared_type!(SocketWrite, 16);
 
 /// Per-hop join accounting, one copy per CPU.
 #[repr(C)]
@@ -89,11 +116,15 @@ pub struct HopStats {
     pub unjoined: u64,
     /// Packets whose last observation was further back than the previous hop.
     pub skipped: u64,
-    /// Packets started here whose record could not be stored: the flight map
-    /// was full.
-    pub map_full: u64,
+    /// Unfinished flights whose slot a flight started here took over while
+    /// they were still fresh: packets lost to a full (or colliding) table.
+    pub evicted: u64,
+    /// Flights whose last sighting was here and that never went further
+    /// (dropped, or consumed where no probe looks), found stale when their
+    /// slot was reused.
+    pub expired: u64,
 }
-shared_type!(HopStats, 40);
+shared_type!(HopStats, 48);
 
 /// One packet's complete journey, sent to userspace for `--sample N`.
 #[repr(C)]
@@ -114,9 +145,12 @@ pub const fn slot(direction: u32, hop: u32) -> u32 {
 
 /// Watched (device, hook) pairs.
 pub const POINT_CAPACITY: u32 = 1024;
-/// Packets followed at once.
-pub const FLIGHT_CAPACITY: u32 = 65536;
-/// TCP writes remembered until their first segment leaves the pod.
-pub const SOCKET_WRITE_CAPACITY: u32 = 16384;
+/// log2 of the flight table's slots (packets followed at once) by default;
+/// `ProbeConfig::flight_slot_bits` sets it per load.
+pub const FLIGHT_SLOT_BITS: u32 = 16;
+/// log2 of the socket write table's slots.
+pub const SOCKET_WRITE_SLOT_BITS: u32 = 14;
+/// A flight not seen for this long stopped on the way; its slot is free.
+pub const FLIGHT_EXPIRY_NS: u64 = 1_000_000_000;
 /// Ring buffer for sampled flights.
 pub const TRACE_RING_BYTES: u32 = 256 * 1024;

@@ -76,7 +76,8 @@ pub fn parse<R: PacketReader>(
             key: FlightKey::default(),
             selected: true,
         };
-        let (protocol, l4, payload_len) = parse_ip(reader, offset, ether_type, filter, &mut packet)?;
+        let (protocol, l4, payload_len) =
+            parse_ip(reader, offset, ether_type, filter, &mut packet)?;
         packet.key.protocol = protocol;
         match protocol {
             IPPROTO_TCP => {
@@ -156,8 +157,8 @@ fn parse_ip<R: PacketReader>(
             }
             packet.key.ip_id = u32::from(u16::from_be_bytes(ip.id));
             if filter.family != 0 {
-                packet.selected &= filter.family == 4
-                    && address_selected(filter, &ip.src_addr, &ip.dst_addr);
+                packet.selected &=
+                    filter.family == 4 && address_selected(filter, &ip.src_addr, &ip.dst_addr);
             }
             let payload_len = u16::from_be_bytes(ip.tot_len).saturating_sub(header_len);
             Some((ip.proto, offset + usize::from(header_len), payload_len))
@@ -168,8 +169,8 @@ fn parse_ip<R: PacketReader>(
                 return None;
             }
             if filter.family != 0 {
-                packet.selected &= filter.family == 6
-                    && address_selected(filter, &ip.src_addr, &ip.dst_addr);
+                packet.selected &=
+                    filter.family == 6 && address_selected(filter, &ip.src_addr, &ip.dst_addr);
             }
             let payload_len = u16::from_be_bytes(ip.payload_len);
             Some((ip.next_hdr, offset + Ipv6Hdr::LEN, payload_len))

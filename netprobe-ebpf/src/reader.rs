@@ -71,6 +71,10 @@ pub enum Scratch {
 static HEADER_SCRATCH: PerCpuArray<[u8; HEADER_BYTES]> = PerCpuArray::with_max_entries(2, 0);
 
 impl KernelHeaders {
+    #[expect(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "bpf_probe_read_kernel is fault-safe: a bad pointer is an error, not a crash"
+    )]
     #[inline(always)]
     pub fn copy(from: *const u8, scratch: Scratch) -> Option<Self> {
         let buffer = HEADER_SCRATCH.get_ptr_mut(scratch as u32)?;

@@ -27,8 +27,6 @@ use crate::{
     report::{Report, ReportContext, Sample, SampleHop},
 };
 
-/// Flights not seen for this long stopped on the way.
-const FLIGHT_EXPIRY: Duration = Duration::from_secs(2);
 /// Samples kept for the report.
 const MAX_SAMPLES: usize = 1000;
 
@@ -84,14 +82,22 @@ pub fn run(args: &AttachArgs) -> Result<()> {
     let filter_text = args.filter.as_ref().map(|filter| filter.expression.clone());
     let options = ProbeOptions {
         xdp_mode: args.xdp_mode,
-        filter: args.filter.as_ref().map(|filter| filter.flow).unwrap_or_default(),
+        filter: args
+            .filter
+            .as_ref()
+            .map(|filter| filter.flow)
+            .unwrap_or_default(),
         sample_every: args.sample,
         force: args.force,
     };
     let session = ProbeSession::start(&datapath, &node, &options)?;
     print_path(&datapath, session.path());
     for unobserved in session.unobserved() {
-        eprintln!("not observed: {} ({})", unobserved.hook.describe(), unobserved.reason);
+        eprintln!(
+            "not observed: {} ({})",
+            unobserved.hook.describe(),
+            unobserved.reason
+        );
     }
     if let Some(ready) = &args.ready_file {
         fs::write(ready, std::process::id().to_string())
@@ -123,7 +129,11 @@ fn discover(args: &AttachArgs, node: &NetNs) -> Result<Datapath> {
 
 fn print_path(datapath: &Datapath, path: &ProbePath) {
     let names = |devices: &[discovery::Device]| {
-        devices.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        devices
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     println!("datapath behind {}:", datapath.nic);
     for (role, devices) in [
@@ -170,14 +180,12 @@ async fn monitor(
         None
     };
     let mut samples = Vec::new();
-    let mut expired = 0;
     let live = !args.quiet && std::io::stdout().is_terminal();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                expired += session.expire_flights(FLIGHT_EXPIRY)?.iter().flatten().sum::<u64>();
                 if !args.quiet {
-                    let report = build_report(&session, args, filter, started, expired, &samples)?;
+                    let report = build_report(&session, args, filter, started, 0, &samples)?;
                     print_live(&report, live);
                 }
             }
@@ -194,7 +202,14 @@ async fn monitor(
     if let Some(traces) = traces.as_mut() {
         drain_samples(traces.get_mut(), session.path(), &mut samples);
     }
-    build_report(&session, args, filter, started, expired, &samples)
+    build_report(
+        &session,
+        args,
+        filter,
+        started,
+        session.stale_flights()?,
+        &samples,
+    )
 }
 
 fn build_report(
@@ -202,7 +217,7 @@ fn build_report(
     args: &AttachArgs,
     filter: Option<&str>,
     started: Instant,
-    expired: u64,
+    stale_flights: u64,
     samples: &[Sample],
 ) -> Result<Report> {
     let context = ReportContext {
@@ -216,7 +231,7 @@ fn build_report(
         &context,
         session.path(),
         &session.snapshot()?,
-        expired,
+        stale_flights,
         session.unobserved(),
         session.program_costs()?,
         samples.to_vec(),
@@ -266,7 +281,12 @@ fn sample_from(trace: &Trace, path: &ProbePath) -> Sample {
         Direction::Ingress
     };
     let hops = path.hops(direction);
-    let first = trace.hop_ns.iter().copied().find(|ns| *ns != 0).unwrap_or(0);
+    let first = trace
+        .hop_ns
+        .iter()
+        .copied()
+        .find(|ns| *ns != 0)
+        .unwrap_or(0);
     Sample {
         direction,
         hops: hops

@@ -22,7 +22,9 @@ pub enum DiscoveryError {
     Netlink(#[from] NetlinkError),
     #[error("listing network namespaces: {0}")]
     ListNamespaces(#[source] std::io::Error),
-    #[error("cannot tell what {0} is on the path: it is not a vxlan device, bridge, bridge port or pod interface")]
+    #[error(
+        "cannot tell what {0} is on the path: it is not a vxlan device, bridge, bridge port or pod interface"
+    )]
     UnknownRole(String),
 }
 
@@ -120,12 +122,20 @@ pub fn discover(nic_name: &str, node: &NetNs) -> Result<Datapath, DiscoveryError
     let bridges: Vec<&Link> = node_links
         .iter()
         .filter(|link| link.kind == "bridge")
-        .filter(|bridge| node_links.iter().any(|port| port.master == Some(bridge.index)))
+        .filter(|bridge| {
+            node_links
+                .iter()
+                .any(|port| port.master == Some(bridge.index))
+        })
         .collect();
     let ports: Vec<&Link> = node_links
         .iter()
         .filter(|link| link.kind == "veth")
-        .filter(|link| bridges.iter().any(|bridge| link.master == Some(bridge.index)))
+        .filter(|link| {
+            bridges
+                .iter()
+                .any(|bridge| link.master == Some(bridge.index))
+        })
         .collect();
     let pods = pod_devices(node, nic, &ports)?;
     Ok(Datapath {
@@ -150,11 +160,20 @@ fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>,
         if pod_ns.inode() == node.inode() {
             continue;
         }
-        let (links, node_id) = pod_ns.run(|| -> Result<_, NetlinkError> {
+        let listed = pod_ns.run(|| -> Result<_, NetlinkError> {
             // Listing first: it makes the kernel assign the ids links use.
             let links = netlink::links()?;
             Ok((links, netlink::netns_id(node)?))
-        })??;
+        });
+        let (links, node_id) = match listed {
+            Ok(listed) => listed?,
+            // Being deleted while we looked: nothing to follow there.
+            Err(NetNsError::Enter { .. }) => {
+                log::debug!("skipping network namespace {name}: it cannot be entered");
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         let Some(node_id) = node_id else { continue };
         for link in links {
             if link.link_netnsid != Some(node_id) {
@@ -209,7 +228,10 @@ impl Datapath {
             .find(|link| link.name == selector.name)
             .ok_or_else(|| DiscoveryError::UnknownInterface {
                 name: selector.name.clone(),
-                netns: selector.netns.clone().unwrap_or_else(|| node.name().to_owned()),
+                netns: selector
+                    .netns
+                    .clone()
+                    .unwrap_or_else(|| node.name().to_owned()),
             })?;
         let device = Device {
             name: link.name.clone(),

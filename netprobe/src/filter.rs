@@ -10,7 +10,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FilterError {
-    #[error("unknown filter term {0:?} (expected tcp, udp, [src|dst] port N, [src|dst] host ADDR, joined by 'and')")]
+    #[error(
+        "unknown filter term {0:?} (expected tcp, udp, [src|dst] port N, [src|dst] host ADDR, joined by 'and')"
+    )]
     UnknownTerm(String),
     #[error("{0} needs a value")]
     MissingValue(&'static str),
@@ -97,7 +99,10 @@ mod tests {
 
     #[test]
     fn parses_protocol_port_and_host() {
-        let filter = "tcp and dst port 80 and host 10.0.0.1".parse::<Filter>().unwrap().flow;
+        let filter = "tcp and dst port 80 and host 10.0.0.1"
+            .parse::<Filter>()
+            .unwrap()
+            .flow;
         assert_eq!(filter.protocol, 6);
         assert_eq!((filter.port, filter.port_sides), (80, MATCH_DST));
         assert_eq!(filter.family, 4);
@@ -125,7 +130,10 @@ mod tests {
         assert_eq!(error("port"), FilterError::MissingValue("port"));
         assert_eq!(error("port http"), FilterError::BadPort("http".into()));
         assert_eq!(error("port 0"), FilterError::BadPort("0".into()));
-        assert_eq!(error("host 10.0.0"), FilterError::BadAddress("10.0.0".into()));
+        assert_eq!(
+            error("host 10.0.0"),
+            FilterError::BadAddress("10.0.0".into())
+        );
         assert_eq!(error("tcp udp"), FilterError::Repeated("a protocol"));
         assert_eq!(error("src tcp"), FilterError::UnknownTerm("tcp".into()));
         assert_eq!(error("tcp or udp"), FilterError::UnknownTerm("or".into()));

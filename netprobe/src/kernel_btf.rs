@@ -12,7 +12,9 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, Error)]
 pub enum BtfError {
-    #[error("this kernel has no BTF ({VMLINUX_BTF} is missing): build it with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "this kernel has no BTF ({VMLINUX_BTF} is missing): build it with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     Missing,
     #[error("cannot read {VMLINUX_BTF}: {0}")]
     Read(#[source] btf_rs::Error),
@@ -83,7 +85,9 @@ fn find_member(btf: &Btf, owner: &btf_rs::Struct, name: &str) -> Result<Option<u
 
 /// The struct or union a member is, through typedefs and qualifiers.
 fn aggregate(btf: &Btf, member: &dyn BtfType) -> Result<Option<btf_rs::Struct>, BtfError> {
-    let mut current = btf.resolve_chained_type(member).map_err(BtfError::Malformed)?;
+    let mut current = btf
+        .resolve_chained_type(member)
+        .map_err(BtfError::Malformed)?;
     loop {
         current = match current {
             Type::Struct(s) | Type::Union(s) => return Ok(Some(s)),
@@ -115,6 +119,9 @@ mod tests {
     fn missing_field_is_named() {
         let btf = Btf::from_file(VMLINUX_BTF).expect("this kernel has BTF");
         let err = field_offset(&btf, "sk_buff", "no_such_field").unwrap_err();
-        assert_eq!(err.to_string(), "kernel BTF has no field no_such_field in struct sk_buff");
+        assert_eq!(
+            err.to_string(),
+            "kernel BTF has no field no_such_field in struct sk_buff"
+        );
     }
 }

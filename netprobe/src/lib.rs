@@ -2,13 +2,14 @@
 //! eBPF, and a lab that rebuilds the common container networking modes in
 //! network namespaces to compare them.
 
-pub mod netns;
-pub mod kernel_btf;
-pub mod netlink;
+pub mod attach;
 pub mod discovery;
 pub mod filter;
+pub mod kernel_btf;
+pub mod netlink;
+pub mod netns;
 pub mod path;
-pub mod probes;
-pub mod attach;
 pub mod privilege;
+pub mod probes;
 pub mod report;
+pub mod status;

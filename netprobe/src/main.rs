@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netprobe::attach;
+use netprobe::{attach, status};
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
 /// socket and back.
@@ -15,7 +15,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Attach the probes behind an interface and report per-hop latency.
-    Attach(attach::AttachArgs),
+    Attach(Box<attach::AttachArgs>),
+    /// List what of netprobe is loaded in the kernel, and who holds it.
+    Status,
+    /// Stop running netprobe sessions and remove netprobe's pinned
+    /// attachments (never anything netprobe did not attach).
+    Detach,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,8 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Attach(args) => attach::run(args),
+        Command::Status => status::run_status(),
+        Command::Detach => status::run_detach(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

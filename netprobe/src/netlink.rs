@@ -91,10 +91,13 @@ pub fn netns_id(other: &NetNs) -> Result<Option<i32>, NetlinkError> {
     let replies = request(REQUEST, RouteNetlinkMessage::GetNsId(message), 0)?;
     Ok(replies.into_iter().find_map(|reply| match reply {
         RouteNetlinkMessage::NewNsId(message) => {
-            message.attributes.into_iter().find_map(|attribute| match attribute {
-                NsidAttribute::Id(id) if id >= 0 => Some(id),
-                _ => None,
-            })
+            message
+                .attributes
+                .into_iter()
+                .find_map(|attribute| match attribute {
+                    NsidAttribute::Id(id) if id >= 0 => Some(id),
+                    _ => None,
+                })
         }
         _ => None,
     }))
@@ -118,7 +121,9 @@ fn link_from(message: LinkMessage) -> Link {
                 for info in infos {
                     match info {
                         LinkInfo::Kind(kind) => link.kind = kind_name(&kind),
-                        LinkInfo::Data(InfoData::Vxlan(vxlan)) => link.vxlan = Some(vxlan_from(&vxlan)),
+                        LinkInfo::Data(InfoData::Vxlan(vxlan)) => {
+                            link.vxlan = Some(vxlan_from(&vxlan))
+                        }
                         _ => {}
                     }
                 }

@@ -3,7 +3,7 @@
 
 use netprobe_common::probe::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_NET_DEV_QUEUE, HOOK_NET_DEV_START_XMIT,
-    HOOK_NETIF_RECEIVE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, MAX_HOPS,
+    HOOK_NETIF_RECEIVE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, MAX_HOPS, Point, PointKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -187,14 +187,22 @@ impl ProbePath {
             Some(hop(Role::Nic, Hook::TcIngress, &nic())),
             Some(hop(Role::Vxlan, Hook::NetifReceive, &datapath.vxlan)),
             Some(hop(Role::Bridge, Hook::NetDevQueue, &datapath.bridges)),
-            Some(hop(Role::BridgePort, Hook::NetDevQueue, &datapath.bridge_ports)),
+            Some(hop(
+                Role::BridgePort,
+                Hook::NetDevQueue,
+                &datapath.bridge_ports,
+            )),
             Some(hop(Role::Pod, Hook::NetifReceive, &datapath.pods)),
             Some(hop(Role::Socket, Hook::SocketRead, &[])),
         ];
         let egress = [
             Some(hop(Role::Socket, Hook::SocketWrite, &[])),
             Some(hop(Role::Pod, Hook::NetDevQueue, &datapath.pods)),
-            Some(hop(Role::BridgePort, Hook::NetifReceive, &datapath.bridge_ports)),
+            Some(hop(
+                Role::BridgePort,
+                Hook::NetifReceive,
+                &datapath.bridge_ports,
+            )),
             Some(hop(Role::Bridge, Hook::NetifReceive, &datapath.bridges)),
             Some(hop(Role::Vxlan, Hook::NetDevQueue, &datapath.vxlan)),
             Some(hop(Role::Nic, Hook::TcEgress, &nic())),
@@ -227,8 +235,35 @@ impl ProbePath {
         self.egress.retain(|hop| hop.hook != hook);
     }
 
+    /// Every watched (device, hook) and its place on the path.
+    pub fn points(&self) -> impl Iterator<Item = (PointKey, Point)> + '_ {
+        Direction::BOTH.into_iter().flat_map(move |direction| {
+            self.hops(direction)
+                .iter()
+                .enumerate()
+                .filter_map(|(hop_index, hop)| hop.hook.code().map(|code| (hop_index, hop, code)))
+                .flat_map(move |(hop_index, hop, code)| {
+                    hop.devices.iter().map(move |device| {
+                        let key = PointKey {
+                            netns: device.netns_inode,
+                            ifindex: device.ifindex,
+                            hook: code,
+                        };
+                        let point = Point {
+                            direction: direction.code(),
+                            hop: hop_index as u32,
+                        };
+                        (key, point)
+                    })
+                })
+        })
+    }
+
     pub fn uses(&self, hook: Hook) -> bool {
-        self.ingress.iter().chain(&self.egress).any(|hop| hop.hook == hook)
+        self.ingress
+            .iter()
+            .chain(&self.egress)
+            .any(|hop| hop.hook == hook)
     }
 
     /// Namespaces whose sockets are the path's ends: the pods', or the node's

@@ -2,16 +2,11 @@
 //! attachment is a bpf_link owned by this process: when it exits, even by
 //! `kill -9`, the kernel detaches everything.
 
-use std::{
-    io,
-    os::fd::OwnedFd,
-    time::Duration,
-};
+use std::{io, os::fd::OwnedFd, time::Duration};
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    Btf,
+    Btf, Ebpf, EbpfError, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::FdLink, tc::TcAttachOptions,
@@ -21,7 +16,10 @@ use aya::{
 use netprobe_common::{
     config::{FlowFilter, KernelOffsets, ProbeConfig},
     histogram::Histogram,
-    probe::{Flight, FlightKey, HopStats, MAX_HOPS, Point, PointKey, SLOTS, slot},
+    probe::{
+        FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS, Flight, FlightKey, HopStats, MAX_HOPS, Point, PointKey,
+        SLOTS, slot,
+    },
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -77,13 +75,21 @@ pub enum ProbeError {
         source: ProgramError,
     },
     #[error("probe map {name}: {source}")]
-    Map { name: &'static str, source: MapError },
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
     #[error("the probes object has no {0}")]
     Missing(&'static str),
     #[error("turning on bpf run-time statistics: {0}")]
     Stats(#[source] SyscallError),
-    #[error("{interface}: {hook} attached without a bpf_link, which would outlive netprobe; refusing")]
-    NotALink { interface: String, hook: &'static str },
+    #[error(
+        "{interface}: {hook} attached without a bpf_link, which would outlive netprobe; refusing"
+    )]
+    NotALink {
+        interface: String,
+        hook: &'static str,
+    },
 }
 
 /// A hook that could not be attached here, and why.
@@ -93,11 +99,122 @@ pub struct Unobserved {
     pub reason: String,
 }
 
+/// The probes object loaded with its configuration, nothing attached yet:
+/// what a [`ProbeSession`] attaches, and what tests run on crafted packets
+/// with BPF_PROG_TEST_RUN.
+pub struct LoadedProbes {
+    ebpf: Ebpf,
+}
+
+impl LoadedProbes {
+    pub fn load(config: &ProbeConfig, btf: &Btf) -> Result<Self, ProbeError> {
+        let ebpf = EbpfLoader::new()
+            .btf(Some(btf))
+            .override_global("CONFIG", config, true)
+            .map_max_entries("FLIGHTS", 1 << config.flight_slot_bits)
+            .load(PROBES_OBJECT)
+            .map_err(ProbeError::Load)?;
+        Ok(Self { ebpf })
+    }
+
+    /// Watches `key` as `point` of the path.
+    pub fn add_point(&mut self, key: PointKey, point: Point) -> Result<(), ProbeError> {
+        let mut points: HashMap<_, PointKey, Point> = map(&mut self.ebpf, "POINTS")?;
+        points
+            .insert(key, point, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "POINTS",
+                source,
+            })
+    }
+
+    /// TCP writes in namespace `netns` start egress flights.
+    pub fn watch_sockets(&mut self, netns: u32) -> Result<(), ProbeError> {
+        let mut sockets: HashMap<_, u32, u32> = map(&mut self.ebpf, "SOCKET_NETNS")?;
+        sockets
+            .insert(netns, 1, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "SOCKET_NETNS",
+                source,
+            })
+    }
+
+    /// Packets followed right now: the occupied slots of the flight table.
+    pub fn flights(&self) -> Result<Vec<Flight>, ProbeError> {
+        let flights: Array<_, Flight> = map_ref(&self.ebpf, "FLIGHTS")?;
+        let mut occupied = Vec::new();
+        for flight in flights.iter() {
+            let flight = flight.map_err(|source| ProbeError::Map {
+                name: "FLIGHTS",
+                source,
+            })?;
+            if flight.key.protocol != 0 {
+                occupied.push(flight);
+            }
+        }
+        Ok(occupied)
+    }
+
+    /// Frees every slot of the flight table.
+    pub fn clear_flights(&mut self) -> Result<(), ProbeError> {
+        let mut flights: Array<_, Flight> = map(&mut self.ebpf, "FLIGHTS")?;
+        let free = Flight {
+            key: FlightKey::default(),
+            hop_ns: [0; MAX_HOPS],
+            last_hop: 0,
+            skipped: 0,
+        };
+        for index in 0..flights.len() {
+            flights
+                .set(index, free, 0)
+                .map_err(|source| ProbeError::Map {
+                    name: "FLIGHTS",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The program of `hook`, loaded into the kernel (tracepoints need the
+    /// kernel's BTF to find their attach point).
+    pub fn program<'a, T>(&'a mut self, hook: Hook) -> Result<&'a mut T, ProbeError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        program_mut(&mut self.ebpf, hook.program())
+    }
+
+    /// Histograms and join counts so far, summed over CPUs.
+    pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
+        let histograms: PerCpuArray<_, Histogram> = map_ref(&self.ebpf, "HISTOGRAMS")?;
+        let hop_stats: PerCpuArray<_, HopStats> = map_ref(&self.ebpf, "HOP_STATS")?;
+        let mut snapshot = Snapshot::default();
+        for index in 0..SLOTS as u32 {
+            let map_error = |name| move |source| ProbeError::Map { name, source };
+            for cpu in histograms
+                .get(&index, 0)
+                .map_err(map_error("HISTOGRAMS"))?
+                .iter()
+            {
+                snapshot.histograms[index as usize].merge(cpu);
+            }
+            for cpu in hop_stats
+                .get(&index, 0)
+                .map_err(map_error("HOP_STATS"))?
+                .iter()
+            {
+                snapshot.hop_stats[index as usize].merge(cpu);
+            }
+        }
+        Ok(snapshot)
+    }
+}
+
 /// Loaded and attached probes. Dropping it detaches everything.
 pub struct ProbeSession {
     // Links first: they drop before the programs they point to.
     _links: Vec<FdLink>,
-    ebpf: Ebpf,
+    probes: LoadedProbes,
     _stats: OwnedFd,
     path: ProbePath,
     unobserved: Vec<Unobserved>,
@@ -169,21 +286,13 @@ impl ProbeSession {
         offsets: &KernelOffsets,
         btf: &Btf,
     ) -> Result<Self, StartError> {
-        let config = probe_config(path, datapath, node, options, offsets);
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(btf))
-            .override_global("CONFIG", &config, true)
-            .load(PROBES_OBJECT)
-            .map_err(ProbeError::Load)?;
-        fill_points(&mut ebpf, path)?;
-        let mut sockets: HashMap<_, u32, u32> = map(&mut ebpf, "SOCKET_NETNS")?;
+        let config = probe_config(path, node, options, offsets);
+        let mut probes = LoadedProbes::load(&config, btf)?;
+        for (key, point) in path.points() {
+            probes.add_point(key, point)?;
+        }
         for netns in path.socket_namespaces(datapath) {
-            sockets
-                .insert(netns, 1, 0)
-                .map_err(|source| ProbeError::Map {
-                    name: "SOCKET_NETNS",
-                    source,
-                })?;
+            probes.watch_sockets(netns)?;
         }
         let stats = enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?;
 
@@ -192,19 +301,19 @@ impl ProbeSession {
         for hook in Hook::ALL.into_iter().filter(|hook| path.uses(*hook)) {
             match hook {
                 Hook::Xdp => {
-                    let (link, mode) = attach_xdp(&mut ebpf, datapath, node, options.xdp_mode)?;
+                    let (link, mode) = attach_xdp(&mut probes, datapath, node, options.xdp_mode)?;
                     links.push(link);
                     xdp_mode = Some(mode);
                 }
                 Hook::TcIngress | Hook::TcEgress => {
-                    links.push(attach_tc(&mut ebpf, hook, datapath, node)?);
+                    links.push(attach_tc(&mut probes, hook, datapath, node)?);
                 }
-                _ => attach_tracepoint(&mut ebpf, hook, btf)?,
+                _ => attach_tracepoint(&mut probes, hook, btf)?,
             }
         }
         Ok(Self {
             _links: links,
-            ebpf,
+            probes,
             _stats: stats,
             path: path.clone(),
             unobserved: Vec::new(),
@@ -230,55 +339,33 @@ impl ProbeSession {
 
     /// Histograms and join counts so far, summed over CPUs.
     pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
-        let histograms: PerCpuArray<_, Histogram> = map_ref(&self.ebpf, "HISTOGRAMS")?;
-        let hop_stats: PerCpuArray<_, HopStats> = map_ref(&self.ebpf, "HOP_STATS")?;
-        let mut snapshot = Snapshot::default();
-        for index in 0..SLOTS as u32 {
-            let map_error = |name| move |source| ProbeError::Map { name, source };
-            for cpu in histograms.get(&index, 0).map_err(map_error("HISTOGRAMS"))?.iter() {
-                snapshot.histograms[index as usize].merge(cpu);
-            }
-            for cpu in hop_stats.get(&index, 0).map_err(map_error("HOP_STATS"))?.iter() {
-                snapshot.hop_stats[index as usize].merge(cpu);
-            }
-        }
-        Ok(snapshot)
+        self.probes.snapshot()
     }
 
-    /// Removes flights whose last sighting is older than `max_age`: packets
-    /// that stopped on the way (dropped, or consumed where no probe looks).
-    /// Returns how many stopped after each hop, by direction.
-    pub fn expire_flights(&mut self, max_age: Duration) -> Result<[[u64; MAX_HOPS]; 2], ProbeError> {
-        let mut flights: HashMap<_, FlightKey, Flight> = map(&mut self.ebpf, "FLIGHTS")?;
+    /// Flights still unfinished and not seen for [`FLIGHT_EXPIRY_NS`]:
+    /// packets that stopped on the way and whose slot was not reused.
+    pub fn stale_flights(&self) -> Result<u64, ProbeError> {
         let now = monotonic_ns();
-        let max_age = max_age.as_nanos() as u64;
-        let stale: Vec<(FlightKey, Flight)> = flights
+        let stale = self
+            .probes
+            .flights()?
             .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, flight)| {
-                let last = flight.hop_ns.get(flight.last_hop as usize).copied().unwrap_or(0);
-                now.saturating_sub(last) > max_age
+            .filter(|flight| {
+                let last = flight
+                    .hop_ns
+                    .get(flight.last_hop as usize)
+                    .copied()
+                    .unwrap_or(0);
+                now.saturating_sub(last) > FLIGHT_EXPIRY_NS
             })
-            .collect();
-        let mut expired = [[0; MAX_HOPS]; 2];
-        for (key, flight) in stale {
-            match flights.remove(&key) {
-                Ok(()) => {
-                    let direction = usize::from(key.direction).min(1);
-                    let hop = (flight.last_hop as usize).min(MAX_HOPS - 1);
-                    expired[direction][hop] += 1;
-                }
-                // Finished by the kernel meanwhile.
-                Err(MapError::KeyNotFound) => {}
-                Err(source) => return Err(ProbeError::Map { name: "FLIGHTS", source }),
-            }
-        }
-        Ok(expired)
+            .count();
+        Ok(stale as u64)
     }
 
     /// The sampled flights' ring buffer (`--sample`).
     pub fn take_traces(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
         let traces = self
+            .probes
             .ebpf
             .take_map("TRACES")
             .ok_or(ProbeError::Missing("TRACES"))?;
@@ -294,6 +381,7 @@ impl ProbeSession {
         let mut costs = Vec::new();
         for hook in Hook::ALL.into_iter().filter(|hook| self.path.uses(*hook)) {
             let program = self
+                .probes
                 .ebpf
                 .program(hook.program())
                 .ok_or(ProbeError::Missing(hook.program()))?;
@@ -301,7 +389,11 @@ impl ProbeSession {
                 program: hook.program(),
                 source,
             })?;
-            costs.push(ProgramCost::new(hook.program(), info.run_count(), info.run_time()));
+            costs.push(ProgramCost::new(
+                hook.program(),
+                info.run_count(),
+                info.run_time(),
+            ));
         }
         Ok(costs)
     }
@@ -396,20 +488,26 @@ impl Merge for HopStats {
         self.joined += other.joined;
         self.unjoined += other.unjoined;
         self.skipped += other.skipped;
-        self.map_full += other.map_full;
+        self.evicted += other.evicted;
+        self.expired += other.expired;
     }
 }
 
-fn probe_config(
+/// The settings the probes are loaded with for `path`.
+pub fn probe_config(
     path: &ProbePath,
-    datapath: &Datapath,
     node: &NetNs,
     options: &ProbeOptions,
     offsets: &KernelOffsets,
 ) -> ProbeConfig {
-    let socket_read = path.ingress.last().is_some_and(|hop| hop.hook == Hook::SocketRead);
-    let socket_write = path.egress.first().is_some_and(|hop| hop.hook == Hook::SocketWrite);
-    debug_assert_eq!(node.inode(), datapath.nic.netns_inode);
+    let socket_read = path
+        .ingress
+        .last()
+        .is_some_and(|hop| hop.hook == Hook::SocketRead);
+    let socket_write = path
+        .egress
+        .first()
+        .is_some_and(|hop| hop.hook == Hook::SocketWrite);
     ProbeConfig {
         offsets: *offsets,
         filter: options.filter,
@@ -419,42 +517,20 @@ fn probe_config(
         socket_read: u32::from(socket_read),
         socket_write: u32::from(socket_write),
         sample_every: options.sample_every,
+        flight_slot_bits: FLIGHT_SLOT_BITS,
     }
-}
-
-fn fill_points(ebpf: &mut Ebpf, path: &ProbePath) -> Result<(), ProbeError> {
-    let mut points: HashMap<_, PointKey, Point> = map(ebpf, "POINTS")?;
-    for direction in Direction::BOTH {
-        for (hop_index, hop) in path.hops(direction).iter().enumerate() {
-            let Some(hook) = hop.hook.code() else { continue };
-            for device in &hop.devices {
-                let key = PointKey {
-                    netns: device.netns_inode,
-                    ifindex: device.ifindex,
-                    hook,
-                };
-                let point = Point {
-                    direction: direction.code(),
-                    hop: hop_index as u32,
-                };
-                points
-                    .insert(key, point, 0)
-                    .map_err(|source| ProbeError::Map { name: "POINTS", source })?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn attach_xdp(
-    ebpf: &mut Ebpf,
+    probes: &mut LoadedProbes,
     datapath: &Datapath,
     node: &NetNs,
     choice: XdpModeChoice,
 ) -> Result<(FdLink, XdpMode), StartError> {
     let program = Hook::Xdp.program();
-    let xdp: &mut Xdp = program_mut(ebpf, program)?;
-    xdp.load().map_err(|source| ProbeError::Program { program, source })?;
+    let xdp: &mut Xdp = probes.program(Hook::Xdp)?;
+    xdp.load()
+        .map_err(|source| ProbeError::Program { program, source })?;
     let modes: &[XdpMode] = match choice {
         XdpModeChoice::Auto => &[XdpMode::Driver, XdpMode::Skb],
         XdpModeChoice::Native => &[XdpMode::Driver],
@@ -490,13 +566,13 @@ fn attach_xdp(
 }
 
 fn attach_tc(
-    ebpf: &mut Ebpf,
+    probes: &mut LoadedProbes,
     hook: Hook,
     datapath: &Datapath,
     node: &NetNs,
 ) -> Result<FdLink, StartError> {
     let program = hook.program();
-    let classifier: &mut SchedClassifier = program_mut(ebpf, program)?;
+    let classifier: &mut SchedClassifier = probes.program(hook)?;
     classifier
         .load()
         .map_err(|source| ProbeError::Program { program, source })?;
@@ -527,17 +603,15 @@ fn attach_tc(
     })
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, hook: Hook, btf: &Btf) -> Result<(), StartError> {
+fn attach_tracepoint(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), StartError> {
     let program = hook.program();
     let tracepoint = hook.tracepoint().ok_or(ProbeError::Missing(program))?;
-    let traced: &mut BtfTracePoint = program_mut(ebpf, program)?;
+    let traced: &mut BtfTracePoint = probes.program(hook)?;
     // A kernel without this tracepoint has no btf_trace_<name> type.
-    traced
-        .load(tracepoint, btf)
-        .map_err(|error| match error {
-            ProgramError::Btf(_) => StartError::Unavailable(hook, error_chain(&error)),
-            source => ProbeError::Program { program, source }.into(),
-        })?;
+    traced.load(tracepoint, btf).map_err(|error| match error {
+        ProgramError::Btf(_) => StartError::Unavailable(hook, error_chain(&error)),
+        source => ProbeError::Program { program, source }.into(),
+    })?;
     traced
         .attach()
         .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?;

@@ -28,7 +28,10 @@ pub struct Latency {
 impl Latency {
     pub fn from_histogram(histogram: &Histogram) -> Self {
         let hdr = to_hdr(histogram);
-        let at = |quantile: f64| hdr.value_at_quantile(quantile).clamp(histogram.min_ns, histogram.max_ns);
+        let at = |quantile: f64| {
+            hdr.value_at_quantile(quantile)
+                .clamp(histogram.min_ns, histogram.max_ns)
+        };
         Self {
             count: histogram.count,
             min_ns: histogram.min_ns,
@@ -118,9 +121,10 @@ pub struct Report {
     pub end_to_end: Vec<EndToEnd>,
     /// Packets that could not be joined to an earlier point.
     pub unmatched: u64,
-    /// Packets not followed because the flight map was full.
+    /// Unfinished packets pushed out of the full (or colliding) flight table.
     pub evicted: u64,
-    /// Packets that stopped on the way, by the last point they reached.
+    /// Packets that stopped on the way (dropped, or consumed where no probe
+    /// looks).
     pub expired: u64,
     pub unobserved: Vec<UnobservedHook>,
     pub probe_cost: Vec<ProgramCost>,
@@ -170,7 +174,7 @@ impl Report {
         context: &ReportContext<'_>,
         path: &ProbePath,
         snapshot: &Snapshot,
-        expired: u64,
+        stale: u64,
         unobserved: &[Unobserved],
         probe_cost: Vec<ProgramCost>,
         samples: Vec<Sample>,
@@ -179,12 +183,14 @@ impl Report {
         let mut end_to_end = Vec::new();
         let mut unmatched = 0;
         let mut evicted = 0;
+        let mut expired = stale;
         for direction in Direction::BOTH {
             let hops = path.hops(direction);
             let total = Latency::from_histogram(snapshot.histogram(direction, 0));
             for hop in 0..hops.len() {
                 let stats = snapshot.stats(direction, hop);
-                evicted += stats.map_full;
+                evicted += stats.evicted;
+                expired += stats.expired;
                 unmatched += stats.unjoined + stats.skipped;
                 if hop == 0 {
                     continue;
@@ -241,14 +247,24 @@ impl Report {
     }
 
     pub fn segments(&self, direction: Direction) -> impl Iterator<Item = &Segment> {
-        self.segments.iter().filter(move |segment| segment.direction == direction)
+        self.segments
+            .iter()
+            .filter(move |segment| segment.direction == direction)
     }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let netns = self.netns.as_deref().map(|netns| format!(" in {netns}")).unwrap_or_default();
-        write!(f, "netprobe on {}{netns}: {:.1} s", self.interface, self.duration_s)?;
+        let netns = self
+            .netns
+            .as_deref()
+            .map(|netns| format!(" in {netns}"))
+            .unwrap_or_default();
+        write!(
+            f,
+            "netprobe on {}{netns}: {:.1} s",
+            self.interface, self.duration_s
+        )?;
         if let Some(filter) = &self.filter {
             write!(f, ", filter \"{filter}\"")?;
         }
@@ -270,7 +286,11 @@ impl fmt::Display for Report {
                     percent(segment.coverage)
                 )?;
             }
-            for total in self.end_to_end.iter().filter(|total| total.direction == direction) {
+            for total in self
+                .end_to_end
+                .iter()
+                .filter(|total| total.direction == direction)
+            {
                 write_latency_row(f, "end to end", &total.latency)?;
                 writeln!(f)?;
             }
@@ -281,13 +301,24 @@ impl fmt::Display for Report {
             self.unmatched, self.evicted, self.expired
         )?;
         for unobserved in &self.unobserved {
-            writeln!(f, "not observed: {} ({})", unobserved.hook, unobserved.reason)?;
+            writeln!(
+                f,
+                "not observed: {} ({})",
+                unobserved.hook, unobserved.reason
+            )?;
         }
         if !self.probe_cost.is_empty() {
-            let costs = self.probe_cost.iter().fold(String::new(), |mut text, cost| {
-                let _ = write!(text, " {} {:.0} ns x {}", cost.program, cost.ns_per_run, cost.run_cnt);
-                text
-            });
+            let costs = self
+                .probe_cost
+                .iter()
+                .fold(String::new(), |mut text, cost| {
+                    let _ = write!(
+                        text,
+                        " {} {:.0} ns x {}",
+                        cost.program, cost.ns_per_run, cost.run_cnt
+                    );
+                    text
+                });
             writeln!(f, "probe cost per run:{costs}")?;
         }
         for sample in &self.samples {

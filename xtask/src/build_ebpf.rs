@@ -26,13 +26,38 @@ pub struct Options {
 
 pub fn build_ebpf(options: &Options) -> Result<()> {
     let root = workspace_root();
+    ensure_toolchain(options.rebuild_linker)?;
+    let target_dir = root.join("target/bpf");
+    run(nightly_bpf_cargo("build")
+        .args(["--release", "--target-dir"])
+        .arg(&target_dir))
+    .context("building the eBPF programs")?;
+
+    for object in OBJECTS {
+        let built = target_dir.join(TARGET).join("release").join(object);
+        let installed = target_dir.join(format!("{object}.o"));
+        fs::copy(&built, &installed)
+            .with_context(|| format!("copying {} to {}", built.display(), installed.display()))?;
+        println!("eBPF object: {}", installed.display());
+    }
+    Ok(())
+}
+
+/// The nightly rust-src and a bpf-linker that matches the nightly's LLVM.
+pub fn ensure_toolchain(rebuild_linker: bool) -> Result<()> {
     let llvm_major = nightly_llvm_major()?;
     ensure_rust_src()?;
-    let linker_prefix = root.join(".tools/bpf-linker");
-    ensure_bpf_linker(&linker_prefix, &llvm_major, options.rebuild_linker)?;
+    ensure_bpf_linker(&linker_prefix(), &llvm_major, rebuild_linker)
+}
 
-    let target_dir = root.join("target/bpf");
-    let mut path = OsString::from(linker_prefix.join("bin"));
+fn linker_prefix() -> PathBuf {
+    workspace_root().join(".tools/bpf-linker")
+}
+
+/// `cargo +nightly SUBCOMMAND` for the eBPF crate's binaries, set up for the
+/// BPF target with the project's bpf-linker.
+pub fn nightly_bpf_cargo(subcommand: &str) -> Command {
+    let mut path = OsString::from(linker_prefix().join("bin"));
     path.push(":");
     path.push(std::env::var_os("PATH").unwrap_or_default());
     let rustflags = [
@@ -44,11 +69,9 @@ pub fn build_ebpf(options: &Options) -> Result<()> {
     .join("\x1f");
     let mut cargo = Command::new("cargo");
     cargo
-        .current_dir(&root)
-        .args([NIGHTLY, "build", "--package", "netprobe-ebpf", "--bins"])
-        .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
-        .arg("--target-dir")
-        .arg(&target_dir)
+        .current_dir(workspace_root())
+        .args([NIGHTLY, subcommand, "--package", "netprobe-ebpf", "--bins"])
+        .args(["--target", TARGET, "-Z", "build-std=core"])
         .env("PATH", path)
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     // The stable toolchain that runs xtask must not leak into the nightly build.
@@ -61,17 +84,7 @@ pub fn build_ebpf(options: &Options) -> Result<()> {
     ] {
         cargo.env_remove(key);
     }
-    run(&mut cargo).context("building the eBPF programs")?;
-
-    for object in OBJECTS {
-        let built = target_dir.join(TARGET).join("release").join(object);
-        let installed = target_dir.join(format!("{object}.o"));
-        fs::copy(&built, &installed).with_context(|| {
-            format!("copying {} to {}", built.display(), installed.display())
-        })?;
-        println!("eBPF object: {}", installed.display());
-    }
-    Ok(())
+    cargo
 }
 
 /// LLVM major version of the nightly rustc; bpf-linker must use the same.
@@ -105,7 +118,11 @@ fn ensure_rust_src() -> Result<()> {
 /// libLLVM, so nothing is downloaded but the crate sources.
 fn ensure_bpf_linker(prefix: &Path, llvm_major: &str, rebuild: bool) -> Result<()> {
     let linker = prefix.join("bin/bpf-linker");
-    if !rebuild && Command::new(&linker).arg("--version").output().is_ok_and(|o| o.status.success())
+    if !rebuild
+        && Command::new(&linker)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
     {
         return Ok(());
     }
@@ -114,8 +131,8 @@ fn ensure_bpf_linker(prefix: &Path, llvm_major: &str, rebuild: bool) -> Result<(
     fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
     let sysroot_lib = nightly_sysroot()?.join("lib");
     let mut shared_llvm = None;
-    for entry in fs::read_dir(&sysroot_lib)
-        .with_context(|| format!("listing {}", sysroot_lib.display()))?
+    for entry in
+        fs::read_dir(&sysroot_lib).with_context(|| format!("listing {}", sysroot_lib.display()))?
     {
         let path = entry?.path();
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {

@@ -2,6 +2,7 @@
 
 mod build_ebpf;
 mod command;
+mod lint;
 mod run;
 mod system;
 mod test;
@@ -19,6 +20,8 @@ enum Task {
     /// Build the eBPF objects, installing the nightly `rust-src` and a
     /// bpf-linker matched to the nightly's LLVM when they are missing.
     BuildEbpf(build_ebpf::Options),
+    /// cargo fmt --check and clippy -D warnings on every crate.
+    Lint,
     /// Set up everything the tests need, then run them all (as root; through
     /// sudo when started as a user).
     Test(test::Options),
@@ -30,6 +33,7 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::BuildEbpf(options) => build_ebpf::build_ebpf(&options),
+        Task::Lint => lint::lint(),
         Task::Test(options) => test::test(&options),
         Task::Run(options) => run::run(&options),
     }

@@ -23,11 +23,12 @@ pub fn run(options: &Options) -> Result<()> {
         rebuild_linker: false,
     })?;
     let root = workspace_root();
-    run_command(
-        Command::new("cargo")
-            .current_dir(&root)
-            .args(["build", "--release", "--package", "netprobe"]),
-    )
+    run_command(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "netprobe",
+    ]))
     .context("building netprobe")?;
     let binary = root.join("target/release/netprobe");
     let mut netprobe = if is_root() {

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use crate::{
     build_ebpf::{self, build_ebpf},
     command::{is_root, run, workspace_root},
+    lint::lint,
     system::ensure_packages,
 };
 
@@ -22,6 +23,7 @@ pub fn test(options: &Options) -> Result<()> {
     build_ebpf(&build_ebpf::Options {
         rebuild_linker: false,
     })?;
+    lint()?;
     let mut cargo = Command::new("cargo");
     cargo
         .current_dir(workspace_root())

@@ -1,12 +1,11 @@
-//! Following one packet from hop to hop: the record kept in [`FLIGHTS`], the
-//! segment latency added to its histogram at each hop, and the accounting of
+//! Following one packet from hop to hop: its slot in [`FLIGHTS`], the
+//! segment latency added to a histogram at each hop, and the accounting of
 //! packets that could not be joined.
 
-use aya_ebpf::{bindings::BPF_ANY, helpers::bpf_ktime_get_ns};
-use netprobe_common::{
-    probe::{
-        DIRECTION_EGRESS, Flight, FlightKey, HopStats, MAX_HOPS, Point, PointKey, Trace, slot,
-    },
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use netprobe_common::probe::{
+    DIRECTION_EGRESS, FLIGHT_EXPIRY_NS, Flight, FlightKey, HopStats, Point, PointKey,
+    SOCKET_WRITE_SLOT_BITS, SocketWrite, Trace, slot,
 };
 use netprobe_ebpf::packet::{IPPROTO_TCP, Packet};
 
@@ -27,7 +26,7 @@ pub fn lookup_point(key: &PointKey) -> Option<Point> {
 
 /// What to do with a packet that has no record from an earlier hop.
 pub enum Unjoined {
-    /// Count a packet without a record as unjoined (device hops).
+    /// Count it as unjoined (device hops).
     Count,
     /// Ignore it: the socket read fires for every socket of the machine.
     Ignore,
@@ -43,11 +42,15 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
         direction: point.direction as u8,
         ..packet.key
     };
+    let Some(flight) = FLIGHTS.get_ptr_mut(key.slot(config!(flight_slot_bits))) else {
+        return;
+    };
+    let flight = unsafe { &mut *flight };
     if point.hop == start_hop {
-        start(point, &key, packet, now);
+        start(point, key, flight, packet, now);
         return;
     }
-    let Some(flight) = FLIGHTS.get_ptr_mut(&key) else {
+    if flight.key != key {
         if matches!(unjoined, Unjoined::Count) && packet.selected {
             update_stats(point, |stats| {
                 stats.seen += 1;
@@ -55,8 +58,7 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
             });
         }
         return;
-    };
-    let flight = unsafe { &mut *flight };
+    }
     let last_hop = flight.last_hop;
     if last_hop >= point.hop {
         // Seen here already: a copy of the packet (e.g. a clone for a packet
@@ -67,7 +69,10 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
         return;
     };
     if last_hop + 1 == point.hop {
-        record_latency(slot(point.direction, point.hop), now.saturating_sub(last_ns));
+        record_latency(
+            slot(point.direction, point.hop),
+            now.saturating_sub(last_ns),
+        );
         update_stats(point, |stats| {
             stats.seen += 1;
             stats.joined += 1;
@@ -83,66 +88,116 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
         *hop_ns = now;
     }
     flight.last_hop = point.hop;
-    let hops = config!(hops).get(point.direction as usize).copied().unwrap_or(0);
+    let hops = config!(hops)
+        .get(point.direction as usize)
+        .copied()
+        .unwrap_or(0);
     if point.hop + 1 == hops {
-        finish(point, &key, flight, now);
+        finish(point, flight, now);
     }
 }
 
-/// First sighting of a packet in its direction. On egress the socket write
-/// that produced a TCP segment is joined through the segment's sequence
-/// number, as hop 0.
+/// First sighting of a packet in its direction: it takes over its slot. On
+/// egress the socket write that produced a TCP segment is joined through the
+/// segment's sequence number, as hop 0.
 #[inline(always)]
-fn start(point: Point, key: &FlightKey, packet: &Packet, now: u64) {
+fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now: u64) {
     if !packet.selected {
         return;
     }
-    let mut flight = Flight {
-        hop_ns: [0; MAX_HOPS],
-        last_hop: point.hop,
-        skipped: 0,
-    };
+    if flight.key.protocol != 0 && flight.key != key {
+        retire(flight, now);
+    }
+    flight.key = key;
+    flight.hop_ns = [0; _];
+    flight.last_hop = point.hop;
+    flight.skipped = 0;
     if let Some(hop_ns) = flight.hop_ns.get_mut(point.hop as usize) {
         *hop_ns = now;
     }
     let mut joined = 0;
     if point.direction == DIRECTION_EGRESS
         && config!(socket_write) != 0
-        && packet.key.protocol == IPPROTO_TCP
+        && key.protocol == IPPROTO_TCP
+        && let Some(write_ns) = take_socket_write(key.word0)
     {
-        let seq = packet.key.word0;
-        if let Some(&write_ns) = unsafe { SOCKET_WRITES.get(&seq) } {
-            // Consumed: a retransmission of this segment is a new flight.
-            let _ = SOCKET_WRITES.remove(&seq);
-            flight.hop_ns[0] = write_ns;
-            record_latency(slot(point.direction, point.hop), now.saturating_sub(write_ns));
-            joined = 1;
-        }
+        flight.hop_ns[0] = write_ns;
+        record_latency(
+            slot(point.direction, point.hop),
+            now.saturating_sub(write_ns),
+        );
+        joined = 1;
     }
-    let stored = FLIGHTS.insert(key, &flight, u64::from(BPF_ANY)).is_ok();
     update_stats(point, |stats| {
         stats.seen += 1;
         stats.joined += joined;
-        if !stored {
-            stats.map_full += 1;
-        }
     });
 }
 
-/// The packet reached the last hop of its direction: count its end-to-end
-/// time, sample it, and forget it.
+/// Counts the unfinished flight whose slot is being taken: expired at its
+/// last hop if stale, else evicted by the newcomer.
 #[inline(always)]
-fn finish(point: Point, key: &FlightKey, flight: &Flight, now: u64) {
+fn retire(old: &Flight, now: u64) {
+    let last_ns = old.hop_ns.get(old.last_hop as usize).copied().unwrap_or(0);
+    let old_point = Point {
+        direction: u32::from(old.key.direction),
+        hop: old.last_hop,
+    };
+    if now.saturating_sub(last_ns) > FLIGHT_EXPIRY_NS {
+        update_stats(old_point, |stats| stats.expired += 1);
+    } else {
+        update_stats(old_point, |stats| stats.evicted += 1);
+    }
+}
+
+/// The packet reached the last hop of its direction: count its end-to-end
+/// time, sample it, and free its slot.
+#[inline(always)]
+fn finish(point: Point, flight: &mut Flight, now: u64) {
     let first_ns = flight.hop_ns[0];
     if first_ns != 0 && flight.skipped == 0 {
         record_latency(slot(point.direction, 0), now.saturating_sub(first_ns));
     }
-    maybe_sample(point, key, flight);
-    let _ = FLIGHTS.remove(key);
+    maybe_sample(point, flight);
+    flight.key.protocol = 0;
+}
+
+/// Remembers a TCP write by the sequence number of its first byte.
+#[inline(always)]
+pub fn remember_socket_write(seq: u32, now: u64) {
+    if let Some(write) = SOCKET_WRITES.get_ptr_mut(socket_write_slot(seq)) {
+        // The latest write wins: an earlier one at the same sequence sent
+        // nothing.
+        unsafe {
+            *write = SocketWrite {
+                seq,
+                _pad: 0,
+                ns: now,
+            }
+        };
+    }
+}
+
+/// When the write that starts at `seq` happened, once: a retransmission of
+/// the segment is not joined to it again.
+#[inline(always)]
+fn take_socket_write(seq: u32) -> Option<u64> {
+    let write = unsafe { &mut *SOCKET_WRITES.get_ptr_mut(socket_write_slot(seq))? };
+    if write.seq != seq || write.ns == 0 {
+        return None;
+    }
+    let ns = write.ns;
+    write.ns = 0;
+    Some(ns)
 }
 
 #[inline(always)]
-fn maybe_sample(point: Point, key: &FlightKey, flight: &Flight) {
+fn socket_write_slot(seq: u32) -> u32 {
+    seq.wrapping_mul(0x9e37_79b9) >> (32 - SOCKET_WRITE_SLOT_BITS)
+}
+
+#[inline(always)]
+fn maybe_sample(point: Point, flight: &Flight) {
     let every = config!(sample_every);
     if every == 0 {
         return;
@@ -159,7 +214,7 @@ fn maybe_sample(point: Point, key: &FlightKey, flight: &Flight) {
     // A full ring loses the sample, never the measurement.
     if let Some(mut entry) = TRACES.reserve::<Trace>(0) {
         entry.write(Trace {
-            key: *key,
+            key: flight.key,
             direction: point.direction,
             hops: point.hop + 1,
             hop_ns: flight.hop_ns,

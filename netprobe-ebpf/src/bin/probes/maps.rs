@@ -2,13 +2,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use netprobe_common::{
     histogram::Histogram,
     probe::{
-        FLIGHT_CAPACITY, Flight, FlightKey, HopStats, POINT_CAPACITY, Point, PointKey, SLOTS,
-        SOCKET_WRITE_CAPACITY, TRACE_RING_BYTES,
+        FLIGHT_SLOT_BITS, Flight, HopStats, POINT_CAPACITY, Point, PointKey, SLOTS,
+        SOCKET_WRITE_SLOT_BITS, SocketWrite, TRACE_RING_BYTES,
     },
 };
 
@@ -20,16 +20,17 @@ pub static POINTS: HashMap<PointKey, Point> = HashMap::with_max_entries(POINT_CA
 #[map]
 pub static SOCKET_NETNS: HashMap<u32, u32> = HashMap::with_max_entries(POINT_CAPACITY, 0);
 
-/// Packets between their first and last hop. A plain hash map, not an LRU:
-/// when it is full a new flight is refused and counted, never an old one
-/// silently evicted. Userspace expires flights that never finish.
+/// Packets between their first and last hop, in a direct-mapped table: a
+/// lookup is an array index and a key compare, with no allocation or lock on
+/// the packet path. A new flight takes over its slot; the one it replaces is
+/// counted as evicted or, if stale, expired.
 #[map]
-pub static FLIGHTS: HashMap<FlightKey, Flight> = HashMap::with_max_entries(FLIGHT_CAPACITY, 0);
+pub static FLIGHTS: Array<Flight> = Array::with_max_entries(1 << FLIGHT_SLOT_BITS, 0);
 
 /// Time of each TCP write, by the sequence number its first byte will carry.
 #[map]
-pub static SOCKET_WRITES: LruHashMap<u32, u64> =
-    LruHashMap::with_max_entries(SOCKET_WRITE_CAPACITY, 0);
+pub static SOCKET_WRITES: Array<SocketWrite> =
+    Array::with_max_entries(1 << SOCKET_WRITE_SLOT_BITS, 0);
 
 #[map]
 pub static HISTOGRAMS: PerCpuArray<Histogram> = PerCpuArray::with_max_entries(SLOTS as u32, 0);

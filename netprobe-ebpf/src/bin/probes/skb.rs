@@ -41,7 +41,12 @@ impl SkBuff {
     #[inline(always)]
     pub fn packet_at_network(&self) -> Option<Packet> {
         let headers = KernelHeaders::copy(self.data(), Scratch::Softirq)?;
-        parse(&headers, 0, Start::Network(self.protocol()), &config!(filter))
+        parse(
+            &headers,
+            0,
+            Start::Network(self.protocol()),
+            &config!(filter),
+        )
     }
 
     /// The packet through `skb->network_header`, for skbs whose data pointer
@@ -51,8 +56,14 @@ impl SkBuff {
     pub fn packet_by_network_header(&self) -> Option<Packet> {
         let head: *const u8 = field(self.0, config!(offsets.sk_buff_head));
         let network: u16 = field(self.0, config!(offsets.sk_buff_network_header));
-        let headers = KernelHeaders::copy(head.wrapping_add(usize::from(network)), Scratch::Process)?;
-        parse(&headers, 0, Start::Network(self.protocol()), &config!(filter))
+        let headers =
+            KernelHeaders::copy(head.wrapping_add(usize::from(network)), Scratch::Process)?;
+        parse(
+            &headers,
+            0,
+            Start::Network(self.protocol()),
+            &config!(filter),
+        )
     }
 
     #[inline(always)]

@@ -4,7 +4,10 @@
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
 use netprobe_common::probe::{HOOK_TC_EGRESS, HOOK_TC_INGRESS, PointKey};
-use netprobe_ebpf::{packet::{Start, parse}, reader::TcReader};
+use netprobe_ebpf::{
+    packet::{Start, parse},
+    reader::TcReader,
+};
 
 use crate::{
     config::config,

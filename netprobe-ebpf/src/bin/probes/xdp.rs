@@ -3,7 +3,10 @@
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use netprobe_common::probe::{HOOK_XDP, PointKey};
-use netprobe_ebpf::{packet::{Start, parse}, reader::XdpReader};
+use netprobe_ebpf::{
+    packet::{Start, parse},
+    reader::XdpReader,
+};
 
 use crate::{
     config::config,

@@ -1,0 +1,12 @@
+//! Shared by netprobe's integration tests.
+#![allow(dead_code, reason = "each test crate uses part of the support code")]
+
+pub mod frames;
+
+/// These tests load BPF programs and build namespaces: without root they
+/// fail, loudly, instead of passing by skipping.
+pub fn require_root() {
+    if let Err(error) = netprobe::privilege::require_bpf_privileges() {
+        panic!("this test needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN): {error}");
+    }
+}
