@@ -1,4 +1,7 @@
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use netprobe::lab;
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
 /// socket and back.
@@ -10,9 +13,24 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// The study's two machines in network namespaces, for each networking mode.
+    #[command(subcommand_required = true)]
+    Lab(lab::LabArgs),
+}
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match Cli::parse().command {}
+    let result = match Cli::parse().command {
+        Command::Lab(args) => lab::cli::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line with its causes, never a backtrace (RUST_BACKTRACE
+            // would add one to the `Debug` form `main` prints by default).
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
