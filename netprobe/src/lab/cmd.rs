@@ -1,10 +1,12 @@
-//! Running the iproute2, iptables and sysctl commands that build a lab,
-//! optionally inside one of its namespaces, with errors that name the
-//! command line (as one could retype it) and what it printed.
+//! Running the iproute2 and iptables commands that build a lab, and
+//! setting its sysctls, optionally inside one of its namespaces, with
+//! errors that name the command line (as one could retype it) and what it
+//! printed.
 
 use std::{
     ffi::OsStr,
-    io,
+    fs, io,
+    path::PathBuf,
     process::{Command, ExitStatus, Output},
 };
 
@@ -21,6 +23,12 @@ pub enum CommandError {
         command: String,
         status: ExitStatus,
         stderr: String,
+    },
+    #[error("cannot set {setting} in network namespace {netns}: {source}")]
+    Sysctl {
+        netns: String,
+        setting: String,
+        source: io::Error,
     },
     #[error(transparent)]
     NetNs(#[from] NetNsError),
@@ -68,6 +76,25 @@ pub(crate) fn run<S: AsRef<OsStr>>(
 /// addresses and numbers), which reads best as one string.
 pub(crate) fn sh(netns: Option<&str>, line: &str) -> Result<String, CommandError> {
     run(netns, line.split_whitespace())
+}
+
+/// Applies `key=value` settings in `netns`, like `sysctl -w` there but
+/// without needing procps: a thread inside the namespace sees that
+/// namespace's `/proc/sys/net`.
+pub(crate) fn sysctl(netns: &str, settings: &[&str]) -> Result<(), CommandError> {
+    NetNs::named(netns)?.run(|| {
+        for setting in settings {
+            let (key, value) = setting.split_once('=').expect("settings are key=value");
+            let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+            log::debug!("ip netns exec {netns} sysctl -w {setting}");
+            fs::write(path, value).map_err(|source| CommandError::Sysctl {
+                netns: netns.to_owned(),
+                setting: (*setting).to_owned(),
+                source,
+            })?;
+        }
+        Ok(())
+    })?
 }
 
 fn show<S: AsRef<OsStr>>(netns: Option<&str>, argv: &[S]) -> String {

@@ -168,7 +168,8 @@ impl Lab {
             let last = match self.fetch(ResponseSize::Small) {
                 Ok(response) if response.status == 200 => return Ok(()),
                 Ok(response) => format!("status {}", response.status),
-                Err(err) => err.to_string(),
+                Err(LabError::Fetch { source, .. }) => source.to_string(),
+                Err(err) => return Err(err),
             };
             if Instant::now() >= deadline {
                 return Err(LabError::NotReady {

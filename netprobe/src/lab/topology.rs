@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::{
-    cmd::{CommandError, sh},
+    cmd::{CommandError, sh, sysctl},
     layout::{Lab, NODE_PREFIX_LEN, ROUTER_IP},
 };
 
@@ -55,9 +55,7 @@ pub(crate) fn build(lab: &Lab) -> Result<(), CommandError> {
 fn add_netns(netns: &str, sysctls: &[&str]) -> Result<(), CommandError> {
     sh(None, &format!("ip netns add {netns}"))?;
     sh(Some(netns), "ip link set lo up")?;
-    let settings = [QUIET, sysctls].concat().join(" ");
-    sh(Some(netns), &format!("sysctl -q -w {settings}"))?;
-    Ok(())
+    sysctl(netns, &[QUIET, sysctls].concat())
 }
 
 /// A veth pair created straight into its two namespaces.
