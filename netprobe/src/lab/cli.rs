@@ -135,7 +135,7 @@ fn describe(lab: &Lab) -> String {
     };
     let mut lines = vec![
         format!(
-            "lab {}: {}, {} nodes, {pods_per_node} pods per node, MTU {}",
+            "lab {}: {}, nodes {}, pods per node {pods_per_node}, MTU {}",
             spec.prefix, spec.mode, spec.nodes, spec.mtu
         ),
         format!("state: {}", state_file(&spec.prefix).display()),
