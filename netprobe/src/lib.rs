@@ -6,6 +6,7 @@ pub mod attach;
 pub mod discovery;
 pub mod filter;
 pub mod kernel_btf;
+pub mod lab;
 pub mod netlink;
 pub mod netns;
 pub mod path;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netprobe::{attach, status};
+use netprobe::{attach, lab, status};
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
 /// socket and back.
@@ -21,6 +21,9 @@ enum Command {
     /// Stop running netprobe sessions and remove netprobe's pinned
     /// attachments (never anything netprobe did not attach).
     Detach,
+    /// The study's two machines in network namespaces, for each networking mode.
+    #[command(subcommand_required = true)]
+    Lab(lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,14 +42,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match &cli.command {
-        Command::Attach(args) => attach::run(args),
+    let result = match cli.command {
+        Command::Attach(args) => attach::run(&args),
         Command::Status => status::run_status(),
         Command::Detach => status::run_detach(),
+        Command::Lab(args) => lab::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // One line with its causes, never a backtrace.
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }

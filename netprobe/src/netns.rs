@@ -27,6 +27,8 @@ pub enum NetNsError {
     Enter { name: String, source: io::Error },
     #[error("the thread running in network namespace {0} panicked")]
     ThreadPanicked(String),
+    #[error("cannot create a network namespace: {0}")]
+    Unshare(io::Error),
 }
 
 /// An open handle on a network namespace.
@@ -89,6 +91,23 @@ impl NetNs {
         })
     }
 
+    /// Runs `work` on a new thread inside a new, unnamed namespace that
+    /// vanishes with the thread (and whatever `work` started there), so
+    /// nothing is left behind even if the process is killed.
+    pub fn run_in_new<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T, NetNsError> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                        return Err(NetNsError::Unshare(io::Error::last_os_error()));
+                    }
+                    Ok(work())
+                })
+                .join()
+                .map_err(|_| NetNsError::ThreadPanicked("(new)".to_owned()))?
+        })
+    }
+
     /// Moves the calling thread into this namespace until the guard drops.
     pub fn enter(&self) -> Result<NetNsGuard, NetNsError> {
         let previous = Self::current()?;
@@ -143,4 +162,33 @@ pub fn named_namespaces() -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// Processes (other than this one) whose network namespace is one of
+/// `namespaces`, judged by their main thread.
+pub fn processes_in(namespaces: &[NetNs]) -> io::Result<Vec<libc::pid_t>> {
+    let own = std::process::id();
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Processes exit while we look, and zombies have no namespace left.
+        let Ok(netns) = fs::metadata(entry.path().join("ns/net")) else {
+            continue;
+        };
+        if pid != own
+            && namespaces
+                .iter()
+                .any(|ns| u64::from(ns.inode) == netns.ino())
+        {
+            pids.push(pid as libc::pid_t);
+        }
+    }
+    Ok(pids)
 }
