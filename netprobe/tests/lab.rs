@@ -438,14 +438,14 @@ fn cli_status_and_exec_use_the_recorded_lab() {
 fn cli_refuses_bad_input_in_one_line() {
     let prefix = spec(Mode::Host).prefix;
     for (args, error) in [
-        (&["--mode", "vlan"][..], "Error: unknown mode \"vlan\""),
+        (&["--mode", "vlan"][..], "error: unknown mode \"vlan\""),
         (
             &["--mode", "host", "--nodes", "0"],
-            "Error: a lab needs at least 2 nodes",
+            "error: a lab needs at least 2 nodes",
         ),
         (
             &["--mode", "aws-vpc", "--nodes", "51"],
-            "Error: aws-vpc supports at most 50 nodes",
+            "error: aws-vpc supports at most 50 nodes",
         ),
     ] {
         let output = netprobe(&[&["lab", "up", "--prefix", &prefix][..], args].concat());
