@@ -2,6 +2,8 @@
 #![allow(dead_code, reason = "each test crate uses part of the support code")]
 
 pub mod frames;
+pub mod session;
+pub mod traffic;
 
 /// These tests load BPF programs and build namespaces: without root they
 /// fail, loudly, instead of passing by skipping.

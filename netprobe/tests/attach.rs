@@ -1,0 +1,231 @@
+//! `netprobe attach` on lab topologies with real nginx and real TCP traffic:
+//! every expected segment is there in path order and joined, the latencies
+//! add up, a delay put at one device shows up in exactly its segment, and
+//! nothing stays attached, even after `kill -9`.
+
+mod support;
+
+use std::time::Duration;
+
+use aya::{
+    EbpfLoader,
+    programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
+};
+use netprobe::{
+    lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
+    netlink,
+    netns::NetNs,
+    path::Direction,
+    report::{Report, Segment},
+    status::loaded_netprobe_programs,
+};
+use support::{
+    require_root,
+    session::Session,
+    traffic::{median, round_trips},
+};
+
+/// Requests per measurement: enough for stable medians, quick to send.
+const REQUESTS: usize = 3000;
+
+fn lab(mode: Mode) -> LabGuard {
+    require_root();
+    LabGuard::up(&LabSpec::new(unique_prefix("npat"), mode)).expect("lab up")
+}
+
+/// The server's node, where the probes attach.
+fn server_node(lab: &LabGuard) -> &str {
+    &lab.nodes()[1].netns
+}
+
+/// Attaches to the server node's eth0, sends `REQUESTS` round trips from
+/// the client, and returns the report and the client's median round trip.
+fn measure(lab: &LabGuard) -> (Report, Duration) {
+    let session = Session::start("eth0", server_node(lab), &[]);
+    let rtts = round_trips(
+        lab.client_netns(),
+        lab.server_addr(),
+        ResponseSize::Small.path(),
+        REQUESTS,
+    );
+    (session.stop(), median(&rtts))
+}
+
+fn labels(report: &Report, direction: Direction) -> Vec<(String, String)> {
+    report
+        .segments(direction)
+        .map(|segment| (segment.from.clone(), segment.to.clone()))
+        .collect()
+}
+
+fn pairs(points: &[String]) -> Vec<(String, String)> {
+    points.windows(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect()
+}
+
+/// Every segment of `expected` (points in path order) is present, in that
+/// order, with packets, joined at 95% or more, and a positive median; the
+/// two directions' medians fit in the client's round trip.
+fn check_breakdown(report: &Report, client_rtt: Duration, ingress: &[&str], egress: &[&str]) {
+    for (direction, points) in [(Direction::Ingress, ingress), (Direction::Egress, egress)] {
+        let points: Vec<String> = points.iter().map(|point| point.to_string()).collect();
+        assert_eq!(labels(report, direction), pairs(&points), "{direction:?} path\n{report}");
+        for segment in report.segments(direction) {
+            check_segment(segment, report);
+        }
+    }
+    let end_to_end: u64 = report.end_to_end.iter().map(|total| total.latency.p50_ns).sum();
+    assert_eq!(report.end_to_end.len(), 2, "{report}");
+    assert!(
+        end_to_end <= client_rtt.as_nanos() as u64,
+        "request + response medians {end_to_end} ns exceed the client's median round trip {client_rtt:?}\n{report}"
+    );
+}
+
+fn check_segment(segment: &Segment, report: &Report) {
+    let name = format!("{:?} {} -> {}", segment.direction, segment.from, segment.to);
+    assert!(segment.latency.count > 0, "{name}: no packets\n{report}");
+    assert!(segment.latency.p50_ns > 0, "{name}: zero median\n{report}");
+    let coverage = segment.coverage.unwrap_or(0.0);
+    assert!(coverage >= 0.95, "{name}: coverage {coverage}\n{report}");
+}
+
+#[test]
+fn two_nodes_on_the_host_network() {
+    let lab = lab(Mode::Host);
+    let (report, rtt) = measure(&lab);
+    check_breakdown(
+        &report,
+        rtt,
+        &["eth0 XDP", "eth0 TC ingress", "socket read"],
+        &["socket write", "eth0 TC egress", "eth0 net_dev_start_xmit"],
+    );
+}
+
+#[test]
+fn pods_behind_a_bridge() {
+    let lab = lab(Mode::FlannelHostgw);
+    let pod = format!("pod eth0@{}", lab.server_netns());
+    let (report, rtt) = measure(&lab);
+    check_breakdown(
+        &report,
+        rtt,
+        &["eth0 XDP", "eth0 TC ingress", "cni0", "veth1", &pod, "socket read"],
+        &["socket write", &pod, "veth1", "cni0", "eth0 TC egress", "eth0 net_dev_start_xmit"],
+    );
+}
+
+#[test]
+fn pods_behind_a_vxlan_overlay() {
+    let lab = lab(Mode::FlannelVxlan);
+    let pod = format!("pod eth0@{}", lab.server_netns());
+    let (report, rtt) = measure(&lab);
+    check_breakdown(
+        &report,
+        rtt,
+        &[
+            "eth0 XDP",
+            "eth0 TC ingress",
+            "flannel.1",
+            "cni0",
+            "veth1",
+            &pod,
+            "socket read",
+        ],
+        &[
+            "socket write",
+            &pod,
+            "veth1",
+            "cni0",
+            "flannel.1",
+            "eth0 TC egress",
+            "eth0 net_dev_start_xmit",
+        ],
+    );
+}
+
+/// The eBPF programs that exist only for tests.
+static TESTING_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
+const DELAY_NS: u64 = 50_000;
+
+#[test]
+fn a_delay_at_one_device_shows_in_exactly_its_segment() {
+    let lab = lab(Mode::FlannelHostgw);
+    let (baseline, _) = measure(&lab);
+
+    // A busy-wait in TC egress of the pod's veth: it runs before the
+    // net_dev_queue tracepoint of that veth, so on the request path the
+    // bridge-to-veth segment grows by the delay.
+    let node = NetNs::named(server_node(&lab)).expect("server node");
+    let mut testing = EbpfLoader::new()
+        .override_global("DELAY_NS", &DELAY_NS, true)
+        .load(TESTING_OBJECT)
+        .expect("testing object loads");
+    let delay: &mut SchedClassifier = testing
+        .program_mut("np_test_delay")
+        .expect("delay program")
+        .try_into()
+        .expect("classifier");
+    delay.load().expect("delay program loads");
+    {
+        let _in_node = node.enter().expect("enter server node");
+        delay
+            .attach_with_options(
+                "veth1",
+                TcAttachType::Egress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .expect("delay attaches to veth1");
+    }
+    let (delayed, _) = measure(&lab);
+    drop(testing);
+
+    for (before, after) in baseline.segments.iter().zip(&delayed.segments) {
+        assert_eq!((&before.from, &before.to), (&after.from, &after.to));
+        let grew = after.latency.p50_ns as f64 - before.latency.p50_ns as f64;
+        let name = format!("{:?} {} -> {}", before.direction, before.from, before.to);
+        if before.direction == Direction::Ingress && before.from == "cni0" && before.to == "veth1" {
+            let expected = DELAY_NS as f64;
+            assert!(
+                (grew - expected).abs() <= 0.2 * expected,
+                "{name} grew by {grew} ns, not {expected} ns ±20%\nbefore:\n{baseline}\nafter:\n{delayed}"
+            );
+        } else {
+            assert!(
+                grew.abs() < 0.2 * DELAY_NS as f64,
+                "{name} changed by {grew} ns\nbefore:\n{baseline}\nafter:\n{delayed}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kill_9_leaves_nothing_attached() {
+    let lab = lab(Mode::FlannelVxlan);
+    let session = Session::start("eth0", server_node(&lab), &[]);
+    assert!(!loaded_netprobe_programs().expect("list programs").is_empty());
+    let pid = session.pid();
+    session.kill();
+
+    // Links and programs go with the last descriptor; the kernel frees
+    // them asynchronously, so wait for it, with a bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = loaded_netprobe_programs()
+            .expect("list programs")
+            .into_iter()
+            .filter(|program| program.holders.iter().any(|holder| holder.pid == pid) || program.holders.is_empty())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still loaded after kill -9: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let node = NetNs::named(server_node(&lab)).expect("server node");
+    let links = node.run(netlink::links).expect("enter node").expect("links");
+    let eth0 = links.iter().find(|link| link.name == "eth0").expect("eth0");
+    assert_eq!(eth0.xdp_prog_id, None, "XDP still attached after kill -9");
+    // And the path still works.
+    assert_eq!(lab.fetch(ResponseSize::Small).expect("fetch").status, 200);
+}
