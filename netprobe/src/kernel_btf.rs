@@ -28,10 +28,15 @@ pub enum BtfError {
 
 /// Reads the offsets from the running kernel.
 pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
-    if !Path::new(VMLINUX_BTF).exists() {
+    offsets_from(Path::new(VMLINUX_BTF))
+}
+
+/// Reads the offsets from a kernel's BTF file.
+pub fn offsets_from(vmlinux: &Path) -> Result<KernelOffsets, BtfError> {
+    if !vmlinux.exists() {
         return Err(BtfError::Missing);
     }
-    let btf = Btf::from_file(VMLINUX_BTF).map_err(BtfError::Read)?;
+    let btf = Btf::from_file(vmlinux).map_err(BtfError::Read)?;
     let field = |owner, name| field_offset(&btf, owner, name);
     Ok(KernelOffsets {
         sk_buff_dev: field("sk_buff", "dev")?,
@@ -113,6 +118,15 @@ mod tests {
         assert_eq!(offsets.sk_buff_data, offsets.sk_buff_head + 8);
         assert!(offsets.net_ns_inum > 0);
         assert!(offsets.tcp_sock_write_seq > offsets.sock_common_skc_net);
+    }
+
+    #[test]
+    fn a_kernel_without_btf_is_named() {
+        let err = offsets_from(Path::new("/nonexistent/vmlinux")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): build it with CONFIG_DEBUG_INFO_BTF=y"
+        );
     }
 
     #[test]

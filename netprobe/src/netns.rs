@@ -51,7 +51,10 @@ impl NetNs {
 
     /// The namespace of the calling thread.
     pub fn current() -> Result<Self, NetNsError> {
-        Self::open(Path::new("/proc/thread-self/ns/net"), "(current)")
+        Self::open(
+            Path::new("/proc/thread-self/ns/net"),
+            "the current network namespace",
+        )
     }
 
     fn open(path: &Path, name: &str) -> Result<Self, NetNsError> {

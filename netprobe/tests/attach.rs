@@ -59,7 +59,10 @@ fn labels(report: &Report, direction: Direction) -> Vec<(String, String)> {
 }
 
 fn pairs(points: &[String]) -> Vec<(String, String)> {
-    points.windows(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect()
+    points
+        .windows(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect()
 }
 
 /// Every segment of `expected` (points in path order) is present, in that
@@ -68,12 +71,20 @@ fn pairs(points: &[String]) -> Vec<(String, String)> {
 fn check_breakdown(report: &Report, client_rtt: Duration, ingress: &[&str], egress: &[&str]) {
     for (direction, points) in [(Direction::Ingress, ingress), (Direction::Egress, egress)] {
         let points: Vec<String> = points.iter().map(|point| point.to_string()).collect();
-        assert_eq!(labels(report, direction), pairs(&points), "{direction:?} path\n{report}");
+        assert_eq!(
+            labels(report, direction),
+            pairs(&points),
+            "{direction:?} path\n{report}"
+        );
         for segment in report.segments(direction) {
             check_segment(segment, report);
         }
     }
-    let end_to_end: u64 = report.end_to_end.iter().map(|total| total.latency.p50_ns).sum();
+    let end_to_end: u64 = report
+        .end_to_end
+        .iter()
+        .map(|total| total.latency.p50_ns)
+        .sum();
     assert_eq!(report.end_to_end.len(), 2, "{report}");
     assert!(
         end_to_end <= client_rtt.as_nanos() as u64,
@@ -109,8 +120,22 @@ fn pods_behind_a_bridge() {
     check_breakdown(
         &report,
         rtt,
-        &["eth0 XDP", "eth0 TC ingress", "cni0", "veth1", &pod, "socket read"],
-        &["socket write", &pod, "veth1", "cni0", "eth0 TC egress", "eth0 net_dev_start_xmit"],
+        &[
+            "eth0 XDP",
+            "eth0 TC ingress",
+            "cni0",
+            "veth1",
+            &pod,
+            "socket read",
+        ],
+        &[
+            "socket write",
+            &pod,
+            "veth1",
+            "cni0",
+            "eth0 TC egress",
+            "eth0 net_dev_start_xmit",
+        ],
     );
 }
 
@@ -203,7 +228,11 @@ fn a_delay_at_one_device_shows_in_exactly_its_segment() {
 fn kill_9_leaves_nothing_attached() {
     let lab = lab(Mode::FlannelVxlan);
     let session = Session::start("eth0", server_node(&lab), &[]);
-    assert!(!loaded_netprobe_programs().expect("list programs").is_empty());
+    assert!(
+        !loaded_netprobe_programs()
+            .expect("list programs")
+            .is_empty()
+    );
     let pid = session.pid();
     session.kill();
 
@@ -214,16 +243,24 @@ fn kill_9_leaves_nothing_attached() {
         let left: Vec<_> = loaded_netprobe_programs()
             .expect("list programs")
             .into_iter()
-            .filter(|program| program.holders.iter().any(|holder| holder.pid == pid) || program.holders.is_empty())
+            .filter(|program| {
+                program.holders.iter().any(|holder| holder.pid == pid) || program.holders.is_empty()
+            })
             .collect();
         if left.is_empty() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "still loaded after kill -9: {left:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still loaded after kill -9: {left:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let node = NetNs::named(server_node(&lab)).expect("server node");
-    let links = node.run(netlink::links).expect("enter node").expect("links");
+    let links = node
+        .run(netlink::links)
+        .expect("enter node")
+        .expect("links");
     let eth0 = links.iter().find(|link| link.name == "eth0").expect("eth0");
     assert_eq!(eth0.xdp_prog_id, None, "XDP still attached after kill -9");
     // And the path still works.

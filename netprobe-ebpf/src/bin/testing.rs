@@ -5,10 +5,10 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
+    bindings::{TC_ACT_UNSPEC, xdp_action},
     helpers::{bpf_ktime_get_ns, generated::bpf_loop},
-    macros::classifier,
-    programs::TcContext,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 
 /// Busy-wait per packet, to put a known latency at one device.
@@ -38,6 +38,13 @@ pub fn np_test_delay(_ctx: TcContext) -> i32 {
 extern "C" fn spin_until(_index: u64, deadline: *mut c_void) -> i64 {
     let deadline = unsafe { *deadline.cast::<u64>() };
     i64::from(unsafe { bpf_ktime_get_ns() } >= deadline)
+}
+
+/// Someone else's XDP program, which netprobe must leave alone. Not named
+/// with netprobe's `np_` prefix on purpose.
+#[xdp]
+pub fn foreign_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

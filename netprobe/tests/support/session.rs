@@ -55,7 +55,10 @@ impl Session {
                 let output = session.child.take().expect("running").wait_with_output();
                 panic!("netprobe attach exited early ({status}): {output:?}");
             }
-            assert!(Instant::now() < deadline, "netprobe attach not ready in {READY_TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "netprobe attach not ready in {READY_TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         session
@@ -70,7 +73,10 @@ impl Session {
         let child = self.child.take().expect("running");
         signal(child.id(), libc::SIGTERM);
         let output = child.wait_with_output().expect("netprobe attach exits");
-        assert!(output.status.success(), "netprobe attach failed: {output:?}");
+        assert!(
+            output.status.success(),
+            "netprobe attach failed: {output:?}"
+        );
         let json = fs::read_to_string(self.report_path()).expect("JSON report written");
         serde_json::from_str(&json).expect("JSON report parses")
     }
@@ -97,5 +103,9 @@ impl Drop for Session {
 }
 
 fn signal(pid: u32, signal: libc::c_int) {
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0, "signal {signal} to {pid}");
+    assert_eq!(
+        unsafe { libc::kill(pid as libc::pid_t, signal) },
+        0,
+        "signal {signal} to {pid}"
+    );
 }
