@@ -100,11 +100,12 @@ fn checked_offset(offset: usize, max: usize) -> Option<usize> {
     if offset > max {
         return None;
     }
-    let mut offset = offset;
     #[cfg(target_arch = "bpf")]
-    unsafe {
-        core::arch::asm!("{0} = {0}", inout(reg) offset, options(nomem, nostack));
-    }
+    let offset = {
+        let mut offset = offset;
+        unsafe { core::arch::asm!("{0} = {0}", inout(reg) offset, options(nomem, nostack)) };
+        offset
+    };
     Some(offset)
 }
 

@@ -7,6 +7,8 @@ mod run;
 mod system;
 mod test;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -30,11 +32,19 @@ enum Task {
     Run(run::Options),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().task {
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
         Task::BuildEbpf(options) => build_ebpf::build_ebpf(&options),
         Task::Lint => lint::lint(),
         Task::Test(options) => test::test(&options),
         Task::Run(options) => run::run(&options),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The cause chain on one line, without a backtrace.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

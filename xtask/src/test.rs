@@ -27,7 +27,15 @@ pub fn test(options: &Options) -> Result<()> {
     let mut cargo = Command::new("cargo");
     cargo
         .current_dir(workspace_root())
-        .args(["test", "--workspace", "--release"])
+        // The eBPF crate only builds for the BPF target (build-ebpf did).
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "netprobe",
+            "--package",
+            "netprobe-common",
+        ])
         .args(&options.cargo_test_args);
     // The tests load programs and build namespaces: they run as root.
     if !is_root() {
