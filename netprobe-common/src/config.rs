@@ -57,6 +57,11 @@ pub struct ProbeConfig {
     pub filter: FlowFilter,
     /// Inode of the network namespace of the interface XDP and TC attach to.
     pub node_netns: u32,
+    /// The NIC XDP and TC attach to, and the hop of each of its hooks
+    /// (`NIC_XDP`, `NIC_TC_INGRESS`, `NIC_TC_EGRESS`) on its direction's
+    /// path: known at load time, so those programs need no map lookup.
+    pub nic_ifindex: u32,
+    pub nic_hops: [u32; 3],
     /// Hops on each path, socket included; the last one completes a flight.
     pub hops: [u32; 2],
     /// Hop at which a flight starts in each direction. On egress it is the
@@ -72,6 +77,11 @@ pub struct ProbeConfig {
     /// log2 of the flight table's slots; the table is created this big.
     pub flight_slot_bits: u32,
 }
-shared_type!(ProbeConfig, 40 + 24 + 4 + 8 + 8 + 16);
+shared_type!(ProbeConfig, 40 + 24 + 4 + 16 + 8 + 8 + 16);
+
+/// Index in [`ProbeConfig::nic_hops`] of each NIC hook.
+pub const NIC_XDP: usize = 0;
+pub const NIC_TC_INGRESS: usize = 1;
+pub const NIC_TC_EGRESS: usize = 2;
 
 const _: () = assert!(MAX_HOPS <= u8::MAX as usize);

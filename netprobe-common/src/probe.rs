@@ -14,10 +14,7 @@ pub const DIRECTION_INGRESS: u32 = 0;
 /// Pod's socket towards the wire.
 pub const DIRECTION_EGRESS: u32 = 1;
 
-/// Kernel hooks that observe packets on a device.
-pub const HOOK_XDP: u32 = 1;
-pub const HOOK_TC_INGRESS: u32 = 2;
-pub const HOOK_TC_EGRESS: u32 = 3;
+/// Tracepoints that observe packets on any device: [`PointKey::hook`].
 /// `net:netif_receive_skb`: a device hands a received packet to the stack.
 pub const HOOK_NETIF_RECEIVE: u32 = 4;
 /// `net:net_dev_queue`: the stack queues a packet for transmission on a device.
@@ -25,7 +22,7 @@ pub const HOOK_NET_DEV_QUEUE: u32 = 5;
 /// `net:net_dev_start_xmit`: the driver starts transmitting a packet.
 pub const HOOK_NET_DEV_START_XMIT: u32 = 6;
 
-/// A watched device and hook. A device is (network namespace, ifindex):
+/// A watched device and tracepoint. A device is (network namespace, ifindex):
 /// ifindex values repeat across namespaces.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,23 +11,36 @@ use aya_ebpf::{
 
 use crate::packet::PacketReader;
 
-/// The packet buffer of an XDP program, read with direct packet access.
-pub struct XdpReader {
+/// The linear packet data of an XDP or TC program, read with direct packet
+/// access: bounds-checked loads, no helper calls.
+pub struct LinearReader {
     start: usize,
     end: usize,
 }
 
-impl XdpReader {
+impl LinearReader {
     #[inline(always)]
-    pub fn new(ctx: &XdpContext) -> Self {
+    pub fn xdp(ctx: &XdpContext) -> Self {
         Self {
             start: ctx.data(),
             end: ctx.data_end(),
         }
     }
+
+    /// The skb's linear part, or `None` when the headers may lie beyond it
+    /// in paged data (then [`TcReader`] finds them).
+    #[inline(always)]
+    pub fn tc(ctx: &TcContext) -> Option<Self> {
+        let reader = Self {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        };
+        let linear = reader.end - reader.start;
+        (linear >= HEADER_BYTES || linear >= ctx.len() as usize).then_some(reader)
+    }
 }
 
-impl PacketReader for XdpReader {
+impl PacketReader for LinearReader {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Option<T> {
         let at = self.start + offset;
@@ -38,8 +51,8 @@ impl PacketReader for XdpReader {
     }
 }
 
-/// An skb seen by a TC program, read with `bpf_skb_load_bytes` so headers in
-/// paged data are found too.
+/// An skb seen by a TC program, read with `bpf_skb_load_bytes`, which finds
+/// headers in paged data too.
 pub struct TcReader<'a>(pub &'a TcContext);
 
 impl PacketReader for TcReader<'_> {

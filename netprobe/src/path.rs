@@ -3,7 +3,7 @@
 
 use netprobe_common::probe::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_NET_DEV_QUEUE, HOOK_NET_DEV_START_XMIT,
-    HOOK_NETIF_RECEIVE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, MAX_HOPS, Point, PointKey,
+    HOOK_NETIF_RECEIVE, MAX_HOPS, Point, PointKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,16 +40,15 @@ impl Hook {
         Hook::SocketWrite,
     ];
 
-    /// The hook's id in the kernel's point map; socket hooks are not
-    /// per-device and have none.
+    /// The hook's id in the kernel's point map: only device tracepoints
+    /// look their device up; XDP and TC know the NIC from their settings,
+    /// and the socket hooks are not per device.
     pub fn code(self) -> Option<u32> {
         match self {
-            Hook::Xdp => Some(HOOK_XDP),
-            Hook::TcIngress => Some(HOOK_TC_INGRESS),
-            Hook::TcEgress => Some(HOOK_TC_EGRESS),
             Hook::NetifReceive => Some(HOOK_NETIF_RECEIVE),
             Hook::NetDevQueue => Some(HOOK_NET_DEV_QUEUE),
             Hook::NetDevStartXmit => Some(HOOK_NET_DEV_START_XMIT),
+            Hook::Xdp | Hook::TcIngress | Hook::TcEgress => None,
             Hook::SocketRead | Hook::SocketWrite => None,
         }
     }
@@ -257,6 +256,14 @@ impl ProbePath {
                     })
                 })
         })
+    }
+
+    /// Position of `hook` on its direction's path, if the path has it.
+    pub fn hop_of(&self, direction: Direction, hook: Hook) -> Option<u32> {
+        self.hops(direction)
+            .iter()
+            .position(|hop| hop.hook == hook)
+            .map(|hop| hop as u32)
     }
 
     pub fn uses(&self, hook: Hook) -> bool {

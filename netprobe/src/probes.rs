@@ -25,7 +25,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
-    discovery::Datapath,
+    discovery::{Datapath, Device},
     kernel_btf::{self, BtfError},
     netns::{NetNs, NetNsError},
     path::{Direction, Hook, ProbePath},
@@ -286,7 +286,7 @@ impl ProbeSession {
         offsets: &KernelOffsets,
         btf: &Btf,
     ) -> Result<Self, StartError> {
-        let config = probe_config(path, node, options, offsets);
+        let config = probe_config(path, &datapath.nic, node, options, offsets);
         let mut probes = LoadedProbes::load(&config, btf)?;
         for (key, point) in path.points() {
             probes.add_point(key, point)?;
@@ -496,6 +496,7 @@ impl Merge for HopStats {
 /// The settings the probes are loaded with for `path`.
 pub fn probe_config(
     path: &ProbePath,
+    nic: &Device,
     node: &NetNs,
     options: &ProbeOptions,
     offsets: &KernelOffsets,
@@ -508,10 +509,18 @@ pub fn probe_config(
         .egress
         .first()
         .is_some_and(|hop| hop.hook == Hook::SocketWrite);
+    // Hooks the path lacks are never attached; any value does.
+    let nic_hop = |direction, hook| path.hop_of(direction, hook).unwrap_or(u32::MAX);
     ProbeConfig {
         offsets: *offsets,
         filter: options.filter,
         node_netns: node.inode(),
+        nic_ifindex: nic.ifindex,
+        nic_hops: [
+            nic_hop(Direction::Ingress, Hook::Xdp),
+            nic_hop(Direction::Ingress, Hook::TcIngress),
+            nic_hop(Direction::Egress, Hook::TcEgress),
+        ],
         hops: [path.ingress.len() as u32, path.egress.len() as u32],
         start_hop: [0, u32::from(socket_write)],
         socket_read: u32::from(socket_read),

@@ -216,9 +216,11 @@ fn a_delay_at_one_device_shows_in_exactly_its_segment() {
                 "{name} grew by {grew} ns, not {expected} ns ±20%\nbefore:\n{baseline}\nafter:\n{delayed}"
             );
         } else {
+            // None of the delay leaks here. (The socket segment, which holds
+            // the server's wake-up, may shrink: nginx then sleeps less.)
             assert!(
-                grew.abs() < 0.2 * DELAY_NS as f64,
-                "{name} changed by {grew} ns\nbefore:\n{baseline}\nafter:\n{delayed}"
+                grew < 0.2 * DELAY_NS as f64,
+                "{name} grew by {grew} ns\nbefore:\n{baseline}\nafter:\n{delayed}"
             );
         }
     }

@@ -13,7 +13,7 @@ use netprobe::{
 };
 use netprobe_common::{
     config::ProbeConfig,
-    probe::{DIRECTION_INGRESS, FlightKey, Point, PointKey},
+    probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey},
 };
 use support::{
     frames::{
@@ -29,7 +29,8 @@ const TC_NEXT: u32 = u32::MAX;
 /// BPF_PROG_TEST_RUN runs on the test namespace's loopback device.
 const LOOPBACK: u32 = 1;
 
-/// Probes whose first ingress hop is `hook` on the loopback device.
+/// Probes on the loopback device as the NIC: XDP and TC ingress are the
+/// first ingress hop, TC egress the first device hop of egress.
 fn probes_starting_at(hook: Hook, filter: &str) -> LoadedProbes {
     require_root();
     let node = NetNs::current().expect("current namespace");
@@ -37,6 +38,8 @@ fn probes_starting_at(hook: Hook, filter: &str) -> LoadedProbes {
         offsets: kernel_offsets().expect("kernel BTF"),
         filter: filter.parse::<Filter>().expect("valid filter").flow,
         node_netns: node.inode(),
+        nic_ifindex: LOOPBACK,
+        nic_hops: [0, 0, 1],
         hops: [2, 2],
         start_hop: [0, 1],
         // Small, so the tests can read all of it after every run.
@@ -45,16 +48,6 @@ fn probes_starting_at(hook: Hook, filter: &str) -> LoadedProbes {
     };
     let btf = Btf::from_sys_fs().expect("kernel BTF");
     let mut probes = LoadedProbes::load(&config, &btf).expect("probes load");
-    let key = PointKey {
-        netns: node.inode(),
-        ifindex: LOOPBACK,
-        hook: hook.code().expect("device hook"),
-    };
-    let point = Point {
-        direction: DIRECTION_INGRESS,
-        hop: 0,
-    };
-    probes.add_point(key, point).expect("point");
     match hook {
         Hook::Xdp => probes
             .program::<Xdp>(hook)
@@ -224,8 +217,17 @@ fn strip_ethernet(frame: &Frame) -> Frame {
 
 fn check_followed_and_ignored(hook: Hook) {
     let mut probes = probes_starting_at(hook, "");
+    let direction = if hook == Hook::TcEgress {
+        DIRECTION_EGRESS
+    } else {
+        DIRECTION_INGRESS
+    };
     for (name, frame, expected) in followed_frames() {
         let flights = run(&mut probes, hook, &frame.bytes);
+        let expected = FlightKey {
+            direction: direction as u8,
+            ..expected
+        };
         assert_eq!(flights, vec![expected], "{hook:?}, {name}");
     }
     for (name, frame) in ignored_frames() {
@@ -322,28 +324,5 @@ fn filter_selects_flows_in_the_kernel() {
             tcp_followed,
             "{filter}: vxlan"
         );
-    }
-}
-#[test]
-fn zz_cost() {
-    let frame = frames::ipv4_tcp(1, 2, 3, PAYLOAD);
-    for hook in [Hook::Xdp, Hook::TcIngress] {
-        let mut probes = probes_starting_at(hook, "");
-        let mut out = vec![0u8; 512];
-        let options = TestRunOptions {
-            data_in: Some(&frame.bytes),
-            data_out: Some(&mut out),
-            repeat: 1_000_000,
-            ..TestRunOptions::default()
-        };
-        let r = match hook {
-            Hook::Xdp => probes.program::<Xdp>(hook).unwrap().test_run(options),
-            _ => probes
-                .program::<SchedClassifier>(hook)
-                .unwrap()
-                .test_run(options),
-        }
-        .unwrap();
-        println!("{hook:?}: {:?} per run", r.duration);
     }
 }

@@ -3,40 +3,50 @@
 //! the chain for programs attached after it.
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
-use netprobe_common::probe::{HOOK_TC_EGRESS, HOOK_TC_INGRESS, PointKey};
+use netprobe_common::{
+    config::{NIC_TC_EGRESS, NIC_TC_INGRESS},
+    probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, Point},
+};
 use netprobe_ebpf::{
-    packet::{Start, parse},
-    reader::TcReader,
+    packet::{Packet, Start, parse},
+    reader::{LinearReader, TcReader},
 };
 
 use crate::{
     config::config,
-    flight::{Unjoined, lookup_point, now, observe},
+    flight::{Unjoined, now, observe},
 };
 
 #[classifier]
 pub fn np_tc_ingress(ctx: TcContext) -> i32 {
-    observe_tc(&ctx, HOOK_TC_INGRESS);
+    observe_nic(&ctx, DIRECTION_INGRESS, NIC_TC_INGRESS);
     TC_ACT_UNSPEC
 }
 
 #[classifier]
 pub fn np_tc_egress(ctx: TcContext) -> i32 {
-    observe_tc(&ctx, HOOK_TC_EGRESS);
+    observe_nic(&ctx, DIRECTION_EGRESS, NIC_TC_EGRESS);
     TC_ACT_UNSPEC
 }
 
 #[inline(always)]
-fn observe_tc(ctx: &TcContext, hook: u32) {
-    let now = now();
-    let key = PointKey {
-        netns: config!(node_netns),
-        ifindex: unsafe { (*ctx.skb.skb).ifindex },
-        hook,
-    };
-    if let Some(point) = lookup_point(&key)
-        && let Some(packet) = parse(&TcReader(ctx), 0, Start::Ethernet, &config!(filter))
-    {
-        observe(point, &packet, now, Unjoined::Count);
+fn observe_nic(ctx: &TcContext, direction: u32, hook: usize) {
+    if unsafe { (*ctx.skb.skb).ifindex } != config!(nic_ifindex) {
+        return;
+    }
+    if let Some(packet) = packet(ctx) {
+        let Some(&hop) = config!(nic_hops).get(hook) else {
+            return;
+        };
+        observe(Point { direction, hop }, &packet, now(), Unjoined::Count);
+    }
+}
+
+#[inline(always)]
+fn packet(ctx: &TcContext) -> Option<Packet> {
+    let filter = config!(filter);
+    match LinearReader::tc(ctx) {
+        Some(linear) => parse(&linear, 0, Start::Ethernet, &filter),
+        None => parse(&TcReader(ctx), 0, Start::Ethernet, &filter),
     }
 }

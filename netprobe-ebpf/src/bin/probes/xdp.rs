@@ -2,29 +2,35 @@
 //! the kernel allocates an skb for it.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use netprobe_common::probe::{HOOK_XDP, PointKey};
+use netprobe_common::{
+    config::NIC_XDP,
+    probe::{DIRECTION_INGRESS, Point},
+};
 use netprobe_ebpf::{
     packet::{Start, parse},
-    reader::XdpReader,
+    reader::LinearReader,
 };
 
 use crate::{
     config::config,
-    flight::{Unjoined, lookup_point, now, observe},
+    flight::{Unjoined, now, observe},
 };
 
 #[xdp]
 pub fn np_xdp(ctx: XdpContext) -> u32 {
-    let now = now();
-    let key = PointKey {
-        netns: config!(node_netns),
-        ifindex: ctx.ingress_ifindex() as u32,
-        hook: HOOK_XDP,
-    };
-    if let Some(point) = lookup_point(&key)
-        && let Some(packet) = parse(&XdpReader::new(&ctx), 0, Start::Ethernet, &config!(filter))
+    if ctx.ingress_ifindex() as u32 == config!(nic_ifindex)
+        && let Some(packet) = parse(
+            &LinearReader::xdp(&ctx),
+            0,
+            Start::Ethernet,
+            &config!(filter),
+        )
     {
-        observe(point, &packet, now, Unjoined::Count);
+        let point = Point {
+            direction: DIRECTION_INGRESS,
+            hop: config!(nic_hops)[NIC_XDP],
+        };
+        observe(point, &packet, now(), Unjoined::Count);
     }
     xdp_action::XDP_PASS
 }
