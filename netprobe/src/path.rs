@@ -122,7 +122,7 @@ impl Direction {
 }
 
 /// What a packet crosses at a hop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Nic,
@@ -131,6 +131,75 @@ pub enum Role {
     BridgePort,
     Pod,
     Socket,
+}
+
+/// What the time between two consecutive points is spent on: what the
+/// attribution of a mode's extra latency is split by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentKind {
+    /// Driver to TC: skb allocation, GRO.
+    Nic,
+    /// The node's IP and UDP receive and VXLAN decapsulation.
+    VxlanDecap,
+    /// The node's IP forwarding (and NAT) between its devices.
+    Routing,
+    /// Bridge forwarding between the bridge and its port.
+    Bridge,
+    /// Crossing a veth pair between namespaces.
+    Veth,
+    /// Crossing a macvlan/ipvlan device, with no bridge and no routing.
+    Macvlan,
+    /// The endpoint's IP/TCP stack and the application's wake-up.
+    Stack,
+    /// VXLAN encapsulation and the node's UDP and IP output.
+    VxlanEncap,
+    /// The NIC's queueing discipline until the driver takes the packet.
+    Qdisc,
+}
+
+impl SegmentKind {
+    /// What a segment from `from` to `to` is spent on.
+    pub fn between(from: &Hop, to: &Hop) -> SegmentKind {
+        use Role::*;
+        match (from.role, to.role) {
+            (Nic, Nic) if to.hook == Hook::NetDevStartXmit => SegmentKind::Qdisc,
+            (Nic, Nic) => SegmentKind::Nic,
+            (Nic, Vxlan) => SegmentKind::VxlanDecap,
+            (Nic | Vxlan, Bridge) | (Bridge, Nic | Vxlan) => SegmentKind::Routing,
+            (Bridge, BridgePort) | (BridgePort, Bridge) => SegmentKind::Bridge,
+            (BridgePort, Pod) | (Pod, BridgePort) => SegmentKind::Veth,
+            (Nic, Pod) | (Pod, Nic) => SegmentKind::Macvlan,
+            (Vxlan, Nic) => SegmentKind::VxlanEncap,
+            _ => SegmentKind::Stack,
+        }
+    }
+
+    pub const ALL: [SegmentKind; 9] = [
+        SegmentKind::Nic,
+        SegmentKind::VxlanDecap,
+        SegmentKind::Routing,
+        SegmentKind::Bridge,
+        SegmentKind::Veth,
+        SegmentKind::Macvlan,
+        SegmentKind::Stack,
+        SegmentKind::VxlanEncap,
+        SegmentKind::Qdisc,
+    ];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            SegmentKind::Nic => "nic",
+            SegmentKind::VxlanDecap => "vxlan decap",
+            SegmentKind::Routing => "routing",
+            SegmentKind::Bridge => "bridge",
+            SegmentKind::Veth => "veth",
+            SegmentKind::Macvlan => "macvlan",
+            SegmentKind::Stack => "stack",
+            SegmentKind::VxlanEncap => "vxlan encap",
+            SegmentKind::Qdisc => "qdisc",
+        }
+    }
 }
 
 /// One observation point: a hook on one or more devices of the same role

@@ -15,7 +15,7 @@ use aya::{
 };
 use netprobe_common::{
     config::{FlowFilter, KernelOffsets, ProbeConfig},
-    histogram::Histogram,
+    histogram::{Histogram, bucket_low, bucket_width},
     probe::{
         FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS, Flight, FlightKey, HopStats, MAX_HOPS, Point, PointKey,
         SLOTS, slot,
@@ -448,6 +448,49 @@ impl Snapshot {
     pub fn stats(&self, direction: Direction, hop: usize) -> &HopStats {
         &self.hop_stats[slot(direction.code(), hop as u32) as usize]
     }
+
+    /// What was counted after `earlier`, a snapshot of the same session.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        Snapshot {
+            histograms: self
+                .histograms
+                .iter()
+                .zip(&earlier.histograms)
+                .map(|(now, then)| histogram_since(now, then))
+                .collect(),
+            hop_stats: self
+                .hop_stats
+                .iter()
+                .zip(&earlier.hop_stats)
+                .map(|(now, then)| HopStats {
+                    seen: now.seen - then.seen,
+                    joined: now.joined - then.joined,
+                    unjoined: now.unjoined - then.unjoined,
+                    skipped: now.skipped - then.skipped,
+                    evicted: now.evicted - then.evicted,
+                    expired: now.expired - then.expired,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Counts recorded between two snapshots of one histogram. Min and max of
+/// the interval are known only to bucket precision: taken from the lowest
+/// and highest buckets that grew.
+fn histogram_since(now: &Histogram, then: &Histogram) -> Histogram {
+    let mut interval = empty_histogram();
+    for (index, bucket) in interval.buckets.iter_mut().enumerate() {
+        *bucket = now.buckets[index] - then.buckets[index];
+    }
+    interval.count = now.count - then.count;
+    interval.sum_ns = now.sum_ns - then.sum_ns;
+    let grown = || interval.buckets.iter().enumerate().filter(|(_, count)| **count > 0);
+    if let (Some((low, _)), Some((high, _))) = (grown().next(), grown().last()) {
+        interval.min_ns = bucket_low(low).max(now.min_ns);
+        interval.max_ns = (bucket_low(high) + bucket_width(high) - 1).min(now.max_ns);
+    }
+    interval
 }
 
 pub fn empty_histogram() -> Histogram {

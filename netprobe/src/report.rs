@@ -8,7 +8,7 @@ use netprobe_common::histogram::{BUCKETS, Histogram, bucket_low, bucket_width};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    path::{Direction, ProbePath},
+    path::{Direction, ProbePath, SegmentKind},
     probes::{ProgramCost, Snapshot, Unobserved},
 };
 
@@ -78,6 +78,7 @@ pub struct Segment {
     pub direction: Direction,
     pub from: String,
     pub to: String,
+    pub kind: SegmentKind,
     #[serde(flatten)]
     pub latency: Latency,
     /// This segment's median over the direction's end-to-end median.
@@ -205,6 +206,7 @@ impl Report {
                 };
                 segments.push(Segment {
                     direction,
+                    kind: SegmentKind::between(&hops[hop - 1], &hops[hop]),
                     from: hops[hop - 1].label(),
                     to: hops[hop].label(),
                     share: (total.p50_ns > 0).then(|| latency.p50_ns as f64 / total.p50_ns as f64),
