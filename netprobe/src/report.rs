@@ -2,7 +2,7 @@
 //! share of the end-to-end median and join coverage, as a text table and as
 //! JSON (`--json`).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use netprobe_common::histogram::{BUCKETS, Histogram, bucket_low, bucket_width};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,79 @@
+//! `--rates auto`: the highest rate the host mode sustains, found by
+//! doubling then bisecting; measured without and with the probes, which is
+//! the throughput the probes cost.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{
+    plan::bytes,
+    progress::Progress,
+    results::MaxRate,
+    runner::{BENCH_PREFIX, Load, NodeProbes, run_load},
+};
+use crate::{
+    lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize},
+    load::LoadReport,
+};
+
+/// Short runs: enough to see a rate held or not.
+const PROBE_LOAD: Load = Load {
+    duration: Duration::from_secs(2),
+    warmup: Duration::from_millis(500),
+    connections: 50,
+};
+const FIRST_RATE: f64 = 4000.0;
+const BISECTIONS: usize = 3;
+/// No machine here sustains this; the search stops doubling there.
+const CEILING: f64 = 2_000_000.0;
+
+/// Held: nearly every request answered on schedule, without errors.
+fn sustained(report: &LoadReport) -> bool {
+    report.achieved_rate >= 0.98 * report.requested_rate && report.errors == 0 && report.timeouts == 0
+}
+
+pub fn find_max_rate(size: ResponseSize, connections: usize, progress: &mut Progress) -> Result<MaxRate> {
+    let lab = LabGuard::up(&LabSpec::new(BENCH_PREFIX, Mode::Host))?;
+    let load = Load {
+        connections,
+        ..PROBE_LOAD
+    };
+    progress.note("finding the highest rate host sustains, without probes")?;
+    let without = search(&lab, size, &load)?;
+    let probes = (
+        NodeProbes::attach(&lab.nodes()[0].netns)?,
+        NodeProbes::attach(&lab.nodes()[1].netns)?,
+    );
+    progress.note("and with probes")?;
+    let with = search(&lab, size, &load)?;
+    drop(probes);
+    lab.down()?;
+    Ok(MaxRate {
+        mode: Mode::Host,
+        size: bytes(size),
+        rate: with,
+        rate_without_probes: without,
+    })
+}
+
+fn search(lab: &Lab, size: ResponseSize, load: &Load) -> Result<f64> {
+    let holds = |rate: f64| -> Result<bool> {
+        let report = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
+        Ok(sustained(&report))
+    };
+    let (mut good, mut bad) = (0.0, FIRST_RATE);
+    while bad < CEILING && holds(bad)? {
+        good = bad;
+        bad *= 2.0;
+    }
+    for _ in 0..BISECTIONS {
+        let middle = (good + bad) / 2.0;
+        if holds(middle)? {
+            good = middle;
+        } else {
+            bad = middle;
+        }
+    }
+    Ok(good)
+}

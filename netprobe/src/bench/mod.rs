@@ -1,0 +1,203 @@
+//! `netprobe lab bench`: the seed study rerun on one host. For each mode it
+//! builds the lab, starts nginx, attaches the probes on both nodes, runs
+//! the load at each rate and size, records system metrics, and takes the
+//! lab down; then it writes `results.json`, the study-shaped latency table,
+//! the attribution of each mode's extra latency to segments, and a
+//! self-contained `report.html`. `netprobe report DIR` renders saved
+//! results again.
+
+mod attribution;
+mod html;
+mod max_rate;
+mod plan;
+mod progress;
+mod render;
+mod results;
+mod runner;
+mod system;
+mod tune;
+
+use std::{
+    fs::{self, File},
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+pub use self::{
+    attribution::{Attribution, attribute},
+    plan::{Modes, PlanError, Rates, Sizes},
+    results::{BenchResults, MaxRate, ModeResults, Run, Settings, TuningStep},
+    runner::BENCH_PREFIX,
+};
+use self::{
+    plan::{AUTO_SHARES, bytes, mode_time},
+    progress::Progress,
+    runner::{Load, bench_mode},
+};
+use crate::{lab::STATE_DIR, privilege::require_bpf_privileges};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Modes to compare: "all" or a comma-separated list.
+    #[arg(long, default_value = "all")]
+    pub modes: Modes,
+    /// Requested rates (requests/s, comma-separated), or "auto": 30, 50, 70
+    /// and 90% of the highest rate host sustains.
+    #[arg(long, default_value = "auto")]
+    pub rates: Rates,
+    /// Response sizes in bytes.
+    #[arg(long, default_value = "350,4096")]
+    pub sizes: Sizes,
+    /// Measured time of each run (after a 1 s warm-up).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Keep-alive connections of the load generator.
+    #[arg(long, default_value_t = crate::load::DEFAULT_CONNECTIONS)]
+    pub connections: usize,
+    /// Apply the study's tuning (RPS/XPS, flow tables, NOTRACK, somaxconn,
+    /// fs.file-max) and report each setting.
+    #[arg(long)]
+    pub tune: bool,
+    /// Where results.json, table.txt, attribution.txt and report.html go.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+}
+
+const WARMUP: Duration = Duration::from_secs(1);
+const TABLE_FILE: &str = "table.txt";
+const ATTRIBUTION_FILE: &str = "attribution.txt";
+const HTML_FILE: &str = "report.html";
+
+pub fn run_bench(args: &BenchArgs) -> Result<()> {
+    require_bpf_privileges()?;
+    if args.connections == 0 {
+        bail!("at least one connection is needed");
+    }
+    let _lock = BenchLock::take()?;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&cancelled))
+            .context("handling Ctrl-C")?;
+    }
+    fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+
+    let load = Load {
+        duration: args.duration,
+        warmup: WARMUP,
+        connections: args.connections,
+    };
+    let sizes = &args.sizes.0;
+    let run_time = args.duration + WARMUP;
+    let known_rates = match &args.rates {
+        Rates::Fixed(rates) => rates.len(),
+        Rates::Auto => AUTO_SHARES.len(),
+    };
+    let mut progress = Progress::new(args.modes.0.len() * known_rates * sizes.len(), run_time, cancelled);
+    let (_global_tuning, tuning) = if args.tune {
+        let (guard, steps) = tune::GlobalTuning::apply()?;
+        (Some(guard), steps)
+    } else {
+        (None, Vec::new())
+    };
+    let (rates, max_rate) = match &args.rates {
+        Rates::Fixed(rates) => (rates.clone(), None),
+        Rates::Auto => {
+            let max = max_rate::find_max_rate(sizes[0], args.connections, &mut progress)?;
+            let rates = AUTO_SHARES.iter().map(|share| (share * max.rate).round()).collect();
+            (rates, Some(max))
+        }
+    };
+    log::info!(
+        "about {} for the runs",
+        humantime::format_duration(mode_time(rates.len(), sizes.len(), run_time) * args.modes.0.len() as u32)
+    );
+    let mut results = BenchResults {
+        netprobe: env!("CARGO_PKG_VERSION").to_owned(),
+        kernel: kernel_release(),
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        settings: Settings {
+            modes: args.modes.0.clone(),
+            rates: rates.clone(),
+            sizes: sizes.iter().map(|size| bytes(*size)).collect(),
+            duration_s: args.duration.as_secs_f64(),
+            warmup_s: WARMUP.as_secs_f64(),
+            connections: args.connections,
+            tune: args.tune,
+        },
+        max_rate,
+        tuning,
+        modes: Vec::new(),
+    };
+    for &mode in &args.modes.0 {
+        results
+            .modes
+            .push(bench_mode(mode, &rates, sizes, &load, args.tune, &mut progress)?);
+        // What is done so far survives a later failure or interruption.
+        results.save(&args.out)?;
+    }
+    progress.finish();
+    write_reports(&results, &args.out)?;
+    print!("{}", render::Summary(&results));
+    println!("\nresults in {}", args.out.display());
+    Ok(())
+}
+
+/// Writes the tables and the HTML page for `results` into `dir`.
+fn write_reports(results: &BenchResults, dir: &Path) -> Result<()> {
+    results.save(dir)?;
+    for (file, text) in [
+        (TABLE_FILE, render::LatencyTables(results).to_string()),
+        (ATTRIBUTION_FILE, render::AttributionTables(results).to_string()),
+        (HTML_FILE, html::Page(results).to_string()),
+    ] {
+        let path = dir.join(file);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// A directory `netprobe lab bench --out` wrote.
+    pub dir: PathBuf,
+    /// Another results directory to compare with.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+}
+
+/// `netprobe report DIR [--compare DIR2]`.
+pub fn run_report(args: &ReportArgs) -> Result<()> {
+    let results = BenchResults::load(&args.dir)?;
+    write_reports(&results, &args.dir)?;
+    print!("{}", render::Summary(&results));
+    if let Some(other) = &args.compare {
+        let other = BenchResults::load(other)?;
+        print!("\n{}", render::compare(&results, &other));
+    }
+    Ok(())
+}
+
+fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// One bench at a time: the bench's lab has a fixed prefix.
+struct BenchLock(File);
+
+impl BenchLock {
+    fn take() -> Result<Self> {
+        fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
+        let path = Path::new(STATE_DIR).join("bench.lock");
+        let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!("another netprobe lab bench is running (its lab {BENCH_PREFIX} is in use)");
+        }
+        Ok(Self(file))
+    }
+}

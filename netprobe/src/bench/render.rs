@@ -1,0 +1,194 @@
+//! The bench's text tables: latency in the study's shape (a row per mode, a
+//! column per rate, p50/p99 in each cell) and the attribution of each mode's
+//! extra median over host to segment kinds.
+
+use std::fmt::{self, Display, Formatter};
+
+use super::{
+    attribution::{Attribution, attribute},
+    results::BenchResults,
+};
+use crate::{path::SegmentKind, report::format_ns};
+
+/// Everything `netprobe report` prints for one results directory.
+pub struct Summary<'a>(pub &'a BenchResults);
+
+impl Display for Summary<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        settings(f, self.0)?;
+        LatencyTables(self.0).fmt(f)?;
+        AttributionTables(self.0).fmt(f)
+    }
+}
+
+fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
+    let settings = &results.settings;
+    writeln!(
+        f,
+        "netprobe {} on Linux {}, {} CPUs: {} s per run after {} s warm-up, {} connections{}",
+        results.netprobe,
+        results.kernel,
+        results.cpus,
+        settings.duration_s,
+        settings.warmup_s,
+        settings.connections,
+        if settings.tune { ", tuned" } else { "" }
+    )?;
+    if let Some(max) = &results.max_rate {
+        let lost = 100.0 * (1.0 - max.rate / max.rate_without_probes.max(f64::MIN_POSITIVE));
+        writeln!(
+            f,
+            "highest rate {} sustains ({} B): {:.0}/s with probes, {:.0}/s without ({lost:.1}% lost to the probes)",
+            max.mode, max.size, max.rate, max.rate_without_probes
+        )?;
+    }
+    for step in &results.tuning {
+        let state = if step.applied { "applied" } else { "not applicable" };
+        writeln!(f, "tune {}: {state} ({})", step.setting, step.detail)?;
+    }
+    Ok(())
+}
+
+/// Rows: modes; columns: requested rates; cells: p50/p99 of the load
+/// generator, and the achieved rate when it fell short.
+pub struct LatencyTables<'a>(pub &'a BenchResults);
+
+impl Display for LatencyTables<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let results = self.0;
+        for &size in &results.settings.sizes {
+            latency_table(f, results, size)?;
+        }
+        Ok(())
+    }
+}
+
+fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> fmt::Result {
+    writeln!(f, "\nlatency p50/p99 at each requested rate, {size} B responses")?;
+    write!(f, "{:<16}", "mode")?;
+    for rate in &results.settings.rates {
+        write!(f, " {:>21}", format!("{rate:.0}/s"))?;
+    }
+    writeln!(f)?;
+    for mode in &results.modes {
+        write!(f, "{:<16}", mode.mode.to_string())?;
+        if let Some(reason) = &mode.unavailable {
+            writeln!(f, " {reason}")?;
+            continue;
+        }
+        for &rate in &results.settings.rates {
+            let cell = match mode.run(rate, size) {
+                Some(run) => {
+                    let latency = &run.load.latency;
+                    let mut cell = format!("{}/{}", format_ns(latency.p50_ns), format_ns(latency.p99_ns));
+                    if run.load.achieved_rate < 0.99 * rate {
+                        cell.push_str(&format!(" ({:.0}/s)", run.load.achieved_rate));
+                    }
+                    cell
+                }
+                None => "-".to_owned(),
+            };
+            write!(f, " {cell:>21}")?;
+        }
+        writeln!(f)?;
+    }
+    Ok(())
+}
+
+/// The kinds that differ between modes; `nic` and `qdisc` are the same
+/// device in every mode and are left to the sum.
+const ATTRIBUTED: [SegmentKind; 7] = [
+    SegmentKind::Bridge,
+    SegmentKind::Veth,
+    SegmentKind::Macvlan,
+    SegmentKind::Routing,
+    SegmentKind::VxlanEncap,
+    SegmentKind::VxlanDecap,
+    SegmentKind::Stack,
+];
+
+/// Each mode's extra median over host, split by segment kind, at the lowest
+/// rate of each size (the study looks at 30-50% of the maximum).
+pub struct AttributionTables<'a>(pub &'a BenchResults);
+
+impl Display for AttributionTables<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let results = self.0;
+        let attributions = attribute(results);
+        let Some(&rate) = results.settings.rates.first() else {
+            return Ok(());
+        };
+        for &size in &results.settings.sizes {
+            let rows: Vec<&Attribution> = attributions
+                .iter()
+                .filter(|row| row.size == size && (row.rate - rate).abs() < 0.5)
+                .collect();
+            if !rows.is_empty() {
+                attribution_table(f, &rows, rate, size)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn attribution_table(
+    f: &mut Formatter<'_>,
+    rows: &[&Attribution],
+    rate: f64,
+    size: usize,
+) -> fmt::Result {
+    writeln!(
+        f,
+        "\nextra median latency over host at {rate:.0}/s, {size} B, both nodes, by segment"
+    )?;
+    write!(f, "{:<16} {:>10} {:>10} {:>8}", "mode", "end2end", "segments", "closes")?;
+    for kind in ATTRIBUTED {
+        write!(f, " {:>11}", kind.describe())?;
+    }
+    writeln!(f)?;
+    for row in rows {
+        let closure = row
+            .closure()
+            .map_or_else(|| "-".to_owned(), |closure| format!("{:.0}%", closure * 100.0));
+        write!(
+            f,
+            "{:<16} {:>10} {:>10} {closure:>8}",
+            row.mode.to_string(),
+            signed_ns(row.end_to_end_ns),
+            signed_ns(row.segments_ns)
+        )?;
+        for kind in ATTRIBUTED {
+            let delta = row.by_kind.get(&kind).copied().unwrap_or(0);
+            write!(f, " {:>11}", signed_ns(delta))?;
+        }
+        writeln!(f)?;
+    }
+    Ok(())
+}
+
+fn signed_ns(ns: i64) -> String {
+    let sign = if ns < 0 { "-" } else { "+" };
+    format!("{sign}{}", format_ns(ns.unsigned_abs()))
+}
+
+/// `--compare`: two runs' latency tables side by side, as text.
+pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
+    let mut text = String::from("p50 of the load generator: base -> other (change)\n");
+    for mode in &base.modes {
+        let Some(theirs) = other.mode(mode.mode) else { continue };
+        for run in &mode.runs {
+            let Some(their_run) = theirs.run(run.rate, run.size) else { continue };
+            let (before, after) = (run.load.latency.p50_ns, their_run.load.latency.p50_ns);
+            let change = 100.0 * (after as f64 - before as f64) / before.max(1) as f64;
+            text.push_str(&format!(
+                "{:<16} {:>8.0}/s {:>5} B  {:>9} -> {:>9} ({change:+.1}%)\n",
+                mode.mode.to_string(),
+                run.rate,
+                run.size,
+                format_ns(before),
+                format_ns(after)
+            ));
+        }
+    }
+    text
+}

@@ -1,0 +1,128 @@
+//! `results.json`: everything a bench measured, what `netprobe report`
+//! renders again.
+//!
+//! ```json
+//! {
+//!   "netprobe": "0.1.0", "kernel": "6.18.44", "cpus": 2,
+//!   "settings": {"modes": ["host", ...], "rates": [12000.0, ...], "sizes": [350, 4096],
+//!                "duration_s": 5.0, "warmup_s": 1.0, "connections": 50, "tune": false},
+//!   "max_rate": {"mode": "host", "size": 350, "rate": 40000.0,
+//!                "rate_without_probes": 41000.0},
+//!   "tuning": [{"setting": "...", "applied": true, "detail": "..."}],
+//!   "modes": [{"mode": "flannel-vxlan", "unavailable": null,
+//!              "runs": [{"rate": 12000.0, "size": 350,
+//!                        "load": {LoadReport: requested_rate, achieved_rate, errors,
+//!                                 timeouts, reconnects, latency: {p50_ns, p90_ns, p99_ns,
+//!                                 p999_ns, max_ns, mean_ns}, ...},
+//!                        "client": {Report of node1: segments, end_to_end, probe_cost ...},
+//!                        "server": {Report of node2},
+//!                        "system": {"cpus": [{"cpu", "user", "system", "softirq"}],
+//!                                   "context_switches_per_s", "devices":
+//!                                   [{"netns", "device", "rx_packets", "tx_packets"}]}}]}]
+//! }
+//! ```
+//!
+//! Latencies are integer nanoseconds, CPU shares percent.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use super::system::SystemMetrics;
+use crate::{lab::Mode, load::LoadReport, report::Report};
+
+pub const RESULTS_FILE: &str = "results.json";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchResults {
+    pub netprobe: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub settings: Settings,
+    pub max_rate: Option<MaxRate>,
+    /// `--tune` settings of the whole machine.
+    pub tuning: Vec<TuningStep>,
+    pub modes: Vec<ModeResults>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub modes: Vec<Mode>,
+    /// Requested rates (requests/s), the same for every mode.
+    pub rates: Vec<f64>,
+    /// Response sizes in bytes.
+    pub sizes: Vec<usize>,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub connections: usize,
+    pub tune: bool,
+}
+
+/// The highest rate the host mode sustains, which `--rates auto` takes
+/// percentages of; also with the probes detached, which is their cost in
+/// throughput.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaxRate {
+    pub mode: Mode,
+    pub size: usize,
+    pub rate: f64,
+    pub rate_without_probes: f64,
+}
+
+/// One setting of `--tune`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TuningStep {
+    pub setting: String,
+    pub applied: bool,
+    /// What was set, or why it does not apply.
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModeResults {
+    pub mode: Mode,
+    /// Why the mode could not run here (e.g. ipvlan without CONFIG_IPVLAN).
+    pub unavailable: Option<String>,
+    /// `--tune` settings of this mode's lab.
+    pub tuning: Vec<TuningStep>,
+    pub runs: Vec<Run>,
+}
+
+/// One rate and size in one mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub rate: f64,
+    pub size: usize,
+    pub load: LoadReport,
+    /// Per-hop breakdown on the client's node and on the server's.
+    pub client: Report,
+    pub server: Report,
+    pub system: SystemMetrics,
+}
+
+impl BenchResults {
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(RESULTS_FILE);
+        let json = serde_json::to_string_pretty(self).context("encoding results")?;
+        fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(RESULTS_FILE);
+        let json = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&json).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn mode(&self, mode: Mode) -> Option<&ModeResults> {
+        self.modes.iter().find(|results| results.mode == mode)
+    }
+}
+
+impl ModeResults {
+    pub fn run(&self, rate: f64, size: usize) -> Option<&Run> {
+        self.runs
+            .iter()
+            .find(|run| run.size == size && (run.rate - rate).abs() < 0.5)
+    }
+}
