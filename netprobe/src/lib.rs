@@ -2,4 +2,5 @@
 //! eBPF, and a lab that rebuilds the common container networking modes in
 //! network namespaces to compare them.
 
+pub mod load;
 pub mod netns;
