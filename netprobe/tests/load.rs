@@ -206,6 +206,8 @@ fn a_stall_stays_in_the_latency_of_every_request_it_held_up() {
     let LoadResult { report, histogram } = run(&config(server.url(), rate, 4, 1000));
     assert!(report.latency.max_ns >= 100 * MS, "{report:#?}");
     assert!(report.latency.max_ns < 300 * MS, "{report:#?}");
+    // The held-up requests went out late, once their connection was free.
+    assert!(report.send_lag.max_ns >= 90 * MS, "{report:#?}");
     // Requests due in the stall's first half waited more than half of it:
     // rate × stall / 2 of them. Timing from the actual send would leave
     // only the few in flight when it began, one per connection.

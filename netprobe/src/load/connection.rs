@@ -47,6 +47,8 @@ pub struct Shared {
 pub struct Stats {
     /// Nanoseconds from the scheduled send time to the end of the response.
     pub latency: Histogram<u64>,
+    /// Nanoseconds from the scheduled send time to the actual one.
+    pub send_lag: Histogram<u64>,
     /// Responses received, whatever their status.
     pub requests: u64,
     pub status_errors: u64,
@@ -59,10 +61,12 @@ pub struct Stats {
 impl Stats {
     pub fn new(max_latency: Duration) -> Self {
         let max_latency = u64::try_from(max_latency.as_nanos()).unwrap_or(u64::MAX);
+        // Three significant digits: 0.1% resolution at every scale.
+        let histogram = Histogram::new_with_bounds(1, max_latency.max(2), 3)
+            .expect("bounds are at least 1 and 2 and 3 digits are supported");
         Self {
-            // Three significant digits: 0.1% resolution at every scale.
-            latency: Histogram::new_with_bounds(1, max_latency.max(2), 3)
-                .expect("bounds are at least 1 and 2 and 3 digits are supported"),
+            latency: histogram.clone(),
+            send_lag: histogram,
             requests: 0,
             status_errors: 0,
             protocol_errors: 0,
@@ -75,10 +79,15 @@ impl Stats {
     /// Adds another worker's counts; latencies merge bucket by bucket, and
     /// from then on this histogram grows to take any other added to it.
     pub fn merge(&mut self, other: &Self) {
-        self.latency.auto(true);
-        self.latency
-            .add(&other.latency)
-            .expect("an auto-resizing histogram takes any other");
+        for (histogram, other) in [
+            (&mut self.latency, &other.latency),
+            (&mut self.send_lag, &other.send_lag),
+        ] {
+            histogram.auto(true);
+            histogram
+                .add(other)
+                .expect("an auto-resizing histogram takes any other");
+        }
         self.requests += other.requests;
         self.status_errors += other.status_errors;
         self.protocol_errors += other.protocol_errors;
@@ -125,7 +134,8 @@ impl Connection {
             self.timer.sleep_until(due).await?;
             // Requests this connection fell too far behind to send count
             // against the achieved rate rather than run past the window.
-            if due >= schedule.end || now_ns() >= schedule.end {
+            let sent = now_ns();
+            if due >= schedule.end || sent >= schedule.end {
                 return Ok(());
             }
             let reconnected = self.stream.is_none();
@@ -149,6 +159,7 @@ impl Connection {
             }
             let mut stats = shared.stats.borrow_mut();
             stats.reconnects += u64::from(reconnected);
+            stats.send_lag.saturating_record(sent - due);
             match outcome {
                 Outcome::Response(response) => {
                     stats.requests += 1;

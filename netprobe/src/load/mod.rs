@@ -27,7 +27,9 @@
 //!   "status_errors": 0, "protocol_errors": 0, "io_errors": 0,
 //!   "timeouts": 0, "reconnects": 0,
 //!   "latency": { "mean_ns": 61234, "p50_ns": 55103, "p90_ns": 80127,
-//!                "p99_ns": 150015, "p999_ns": 420095, "max_ns": 1203199 }
+//!                "p99_ns": 150015, "p999_ns": 420095, "max_ns": 1203199 },
+//!   "send_lag": { "mean_ns": 9021, "p50_ns": 6015, "p90_ns": 12007,
+//!                 "p99_ns": 60031, "p999_ns": 350015, "max_ns": 900095 }
 //! }
 //! ```
 //!
@@ -38,6 +40,11 @@
 //! resets, closes mid-response); `timeouts` counts requests without a whole
 //! response within the timeout; `reconnects` counts connections opened again
 //! after the server closed one (e.g. `Connection: close`) or it failed.
+//! `latency` runs from each request's due time to the end of its response;
+//! `send_lag`, from its due time to when it went out, is the part of that
+//! spent waiting for the connection to be free or for the generator to wake:
+//! when it is a large part of the latency, the generator, not the server, is
+//! what the numbers show.
 
 mod cli;
 mod clock;
@@ -241,6 +248,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, LoadError> {
         timeouts: stats.timeouts,
         reconnects: stats.reconnects,
         latency: LatencySummary::from_histogram(&stats.latency),
+        send_lag: LatencySummary::from_histogram(&stats.send_lag),
     };
     Ok(LoadResult {
         report,

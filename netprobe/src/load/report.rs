@@ -34,6 +34,10 @@ pub struct LoadReport {
     pub reconnects: u64,
     /// From the scheduled send time to the end of the response.
     pub latency: LatencySummary,
+    /// From the scheduled send time to the actual one: the part of the
+    /// latency spent before sending, waiting for the previous response on
+    /// the connection or for this generator to wake up.
+    pub send_lag: LatencySummary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,14 +66,6 @@ impl LatencySummary {
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let LatencySummary {
-            mean_ns,
-            p50_ns,
-            p90_ns,
-            p99_ns,
-            p999_ns,
-            max_ns,
-        } = self.latency;
         writeln!(
             f,
             "{}: {} connections on {} threads for {} after {} of warm-up",
@@ -97,15 +93,22 @@ impl fmt::Display for LoadReport {
             self.timeouts,
             self.reconnects
         )?;
+        writeln!(f, "  latency   {}", self.latency)?;
+        write!(f, "  send lag  {}", self.send_lag)
+    }
+}
+
+impl fmt::Display for LatencySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "  latency   mean {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            Nanos(mean_ns),
-            Nanos(p50_ns),
-            Nanos(p90_ns),
-            Nanos(p99_ns),
-            Nanos(p999_ns),
-            Nanos(max_ns)
+            "mean {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            Nanos(self.mean_ns),
+            Nanos(self.p50_ns),
+            Nanos(self.p90_ns),
+            Nanos(self.p99_ns),
+            Nanos(self.p999_ns),
+            Nanos(self.max_ns)
         )
     }
 }
