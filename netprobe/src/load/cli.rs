@@ -29,7 +29,7 @@ pub struct LoadArgs {
     /// Time a request may wait for its whole response
     #[arg(long, default_value_t = DEFAULT_TIMEOUT.into())]
     pub timeout: humantime::Duration,
-    /// Worker threads [default: one per CPU]
+    /// Worker threads [default: half the CPUs]
     #[arg(short, long)]
     pub threads: Option<usize>,
     /// Also write the report to FILE as JSON

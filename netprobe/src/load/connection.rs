@@ -129,13 +129,18 @@ impl Connection {
     /// does; what happens to requests is counted in `shared.stats`.
     pub async fn run(mut self, shared: &Shared) -> io::Result<()> {
         let schedule = &shared.schedule;
-        for request in (self.index..).step_by(schedule.connections as usize) {
+        let mut request = self.index;
+        loop {
             let due = schedule.due(request);
+            request += schedule.connections;
+            if due >= schedule.end {
+                return Ok(());
+            }
             self.timer.sleep_until(due).await?;
+            let sent = now_ns();
             // Requests this connection fell too far behind to send count
             // against the achieved rate rather than run past the window.
-            let sent = now_ns();
-            if due >= schedule.end || sent >= schedule.end {
+            if sent >= schedule.end {
                 return Ok(());
             }
             let reconnected = self.stream.is_none();
@@ -145,13 +150,7 @@ impl Connection {
                 Err(_elapsed) => Outcome::TimedOut,
             };
             let done = now_ns();
-            if !matches!(
-                outcome,
-                Outcome::Response(Response {
-                    keep_alive: true,
-                    ..
-                })
-            ) {
+            if !matches!(&outcome, Outcome::Response(response) if response.keep_alive) {
                 self.stream = None;
             }
             if due < schedule.measure_from {
@@ -159,19 +158,18 @@ impl Connection {
             }
             let mut stats = shared.stats.borrow_mut();
             stats.reconnects += u64::from(reconnected);
-            stats.send_lag.saturating_record(sent - due);
+            stats.send_lag.saturating_record(sent.saturating_sub(due));
             match outcome {
                 Outcome::Response(response) => {
                     stats.requests += 1;
                     stats.status_errors += u64::from(!(200..300).contains(&response.status));
-                    stats.latency.saturating_record(done - due);
+                    stats.latency.saturating_record(done.saturating_sub(due));
                 }
                 Outcome::Failed(err) if err.is_protocol() => stats.protocol_errors += 1,
                 Outcome::Failed(_) => stats.io_errors += 1,
                 Outcome::TimedOut => stats.timeouts += 1,
             }
         }
-        Ok(())
     }
 
     async fn exchange(&mut self, shared: &Shared) -> Result<Response, HttpError> {

@@ -30,7 +30,8 @@ pub struct LoadReport {
     pub io_errors: u64,
     /// Requests without a whole response within the timeout.
     pub timeouts: u64,
-    /// Connections opened again after the server closed one or it failed.
+    /// Attempts to open a connection again after the server closed it or it
+    /// failed; attempts that fail are also `io_errors`.
     pub reconnects: u64,
     /// From the scheduled send time to the end of the response.
     pub latency: LatencySummary,
