@@ -12,7 +12,7 @@ use super::{
 /// timed from when each request was due.
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
-    /// http://HOST[:PORT][/PATH] to GET
+    /// URL to GET: http://HOST:PORT/PATH, port and path optional
     pub url: String,
     /// Requests per second, over all connections
     #[arg(short, long, allow_negative_numbers = true)]

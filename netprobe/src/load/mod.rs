@@ -1,13 +1,16 @@
 //! `netprobe load`: an open-loop, constant-rate HTTP/1.1 load generator in
 //! the manner of tcpkali and wrk2.
 //!
-//! Requests are due at fixed instants, `rate` per second spread evenly over
-//! the connections (see [`connection::Schedule`]), whatever the server does.
+//! Requests are due at fixed instants, whatever the server does: request `n`
+//! of the run at `n / rate` seconds, on connection `n mod connections`.
 //! Each connection keeps one request in flight; when a response comes late,
 //! the requests that fell due meanwhile go out back to back as soon as it
 //! arrives, and each one's latency runs from the instant it was *due*, not
 //! from when it went out. So a server stall shows up in the latency of every
 //! request it held up (no coordinated omission), not in one sample.
+//! With one request in flight per connection, `rate × latency` cannot
+//! exceed `connections`: a p50 near `connections / rate`, with a large send
+//! lag, means the run needed more connections.
 //!
 //! Connections are split over worker threads, each running a single-threaded
 //! tokio runtime; a timerfd per connection wakes it on time to the
