@@ -69,10 +69,10 @@ impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: {} connections on {} threads for {} after {} of warm-up",
+            "{}: {} on {} for {} after {} of warm-up",
             self.url,
-            self.connections,
-            self.threads,
+            Count(self.connections, "connection"),
+            Count(self.threads, "thread"),
             Nanos(self.duration_ns),
             Nanos(self.warmup_ns)
         )?;
@@ -114,6 +114,16 @@ impl fmt::Display for LatencySummary {
     }
 }
 
+/// A number of things, with the noun in the plural unless there is one.
+struct Count(usize, &'static str);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self(count, noun) = *self;
+        write!(f, "{count} {noun}{}", if count == 1 { "" } else { "s" })
+    }
+}
+
 /// Nanoseconds in the unit that keeps three or four digits.
 struct Nanos(u64);
 
@@ -150,10 +160,12 @@ mod tests {
     }
 
     #[test]
-    fn prints_times_in_readable_units() {
+    fn prints_times_and_counts_readably() {
         let shown: Vec<_> = [999, 1_500, 2_345_678, 3_000_000_000]
             .map(|ns| Nanos(ns).to_string())
             .into();
         assert_eq!(shown, ["999ns", "1.5us", "2.35ms", "3.00s"]);
+        assert_eq!(Count(1, "thread").to_string(), "1 thread");
+        assert_eq!(Count(2, "thread").to_string(), "2 threads");
     }
 }
