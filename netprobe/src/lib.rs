@@ -3,10 +3,12 @@
 //! network namespaces to compare them.
 
 pub mod attach;
+pub mod bench;
 pub mod discovery;
 pub mod filter;
 pub mod kernel_btf;
 pub mod lab;
+pub mod load;
 pub mod netlink;
 pub mod netns;
 pub mod path;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netprobe::{attach, lab, status};
+use netprobe::{attach, bench, lab, load, status};
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
 /// socket and back.
@@ -21,9 +21,15 @@ enum Command {
     /// Stop running netprobe sessions and remove netprobe's pinned
     /// attachments (never anything netprobe did not attach).
     Detach,
-    /// The study's two machines in network namespaces, for each networking mode.
+    /// The study's two machines in network namespaces, for each networking
+    /// mode, and the bench that compares them.
     #[command(subcommand_required = true)]
     Lab(lab::LabArgs),
+    /// Open-loop, constant-rate HTTP/1.1 load (in the style of tcpkali and
+    /// wrk2).
+    Load(load::LoadArgs),
+    /// Render saved `lab bench` results again, or compare two runs.
+    Report(bench::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
         Command::Status => status::run_status(),
         Command::Detach => status::run_detach(),
         Command::Lab(args) => lab::cli::run(args),
+        Command::Load(args) => load::main(args),
+        Command::Report(args) => bench::run_report(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -485,7 +485,13 @@ fn histogram_since(now: &Histogram, then: &Histogram) -> Histogram {
     }
     interval.count = now.count - then.count;
     interval.sum_ns = now.sum_ns - then.sum_ns;
-    let grown = || interval.buckets.iter().enumerate().filter(|(_, count)| **count > 0);
+    let grown = || {
+        interval
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+    };
     if let (Some((low, _)), Some((high, _))) = (grown().next(), grown().last()) {
         interval.min_ns = bucket_low(low).max(now.min_ns);
         interval.max_ns = (bucket_low(high) + bucket_width(high) - 1).min(now.max_ns);

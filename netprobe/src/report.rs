@@ -310,26 +310,23 @@ impl fmt::Display for Report {
             )?;
         }
         if !self.probe_cost.is_empty() {
-            let costs = self
-                .probe_cost
-                .iter()
-                .fold(String::new(), |mut text, cost| {
-                    let _ = write!(
-                        text,
-                        " {} {:.0} ns x {}",
-                        cost.program, cost.ns_per_run, cost.run_cnt
-                    );
-                    text
-                });
-            writeln!(f, "probe cost per run:{costs}")?;
+            write!(f, "probe cost per run:")?;
+            for cost in &self.probe_cost {
+                write!(
+                    f,
+                    " {} {:.0} ns x {}",
+                    cost.program, cost.ns_per_run, cost.run_cnt
+                )?;
+            }
+            writeln!(f)?;
         }
         for sample in &self.samples {
-            let hops = sample.hops.iter().fold(String::new(), |mut text, hop| {
+            write!(f, "sample {:?}:", sample.direction)?;
+            for hop in &sample.hops {
                 let offset = hop.offset_ns.map_or_else(|| "-".to_owned(), format_ns);
-                let _ = write!(text, " {} +{offset}", hop.point);
-                text
-            });
-            writeln!(f, "sample {:?}:{hops}", sample.direction)?;
+                write!(f, " {} +{offset}", hop.point)?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }

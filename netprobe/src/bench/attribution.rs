@@ -65,8 +65,7 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
                 size: run.size,
                 segments_ns: by_kind.values().sum(),
                 by_kind,
-                end_to_end_ns: run.load.latency.p50_ns as i64
-                    - baseline.load.latency.p50_ns as i64,
+                end_to_end_ns: run.load.latency.p50_ns as i64 - baseline.load.latency.p50_ns as i64,
             });
         }
     }

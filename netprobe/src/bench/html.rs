@@ -4,11 +4,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{
-    attribution::medians_by_kind,
-    render::Summary,
-    results::BenchResults,
-};
+use super::{attribution::medians_by_kind, render::Summary, results::BenchResults};
 use crate::{path::SegmentKind, report::format_ns};
 
 const WIDTH: f64 = 720.0;
@@ -45,7 +41,11 @@ impl Display for Page<'_> {
                 segment_chart(f, results, size, rate)?;
             }
         }
-        writeln!(f, "<h2>Tables</h2><pre>{}</pre>", escape(&Summary(results).to_string()))?;
+        writeln!(
+            f,
+            "<h2>Tables</h2><pre>{}</pre>",
+            escape(&Summary(results).to_string())
+        )?;
         writeln!(f, "</body></html>")
     }
 }
@@ -71,7 +71,11 @@ fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
     let x = |rate: f64| MARGIN + (WIDTH - 2.0 * MARGIN) * rate / max_rate;
     let y = |ns: f64| HEIGHT - MARGIN + -(HEIGHT - 2.0 * MARGIN) * ns / max_ns;
     open_svg(f)?;
-    axes(f, &format!("requested rate (max {max_rate:.0}/s)"), &format!("latency (max {})", format_ns(max_ns as u64)))?;
+    axes(
+        f,
+        &format!("requested rate (max {max_rate:.0}/s)"),
+        &format!("latency (max {})", format_ns(max_ns as u64)),
+    )?;
     for (index, mode) in results.modes.iter().enumerate() {
         let points = runs(mode);
         if points.is_empty() {
@@ -97,13 +101,21 @@ fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
 }
 
 /// A bar per mode, its segment kinds' medians stacked.
-fn segment_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize, rate: f64) -> fmt::Result {
+fn segment_chart(
+    f: &mut Formatter<'_>,
+    results: &BenchResults,
+    size: usize,
+    rate: f64,
+) -> fmt::Result {
     let bars: Vec<(String, Vec<(SegmentKind, u64)>)> = results
         .modes
         .iter()
         .filter_map(|mode| {
             let run = mode.run(rate, size)?;
-            Some((mode.mode.to_string(), medians_by_kind(run).into_iter().collect()))
+            Some((
+                mode.mode.to_string(),
+                medians_by_kind(run).into_iter().collect(),
+            ))
         })
         .collect();
     let max_ns = bars
@@ -121,7 +133,12 @@ fn segment_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize, rat
     let scale = (WIDTH - 2.0 * MARGIN - 60.0) / max_ns;
     for (row, (mode, kinds)) in bars.iter().enumerate() {
         let top = 20.0 + row as f64 * (bar_height + 8.0);
-        writeln!(f, "<text x=\"4\" y=\"{:.0}\">{}</text>", top + 15.0, escape(mode))?;
+        writeln!(
+            f,
+            "<text x=\"4\" y=\"{:.0}\">{}</text>",
+            top + 15.0,
+            escape(mode)
+        )?;
         let mut left = MARGIN + 50.0;
         for (kind, ns) in kinds {
             let width = *ns as f64 * scale;
@@ -135,7 +152,13 @@ fn segment_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize, rat
             left += width;
         }
         let total: u64 = kinds.iter().map(|(_, ns)| ns).sum();
-        writeln!(f, "<text x=\"{:.1}\" y=\"{:.0}\">{}</text>", left + 4.0, top + 15.0, format_ns(total))?;
+        writeln!(
+            f,
+            "<text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
+            left + 4.0,
+            top + 15.0,
+            format_ns(total)
+        )?;
     }
     let mut legend_x = 4.0;
     let legend_y = height - 12.0;
@@ -154,7 +177,10 @@ fn segment_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize, rat
 }
 
 fn kind_index(kind: SegmentKind) -> usize {
-    SegmentKind::ALL.iter().position(|each| *each == kind).unwrap_or(0)
+    SegmentKind::ALL
+        .iter()
+        .position(|each| *each == kind)
+        .unwrap_or(0)
 }
 
 fn open_svg(f: &mut Formatter<'_>) -> fmt::Result {

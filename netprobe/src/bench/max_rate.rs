@@ -30,10 +30,16 @@ const CEILING: f64 = 2_000_000.0;
 
 /// Held: nearly every request answered on schedule, without errors.
 fn sustained(report: &LoadReport) -> bool {
-    report.achieved_rate >= 0.98 * report.requested_rate && report.errors == 0 && report.timeouts == 0
+    report.achieved_rate >= 0.98 * report.requested_rate
+        && report.errors == 0
+        && report.timeouts == 0
 }
 
-pub fn find_max_rate(size: ResponseSize, connections: usize, progress: &mut Progress) -> Result<MaxRate> {
+pub fn find_max_rate(
+    size: ResponseSize,
+    connections: usize,
+    progress: &mut Progress,
+) -> Result<MaxRate> {
     let lab = LabGuard::up(&LabSpec::new(BENCH_PREFIX, Mode::Host))?;
     let load = Load {
         connections,

@@ -80,8 +80,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     let _lock = BenchLock::take()?;
     let cancelled = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&cancelled))
-            .context("handling Ctrl-C")?;
+        signal_hook::flag::register(signal, Arc::clone(&cancelled)).context("handling Ctrl-C")?;
     }
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
@@ -96,7 +95,11 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         Rates::Fixed(rates) => rates.len(),
         Rates::Auto => AUTO_SHARES.len(),
     };
-    let mut progress = Progress::new(args.modes.0.len() * known_rates * sizes.len(), run_time, cancelled);
+    let mut progress = Progress::new(
+        args.modes.0.len() * known_rates * sizes.len(),
+        run_time,
+        cancelled,
+    );
     let (_global_tuning, tuning) = if args.tune {
         let (guard, steps) = tune::GlobalTuning::apply()?;
         (Some(guard), steps)
@@ -107,13 +110,18 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         Rates::Fixed(rates) => (rates.clone(), None),
         Rates::Auto => {
             let max = max_rate::find_max_rate(sizes[0], args.connections, &mut progress)?;
-            let rates = AUTO_SHARES.iter().map(|share| (share * max.rate).round()).collect();
+            let rates = AUTO_SHARES
+                .iter()
+                .map(|share| (share * max.rate).round())
+                .collect();
             (rates, Some(max))
         }
     };
     log::info!(
         "about {} for the runs",
-        humantime::format_duration(mode_time(rates.len(), sizes.len(), run_time) * args.modes.0.len() as u32)
+        humantime::format_duration(
+            mode_time(rates.len(), sizes.len(), run_time) * args.modes.0.len() as u32
+        )
     );
     let mut results = BenchResults {
         netprobe: env!("CARGO_PKG_VERSION").to_owned(),
@@ -133,9 +141,14 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         modes: Vec::new(),
     };
     for &mode in &args.modes.0 {
-        results
-            .modes
-            .push(bench_mode(mode, &rates, sizes, &load, args.tune, &mut progress)?);
+        results.modes.push(bench_mode(
+            mode,
+            &rates,
+            sizes,
+            &load,
+            args.tune,
+            &mut progress,
+        )?);
         // What is done so far survives a later failure or interruption.
         results.save(&args.out)?;
     }
@@ -151,7 +164,10 @@ fn write_reports(results: &BenchResults, dir: &Path) -> Result<()> {
     results.save(dir)?;
     for (file, text) in [
         (TABLE_FILE, render::LatencyTables(results).to_string()),
-        (ATTRIBUTION_FILE, render::AttributionTables(results).to_string()),
+        (
+            ATTRIBUTION_FILE,
+            render::AttributionTables(results).to_string(),
+        ),
         (HTML_FILE, html::Page(results).to_string()),
     ] {
         let path = dir.join(file);
@@ -187,8 +203,11 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
-/// One bench at a time: the bench's lab has a fixed prefix.
-struct BenchLock(File);
+/// One bench at a time: the bench's lab has a fixed prefix. The lock is
+/// held while the file stays open.
+struct BenchLock {
+    _file: File,
+}
 
 impl BenchLock {
     fn take() -> Result<Self> {
@@ -198,6 +217,6 @@ impl BenchLock {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             bail!("another netprobe lab bench is running (its lab {BENCH_PREFIX} is in use)");
         }
-        Ok(Self(file))
+        Ok(Self { _file: file })
     }
 }

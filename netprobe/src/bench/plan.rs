@@ -32,7 +32,11 @@ impl FromStr for Modes {
         }
         let modes = text
             .split(',')
-            .map(|name| name.trim().parse::<Mode>().map_err(|err| PlanError::Mode(err.to_string())))
+            .map(|name| {
+                name.trim()
+                    .parse::<Mode>()
+                    .map_err(|err| PlanError::Mode(err.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         non_empty(modes, "--modes").map(Modes)
     }
@@ -128,7 +132,10 @@ mod tests {
             vec![Mode::Host, Mode::FlannelVxlan]
         );
         assert_eq!("auto".parse::<Rates>().unwrap(), Rates::Auto);
-        assert_eq!("1000,2500.5".parse::<Rates>().unwrap(), Rates::Fixed(vec![1000.0, 2500.5]));
+        assert_eq!(
+            "1000,2500.5".parse::<Rates>().unwrap(),
+            Rates::Fixed(vec![1000.0, 2500.5])
+        );
         assert_eq!(
             "350,4096".parse::<Sizes>().unwrap().0,
             vec![ResponseSize::Small, ResponseSize::Large]

@@ -37,11 +37,6 @@ impl Progress {
         }
     }
 
-    /// Adds runs found to be needed later (e.g. once rates are known).
-    pub fn add(&mut self, runs: usize) {
-        self.total += runs;
-    }
-
     pub fn start_run(&mut self, mode: Mode, rate: f64, size: usize) -> Result<()> {
         self.check_cancelled()?;
         self.done += 1;

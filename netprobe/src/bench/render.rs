@@ -43,7 +43,11 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
         )?;
     }
     for step in &results.tuning {
-        let state = if step.applied { "applied" } else { "not applicable" };
+        let state = if step.applied {
+            "applied"
+        } else {
+            "not applicable"
+        };
         writeln!(f, "tune {}: {state} ({})", step.setting, step.detail)?;
     }
     Ok(())
@@ -64,7 +68,10 @@ impl Display for LatencyTables<'_> {
 }
 
 fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> fmt::Result {
-    writeln!(f, "\nlatency p50/p99 at each requested rate, {size} B responses")?;
+    writeln!(
+        f,
+        "\nlatency p50/p99 at each requested rate, {size} B responses"
+    )?;
     write!(f, "{:<16}", "mode")?;
     for rate in &results.settings.rates {
         write!(f, " {:>21}", format!("{rate:.0}/s"))?;
@@ -80,7 +87,11 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
             let cell = match mode.run(rate, size) {
                 Some(run) => {
                     let latency = &run.load.latency;
-                    let mut cell = format!("{}/{}", format_ns(latency.p50_ns), format_ns(latency.p99_ns));
+                    let mut cell = format!(
+                        "{}/{}",
+                        format_ns(latency.p50_ns),
+                        format_ns(latency.p99_ns)
+                    );
                     if run.load.achieved_rate < 0.99 * rate {
                         cell.push_str(&format!(" ({:.0}/s)", run.load.achieved_rate));
                     }
@@ -141,15 +152,20 @@ fn attribution_table(
         f,
         "\nextra median latency over host at {rate:.0}/s, {size} B, both nodes, by segment"
     )?;
-    write!(f, "{:<16} {:>10} {:>10} {:>8}", "mode", "end2end", "segments", "closes")?;
+    write!(
+        f,
+        "{:<16} {:>10} {:>10} {:>8}",
+        "mode", "end2end", "segments", "closes"
+    )?;
     for kind in ATTRIBUTED {
         write!(f, " {:>11}", kind.describe())?;
     }
     writeln!(f)?;
     for row in rows {
-        let closure = row
-            .closure()
-            .map_or_else(|| "-".to_owned(), |closure| format!("{:.0}%", closure * 100.0));
+        let closure = row.closure().map_or_else(
+            || "-".to_owned(),
+            |closure| format!("{:.0}%", closure * 100.0),
+        );
         write!(
             f,
             "{:<16} {:>10} {:>10} {closure:>8}",
@@ -175,9 +191,13 @@ fn signed_ns(ns: i64) -> String {
 pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
     let mut text = String::from("p50 of the load generator: base -> other (change)\n");
     for mode in &base.modes {
-        let Some(theirs) = other.mode(mode.mode) else { continue };
+        let Some(theirs) = other.mode(mode.mode) else {
+            continue;
+        };
         for run in &mode.runs {
-            let Some(their_run) = theirs.run(run.rate, run.size) else { continue };
+            let Some(their_run) = theirs.run(run.rate, run.size) else {
+                continue;
+            };
             let (before, after) = (run.load.latency.p50_ns, their_run.load.latency.p50_ns);
             let change = 100.0 * (after as f64 - before as f64) / before.max(1) as f64;
             text.push_str(&format!(

@@ -110,7 +110,8 @@ impl BenchResults {
 
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(RESULTS_FILE);
-        let json = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let json =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&json).with_context(|| format!("parsing {}", path.display()))
     }
 

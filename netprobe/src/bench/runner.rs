@@ -128,7 +128,11 @@ pub fn bench_mode(
     };
     let client = NodeProbes::attach(&lab.nodes()[0].netns)?;
     let server = NodeProbes::attach(&lab.nodes()[1].netns)?;
-    let namespaces: Vec<&str> = lab.namespaces().into_iter().map(|(_, netns)| netns).collect();
+    let namespaces: Vec<&str> = lab
+        .namespaces()
+        .into_iter()
+        .map(|(_, netns)| netns)
+        .collect();
     let mut runs = Vec::new();
     for &size in sizes {
         for &rate in rates {

@@ -45,7 +45,10 @@ pub struct DevicePackets {
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("reading {what}: {source}")]
-    Read { what: &'static str, source: io::Error },
+    Read {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error(transparent)]
     NetNs(#[from] NetNsError),
 }
@@ -59,7 +62,8 @@ impl Counters {
         })?;
         let mut counters = parse_stat(&stat);
         for name in namespaces {
-            let dev = NetNs::named(name)?.run(|| fs::read_to_string("/proc/thread-self/net/dev"))?;
+            let dev =
+                NetNs::named(name)?.run(|| fs::read_to_string("/proc/thread-self/net/dev"))?;
             let dev = dev.map_err(|source| MetricsError::Read {
                 what: "/proc/net/dev",
                 source,
@@ -125,7 +129,9 @@ fn parse_stat(stat: &str) -> Counters {
                 let values: Vec<u64> = fields.filter_map(|value| value.parse().ok()).collect();
                 let field = |index: usize| values.get(index).copied().unwrap_or(0);
                 // user + nice, system, softirq, and everything.
-                counters.cpus.push([field(0) + field(1), field(2), field(6), values.iter().sum()]);
+                counters
+                    .cpus
+                    .push([field(0) + field(1), field(2), field(6), values.iter().sum()]);
             }
             Some("ctxt") => {
                 counters.context_switches = fields.next().and_then(|n| n.parse().ok()).unwrap_or(0);

@@ -27,7 +27,9 @@ pub struct GlobalTuning {
 
 impl GlobalTuning {
     pub fn apply() -> Result<(Self, Vec<TuningStep>)> {
-        let mut tuning = Self { restore: Vec::new() };
+        let mut tuning = Self {
+            restore: Vec::new(),
+        };
         let mut steps = Vec::new();
         steps.push(tuning.raise(SOCK_FLOW_SYSCTL, "rps_sock_flow_entries", SOCK_FLOW_ENTRIES)?);
         steps.push(tuning.raise(FILE_MAX_SYSCTL, "fs.file-max", FILE_MAX)?);
@@ -43,7 +45,11 @@ impl GlobalTuning {
         }
         fs::write(path, value.to_string()).with_context(|| format!("writing {path}"))?;
         self.restore.push((path, current.clone()));
-        Ok(step(name, true, format!("{current} -> {value}, restored afterwards")))
+        Ok(step(
+            name,
+            true,
+            format!("{current} -> {value}, restored afterwards"),
+        ))
     }
 }
 
@@ -64,7 +70,10 @@ pub fn tune_lab(lab: &Lab) -> Result<Vec<TuningStep>> {
     let namespaces: Vec<&str> = lab
         .nodes()
         .iter()
-        .flat_map(|node| std::iter::once(node.netns.as_str()).chain(node.pods.iter().map(|pod| pod.netns.as_str())))
+        .flat_map(|node| {
+            std::iter::once(node.netns.as_str())
+                .chain(node.pods.iter().map(|pod| pod.netns.as_str()))
+        })
         .collect();
     for netns in &namespaces {
         in_netns(
@@ -77,12 +86,28 @@ pub fn tune_lab(lab: &Lab) -> Result<Vec<TuningStep>> {
         )?;
     }
     let mut steps = vec![
-        step("RPS", true, format!("rps_cpus {mask} on every receive queue of the lab")),
-        step("RFS", true, format!("rps_flow_cnt {QUEUE_FLOW_COUNT} per receive queue")),
-        step("XPS", true, format!("xps_cpus {mask} on every transmit queue of the lab")),
+        step(
+            "RPS",
+            true,
+            format!("rps_cpus {mask} on every receive queue of the lab"),
+        ),
+        step(
+            "RFS",
+            true,
+            format!("rps_flow_cnt {QUEUE_FLOW_COUNT} per receive queue"),
+        ),
+        step(
+            "XPS",
+            true,
+            format!("xps_cpus {mask} on every transmit queue of the lab"),
+        ),
     ];
     if lab.mode() == Mode::Bridge {
-        steps.push(step("NOTRACK", false, "Docker's port mapping needs connection tracking".into()));
+        steps.push(step(
+            "NOTRACK",
+            false,
+            "Docker's port mapping needs connection tracking".into(),
+        ));
     } else {
         for netns in &namespaces {
             in_netns(
@@ -93,10 +118,21 @@ pub fn tune_lab(lab: &Lab) -> Result<Vec<TuningStep>> {
                  iptables -t raw -A OUTPUT -p tcp --sport 80 -j NOTRACK",
             )?;
         }
-        steps.push(step("NOTRACK", true, "raw-table NOTRACK for port 80 in every lab namespace".into()));
+        steps.push(step(
+            "NOTRACK",
+            true,
+            "raw-table NOTRACK for port 80 in every lab namespace".into(),
+        ));
     }
-    in_netns(lab.server_netns(), &format!("sysctl -qw net.core.somaxconn={SOMAXCONN}"))?;
-    steps.push(step("somaxconn", true, format!("{SOMAXCONN} in the server's namespace")));
+    in_netns(
+        lab.server_netns(),
+        &format!("sysctl -qw net.core.somaxconn={SOMAXCONN}"),
+    )?;
+    steps.push(step(
+        "somaxconn",
+        true,
+        format!("{SOMAXCONN} in the server's namespace"),
+    ));
     Ok(steps)
 }
 

@@ -47,6 +47,10 @@ enum LabCommand {
     Down,
     /// Show the lab: namespaces, addresses, server URLs.
     Status,
+    /// Compare the modes: for each, build its lab, load nginx at each rate
+    /// and size with the probes on both nodes, and report latency, the
+    /// per-segment attribution and system metrics.
+    Bench(crate::bench::BenchArgs),
     /// Run a command inside one of the lab's namespaces.
     Exec {
         /// node1, node2, node1-pod1, switch, router... (see `status`)
@@ -76,6 +80,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             let lab = Lab::up(&spec)?;
             print!("{}", describe(&lab));
         }
+        LabCommand::Bench(bench) => crate::bench::run_bench(&bench)?,
         LabCommand::Down => {
             Lab::down(&prefix)?;
             println!("lab {prefix} removed");

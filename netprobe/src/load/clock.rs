@@ -1,0 +1,119 @@
+//! The schedule's clock: CLOCK_MONOTONIC in nanoseconds, and a timer that
+//! wakes a task at such an instant.
+//!
+//! tokio's timers round to the millisecond. Since latency runs from the
+//! scheduled send time, every bit of lateness in waking up to send would be
+//! measured as latency; a timerfd fires within microseconds of its deadline.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    ptr,
+};
+
+use tokio::io::{Interest, unix::AsyncFd};
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Now, in nanoseconds of CLOCK_MONOTONIC.
+pub fn now_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // CLOCK_MONOTONIC always exists and `now` is valid, so this cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * NANOS_PER_SEC + now.tv_nsec as u64
+}
+
+/// A one-shot CLOCK_MONOTONIC timerfd registered with the current tokio
+/// runtime.
+pub struct Timer {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Timer {
+    /// Must be called inside a tokio runtime, whose reactor then watches it.
+    pub fn new() -> io::Result<Self> {
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: timerfd_create just returned this descriptor to us alone,
+        // and the OwnedFd keeps it open for as long as the AsyncFd owns it.
+        let fd = unsafe {
+            AsyncFd::register_with_interest(OwnedFd::from_raw_fd(fd), Interest::READABLE)
+        };
+        Ok(Self {
+            fd: fd.map_err(|err| err.into_parts().1)?,
+        })
+    }
+
+    /// Returns at `deadline` (nanoseconds of [`now_ns`]), at once if it has
+    /// passed.
+    pub async fn sleep_until(&self, deadline: u64) -> io::Result<()> {
+        if now_ns() >= deadline {
+            return Ok(());
+        }
+        let expiry = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (deadline / NANOS_PER_SEC) as libc::time_t,
+                tv_nsec: (deadline % NANOS_PER_SEC) as libc::c_long,
+            },
+        };
+        let fd = self.fd.as_raw_fd();
+        // Arming also discards an expiry left unread by a cancelled sleep.
+        if unsafe { libc::timerfd_settime(fd, libc::TFD_TIMER_ABSTIME, &expiry, ptr::null_mut()) }
+            != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        loop {
+            let mut ready = self.fd.readable().await?;
+            let mut expirations = 0u64;
+            let read = ready.try_io(|_| {
+                let len = size_of::<u64>();
+                let n = unsafe { libc::read(fd, (&raw mut expirations).cast(), len) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+            if let Ok(result) = read {
+                // The one expiry is consumed: nothing is readable until the
+                // next arming, so spare the next sleep a read that would block.
+                ready.clear_ready();
+                return result;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sleeps_until_the_deadline_and_not_for_past_ones() {
+        let timer = Timer::new().unwrap();
+        for _ in 0..3 {
+            let deadline = now_ns() + 3_000_000;
+            timer.sleep_until(deadline).await.unwrap();
+            assert!(now_ns() >= deadline);
+        }
+        let before = now_ns();
+        timer.sleep_until(before - 1_000_000).await.unwrap();
+        // A past deadline neither arms the timer nor waits for the reactor.
+        assert!(now_ns() - before < 1_000_000);
+    }
+}
