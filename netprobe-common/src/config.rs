@@ -14,6 +14,7 @@ pub struct KernelOffsets {
     pub sk_buff_data: u32,
     pub sk_buff_protocol: u32,
     pub sk_buff_network_header: u32,
+    pub sk_buff_sk: u32,
     pub net_device_ifindex: u32,
     pub net_device_nd_net: u32,
     /// `struct net` to its namespace inode number (`ns.inum`).
@@ -21,7 +22,7 @@ pub struct KernelOffsets {
     pub sock_common_skc_net: u32,
     pub tcp_sock_write_seq: u32,
 }
-shared_type!(KernelOffsets, 40);
+shared_type!(KernelOffsets, 44);
 
 /// Flow selection of `--filter`. Zero fields match anything.
 #[repr(C)]
@@ -77,7 +78,7 @@ pub struct ProbeConfig {
     /// log2 of the flight table's slots; the table is created this big.
     pub flight_slot_bits: u32,
 }
-shared_type!(ProbeConfig, 40 + 24 + 4 + 16 + 8 + 8 + 16);
+shared_type!(ProbeConfig, 44 + 24 + 4 + 16 + 8 + 8 + 16);
 
 /// Index in [`ProbeConfig::nic_hops`] of each NIC hook.
 pub const NIC_XDP: usize = 0;

@@ -7,7 +7,10 @@ use crate::shared_type;
 pub const MAX_HOPS: usize = 8;
 /// Histogram slots: `direction * MAX_HOPS + hop`. Slot `hop == 0` has no
 /// incoming segment, so it holds the end-to-end latency of the direction.
-pub const SLOTS: usize = 2 * MAX_HOPS;
+/// The last slot holds the application's time, from reading a request to
+/// writing on the same socket.
+pub const SLOTS: usize = 2 * MAX_HOPS + 1;
+pub const APPLICATION_SLOT: u32 = 2 * MAX_HOPS as u32;
 
 /// Wire (NIC) towards the pod's socket.
 pub const DIRECTION_INGRESS: u32 = 0;
@@ -147,6 +150,8 @@ pub const POINT_CAPACITY: u32 = 1024;
 pub const FLIGHT_SLOT_BITS: u32 = 16;
 /// log2 of the socket write table's slots.
 pub const SOCKET_WRITE_SLOT_BITS: u32 = 14;
+/// Sockets remembered from their last read until their next write.
+pub const SOCKET_READ_CAPACITY: u32 = 16384;
 /// A flight not seen for this long stopped on the way; its slot is free.
 pub const FLIGHT_EXPIRY_NS: u64 = 1_000_000_000;
 /// Ring buffer for sampled flights.

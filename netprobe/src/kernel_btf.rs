@@ -44,6 +44,7 @@ pub fn offsets_from(vmlinux: &Path) -> Result<KernelOffsets, BtfError> {
         sk_buff_data: field("sk_buff", "data")?,
         sk_buff_protocol: field("sk_buff", "protocol")?,
         sk_buff_network_header: field("sk_buff", "network_header")?,
+        sk_buff_sk: field("sk_buff", "sk")?,
         net_device_ifindex: field("net_device", "ifindex")?,
         // possible_net_t is `struct { struct net *net; }`: the pointer is at
         // the field's own offset.

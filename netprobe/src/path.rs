@@ -156,6 +156,8 @@ pub enum SegmentKind {
     VxlanEncap,
     /// The NIC's queueing discipline until the driver takes the packet.
     Qdisc,
+    /// The server application, from reading a request to writing the reply.
+    Application,
 }
 
 impl SegmentKind {
@@ -175,7 +177,7 @@ impl SegmentKind {
         }
     }
 
-    pub const ALL: [SegmentKind; 9] = [
+    pub const ALL: [SegmentKind; 10] = [
         SegmentKind::Nic,
         SegmentKind::VxlanDecap,
         SegmentKind::Routing,
@@ -185,6 +187,7 @@ impl SegmentKind {
         SegmentKind::Stack,
         SegmentKind::VxlanEncap,
         SegmentKind::Qdisc,
+        SegmentKind::Application,
     ];
 
     pub fn describe(self) -> &'static str {
@@ -198,6 +201,7 @@ impl SegmentKind {
             SegmentKind::Stack => "stack",
             SegmentKind::VxlanEncap => "vxlan encap",
             SegmentKind::Qdisc => "qdisc",
+            SegmentKind::Application => "application",
         }
     }
 }

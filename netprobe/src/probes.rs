@@ -492,7 +492,7 @@ fn histogram_since(now: &Histogram, then: &Histogram) -> Histogram {
             .enumerate()
             .filter(|(_, count)| **count > 0)
     };
-    if let (Some((low, _)), Some((high, _))) = (grown().next(), grown().last()) {
+    if let (Some((low, _)), Some((high, _))) = (grown().next(), grown().next_back()) {
         interval.min_ns = bucket_low(low).max(now.min_ns);
         interval.max_ns = (bucket_low(high) + bucket_width(high) - 1).min(now.max_ns);
     }

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use netprobe_common::histogram::{BUCKETS, Histogram, bucket_low, bucket_width};
+use netprobe_common::probe::APPLICATION_SLOT;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -120,6 +121,10 @@ pub struct Report {
     pub path: Path,
     pub segments: Vec<Segment>,
     pub end_to_end: Vec<EndToEnd>,
+    /// The application's time on a socket, from reading a request that came
+    /// through the probes to its next write: what the server spends on a
+    /// request.
+    pub application: Option<Latency>,
     /// Packets that could not be joined to an earlier point.
     pub unmatched: u64,
     /// Unfinished packets pushed out of the full (or colliding) flight table.
@@ -227,7 +232,9 @@ impl Report {
                 });
             }
         }
+        let application = &snapshot.histograms[APPLICATION_SLOT as usize];
         Self {
+            application: (application.count > 0).then(|| Latency::from_histogram(application)),
             interface: context.interface.to_owned(),
             netns: context.netns.map(str::to_owned),
             duration_s: context.duration_s,
@@ -294,6 +301,10 @@ impl fmt::Display for Report {
                 .filter(|total| total.direction == direction)
             {
                 write_latency_row(f, "end to end", &total.latency)?;
+                writeln!(f)?;
+            }
+            if let (Direction::Ingress, Some(application)) = (direction, &self.application) {
+                write_latency_row(f, "application: socket read -> write", application)?;
                 writeln!(f)?;
             }
         }

@@ -29,11 +29,16 @@ impl Attribution {
     }
 }
 
-/// Sum of segment medians by kind, over both nodes and both directions.
+/// Sum of segment medians by kind, over both nodes and both directions,
+/// with the server's application time. (The client's gap between reading
+/// and writing is the load generator's schedule, not part of a request.)
 pub fn medians_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
     let mut sums = BTreeMap::new();
     for segment in run.client.segments.iter().chain(&run.server.segments) {
         *sums.entry(segment.kind).or_default() += segment.latency.p50_ns;
+    }
+    if let Some(application) = &run.server.application {
+        sums.insert(SegmentKind::Application, application.p50_ns);
     }
     sums
 }

@@ -108,7 +108,7 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
 
 /// The kinds that differ between modes; `nic` and `qdisc` are the same
 /// device in every mode and are left to the sum.
-const ATTRIBUTED: [SegmentKind; 7] = [
+const ATTRIBUTED: [SegmentKind; 8] = [
     SegmentKind::Bridge,
     SegmentKind::Veth,
     SegmentKind::Macvlan,
@@ -116,6 +116,7 @@ const ATTRIBUTED: [SegmentKind; 7] = [
     SegmentKind::VxlanEncap,
     SegmentKind::VxlanDecap,
     SegmentKind::Stack,
+    SegmentKind::Application,
 ];
 
 /// Each mode's extra median over host, split by segment kind, at the lowest

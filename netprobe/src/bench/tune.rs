@@ -30,9 +30,10 @@ impl GlobalTuning {
         let mut tuning = Self {
             restore: Vec::new(),
         };
-        let mut steps = Vec::new();
-        steps.push(tuning.raise(SOCK_FLOW_SYSCTL, "rps_sock_flow_entries", SOCK_FLOW_ENTRIES)?);
-        steps.push(tuning.raise(FILE_MAX_SYSCTL, "fs.file-max", FILE_MAX)?);
+        let steps = vec![
+            tuning.raise(SOCK_FLOW_SYSCTL, "rps_sock_flow_entries", SOCK_FLOW_ENTRIES)?,
+            tuning.raise(FILE_MAX_SYSCTL, "fs.file-max", FILE_MAX)?,
+        ];
         Ok((tuning, steps))
     }
 

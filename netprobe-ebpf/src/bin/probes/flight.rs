@@ -32,23 +32,24 @@ pub enum Unjoined {
     Ignore,
 }
 
-/// Records that `packet` reached `point` at time `now`.
+/// Records that `packet` reached `point` at time `now`. Returns whether
+/// that completed its flight.
 #[inline(always)]
-pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
+pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> bool {
     let Some(start_hop) = config!(start_hop).get(point.direction as usize).copied() else {
-        return;
+        return false;
     };
     let key = FlightKey {
         direction: point.direction as u8,
         ..packet.key
     };
     let Some(flight) = FLIGHTS.get_ptr_mut(key.slot(config!(flight_slot_bits))) else {
-        return;
+        return false;
     };
     let flight = unsafe { &mut *flight };
     if point.hop == start_hop {
         start(point, key, flight, packet, now);
-        return;
+        return false;
     }
     if flight.key != key {
         if matches!(unjoined, Unjoined::Count) && packet.selected {
@@ -57,16 +58,16 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
                 stats.unjoined += 1;
             });
         }
-        return;
+        return false;
     }
     let last_hop = flight.last_hop;
     if last_hop >= point.hop {
         // Seen here already: a copy of the packet (e.g. a clone for a packet
         // socket). The first sighting stands.
-        return;
+        return false;
     }
     let Some(&last_ns) = flight.hop_ns.get(last_hop as usize) else {
-        return;
+        return false;
     };
     if last_hop + 1 == point.hop {
         record_latency(
@@ -92,9 +93,11 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) {
         .get(point.direction as usize)
         .copied()
         .unwrap_or(0);
-    if point.hop + 1 == hops {
+    let last = point.hop + 1 == hops;
+    if last {
         finish(point, flight, now);
     }
+    last
 }
 
 /// First sighting of a packet in its direction: it takes over its slot. On
@@ -224,7 +227,7 @@ fn maybe_sample(point: Point, flight: &Flight) {
 }
 
 #[inline(always)]
-fn record_latency(slot: u32, ns: u64) {
+pub fn record_latency(slot: u32, ns: u64) {
     if let Some(histogram) = HISTOGRAMS.get_ptr_mut(slot) {
         unsafe { (*histogram).record(ns) };
     }

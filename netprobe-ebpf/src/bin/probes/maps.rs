@@ -2,13 +2,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use netprobe_common::{
     histogram::Histogram,
     probe::{
         FLIGHT_SLOT_BITS, Flight, HopStats, POINT_CAPACITY, Point, PointKey, SLOTS,
-        SOCKET_WRITE_SLOT_BITS, SocketWrite, TRACE_RING_BYTES,
+        SOCKET_READ_CAPACITY, SOCKET_WRITE_SLOT_BITS, SocketWrite, TRACE_RING_BYTES,
     },
 };
 
@@ -26,6 +26,12 @@ pub static SOCKET_NETNS: HashMap<u32, u32> = HashMap::with_max_entries(POINT_CAP
 /// counted as evicted or, if stale, expired.
 #[map]
 pub static FLIGHTS: Array<Flight> = Array::with_max_entries(1 << FLIGHT_SLOT_BITS, 0);
+
+/// When each socket's last request was read: the application's time runs
+/// from there to its next write.
+#[map]
+pub static SOCKET_READS: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(SOCKET_READ_CAPACITY, 0);
 
 /// Time of each TCP write, by the sequence number its first byte will carry.
 #[map]

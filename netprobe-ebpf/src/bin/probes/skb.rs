@@ -29,6 +29,12 @@ impl SkBuff {
         device_point(field(self.0, config!(offsets.sk_buff_dev)), hook)
     }
 
+    /// The socket the skb belongs to.
+    #[inline(always)]
+    pub fn sock(&self) -> *const u8 {
+        field(self.0, config!(offsets.sk_buff_sk))
+    }
+
     /// The packet when `skb->data` is at the Ethernet header (transmit path).
     #[inline(always)]
     pub fn packet_at_mac(&self) -> Option<Packet> {
