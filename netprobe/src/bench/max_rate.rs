@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
 
 use super::{
     plan::bytes,
@@ -45,6 +47,9 @@ pub fn find_max_rate(
         connections,
         ..PROBE_LOAD
     };
+    progress.note("measuring wrk's closed-loop maximum and the load generator against it")?;
+    let wrk_rate = wrk_max(&lab, size)?;
+    let generator = run_load(lab.client_netns(), load.config(lab.server_url(size), 0.8 * wrk_rate))?;
     progress.note("finding the highest rate host sustains, without probes")?;
     let without = search(&lab, size, &load)?;
     let probes = (
@@ -60,7 +65,27 @@ pub fn find_max_rate(
         size: bytes(size),
         rate: with,
         rate_without_probes: without,
+        wrk_rate,
+        generator_at_80_percent: generator.achieved_rate,
     })
+}
+
+/// `wrk -t1 -c50 -d3s` from the client's namespace: its requests/s.
+fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", lab.client_netns(), "wrk", "-t1", "-c50", "-d3s"])
+        .arg(lab.server_url(size))
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|rate| rate.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output: {stdout}"))
 }
 
 fn search(lab: &Lab, size: ResponseSize, load: &Load) -> Result<f64> {

@@ -41,6 +41,15 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
             "highest rate {} sustains ({} B): {:.0}/s with probes, {:.0}/s without ({lost:.1}% lost to the probes)",
             max.mode, max.size, max.rate, max.rate_without_probes
         )?;
+        let requested = 0.8 * max.wrk_rate;
+        let held = (max.generator_at_80_percent - requested).abs() <= 0.01 * requested;
+        writeln!(
+            f,
+            "wrk -t1 -c50 closed-loop maximum {:.0}/s; netprobe load asked for 80% ({requested:.0}/s) achieved {:.0}/s ({})",
+            max.wrk_rate,
+            max.generator_at_80_percent,
+            if held { "held within 1%" } else { "NOT held within 1%" }
+        )?;
     }
     for step in &results.tuning {
         let state = if step.applied {

@@ -68,6 +68,11 @@ pub struct MaxRate {
     pub size: usize,
     pub rate: f64,
     pub rate_without_probes: f64,
+    /// wrk's closed-loop maximum on the same path (`wrk -t1 -c50`), without
+    /// probes: what the load generator is checked against.
+    pub wrk_rate: f64,
+    /// What `netprobe load` achieved when asked for 80% of `wrk_rate`.
+    pub generator_at_80_percent: f64,
 }
 
 /// One setting of `--tune`.
