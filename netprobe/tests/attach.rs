@@ -21,7 +21,7 @@ use netprobe::{
 };
 use support::{
     require_root,
-    session::Session,
+    session::{Session, netprobe},
     traffic::{median, round_trips},
 };
 
@@ -268,4 +268,54 @@ fn kill_9_leaves_nothing_attached() {
     assert_eq!(eth0.xdp_prog_id, None, "XDP still attached after kill -9");
     // And the path still works.
     assert_eq!(lab.fetch(ResponseSize::Small).expect("fetch").status, 200);
+}
+
+#[test]
+fn with_and_without_adjust_the_discovered_path() {
+    let lab = lab(Mode::FlannelVxlan);
+    let node = server_node(&lab);
+    let output = netprobe(&[
+        "attach",
+        "eth0",
+        "--netns",
+        node,
+        "--duration",
+        "1s",
+        "--quiet",
+        "--without",
+        "flannel.1",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("eth0 TC ingress [TC ingress] -> cni0 [net_dev_queue]"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("flannel.1 ["), "{stdout}");
+
+    // A device in another namespace is placed as a pod.
+    let client_node = &lab.nodes()[0].netns;
+    let extra = format!("eth0@{client_node}");
+    let output = netprobe(&[
+        "attach",
+        "eth0",
+        "--netns",
+        node,
+        "--duration",
+        "1s",
+        "--quiet",
+        "--with",
+        &extra,
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("2 pods [netif_receive_skb]"), "{stdout}");
+
+    let output = netprobe(&["attach", "eth0", "--netns", node, "--with", "lo"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot tell what lo is on the path"),
+        "{stderr}"
+    );
 }

@@ -49,7 +49,10 @@ pub fn find_max_rate(
     };
     progress.note("measuring wrk's closed-loop maximum and the load generator against it")?;
     let wrk_rate = wrk_max(&lab, size)?;
-    let generator = run_load(lab.client_netns(), load.config(lab.server_url(size), 0.8 * wrk_rate))?;
+    let generator = run_load(
+        lab.client_netns(),
+        load.config(lab.server_url(size), 0.8 * wrk_rate),
+    )?;
     progress.note("finding the highest rate host sustains, without probes")?;
     let without = search(&lab, size, &load)?;
     let probes = (
@@ -73,13 +76,24 @@ pub fn find_max_rate(
 /// `wrk -t1 -c50 -d3s` from the client's namespace: its requests/s.
 fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
     let output = Command::new("ip")
-        .args(["netns", "exec", lab.client_netns(), "wrk", "-t1", "-c50", "-d3s"])
+        .args([
+            "netns",
+            "exec",
+            lab.client_netns(),
+            "wrk",
+            "-t1",
+            "-c50",
+            "-d3s",
+        ])
         .arg(lab.server_url(size))
         .output()
         .context("running wrk (apt-get install wrk)")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "wrk failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     stdout
         .lines()

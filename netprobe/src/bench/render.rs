@@ -48,7 +48,11 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
             "wrk -t1 -c50 closed-loop maximum {:.0}/s; netprobe load asked for 80% ({requested:.0}/s) achieved {:.0}/s ({})",
             max.wrk_rate,
             max.generator_at_80_percent,
-            if held { "held within 1%" } else { "NOT held within 1%" }
+            if held {
+                "held within 1%"
+            } else {
+                "NOT held within 1%"
+            }
         )?;
     }
     for step in &results.tuning {
