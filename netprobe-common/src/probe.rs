@@ -143,6 +143,18 @@ pub const fn slot(direction: u32, hop: u32) -> u32 {
     direction * MAX_HOPS as u32 + hop
 }
 
+/// log2 of the bits of the watch filter: a bitmap over (netns, ifindex)
+/// that lets the tracepoints dismiss a packet on an unwatched device with an
+/// array read, before the exact lookup in the point map.
+pub const WATCH_BITS: u32 = 16;
+
+/// Bit of (netns, ifindex) in the watch filter; ifindex 0 stands for the
+/// namespace's sockets.
+#[inline(always)]
+pub fn watch_bit(netns: u32, ifindex: u32) -> u32 {
+    (netns.wrapping_mul(0x9e37_79b1) ^ ifindex.wrapping_mul(0x85eb_ca6b)) >> (32 - WATCH_BITS)
+}
+
 /// Watched (device, hook) pairs.
 pub const POINT_CAPACITY: u32 = 1024;
 /// log2 of the flight table's slots (packets followed at once) by default;

@@ -18,7 +18,7 @@ use netprobe_common::{
     histogram::{Histogram, bucket_low, bucket_width},
     probe::{
         FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS, Flight, FlightKey, HopStats, MAX_HOPS, Point, PointKey,
-        SLOTS, slot,
+        SLOTS, slot, watch_bit,
     },
 };
 use serde::Serialize;
@@ -125,18 +125,27 @@ impl LoadedProbes {
             .map_err(|source| ProbeError::Map {
                 name: "POINTS",
                 source,
-            })
+            })?;
+        self.watch(key.netns, key.ifindex)
     }
 
     /// TCP writes in namespace `netns` start egress flights.
     pub fn watch_sockets(&mut self, netns: u32) -> Result<(), ProbeError> {
-        let mut sockets: HashMap<_, u32, u32> = map(&mut self.ebpf, "SOCKET_NETNS")?;
-        sockets
-            .insert(netns, 1, 0)
-            .map_err(|source| ProbeError::Map {
-                name: "SOCKET_NETNS",
-                source,
-            })
+        self.watch(netns, 0)
+    }
+
+    /// Sets the bit of (netns, ifindex) in the watch filter.
+    fn watch(&mut self, netns: u32, ifindex: u32) -> Result<(), ProbeError> {
+        let mut watched: Array<_, u64> = map(&mut self.ebpf, "WATCHED")?;
+        let bit = watch_bit(netns, ifindex);
+        let map_error = |source| ProbeError::Map {
+            name: "WATCHED",
+            source,
+        };
+        let word = watched.get(&(bit / 64), 0).map_err(map_error)?;
+        watched
+            .set(bit / 64, word | 1 << (bit % 64), 0)
+            .map_err(map_error)
     }
 
     /// Packets followed right now: the occupied slots of the flight table.

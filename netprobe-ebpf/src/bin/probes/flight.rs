@@ -5,13 +5,13 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netprobe_common::probe::{
     DIRECTION_EGRESS, FLIGHT_EXPIRY_NS, Flight, FlightKey, HopStats, Point, PointKey,
-    SOCKET_WRITE_SLOT_BITS, SocketWrite, Trace, slot,
+    SOCKET_WRITE_SLOT_BITS, SocketWrite, Trace, slot, watch_bit,
 };
 use netprobe_ebpf::packet::{IPPROTO_TCP, Packet};
 
 use crate::{
     config::config,
-    maps::{FLIGHTS, HISTOGRAMS, HOP_STATS, POINTS, SAMPLE_TICKS, SOCKET_WRITES, TRACES},
+    maps::{FLIGHTS, HISTOGRAMS, HOP_STATS, POINTS, SAMPLE_TICKS, SOCKET_WRITES, TRACES, WATCHED},
 };
 
 #[inline(always)]
@@ -19,9 +19,24 @@ pub fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
+/// The point of a device and hook; an array read dismisses most unwatched
+/// devices before the hash lookup.
 #[inline(always)]
 pub fn lookup_point(key: &PointKey) -> Option<Point> {
+    if !watched(key.netns, key.ifindex) {
+        return None;
+    }
     unsafe { POINTS.get(key).copied() }
+}
+
+/// Whether the watch filter has (netns, ifindex): false means surely not
+/// watched; true, probably.
+#[inline(always)]
+pub fn watched(netns: u32, ifindex: u32) -> bool {
+    let bit = watch_bit(netns, ifindex);
+    WATCHED
+        .get(bit / 64)
+        .is_some_and(|word| word & (1 << (bit % 64)) != 0)
 }
 
 /// What to do with a packet that has no record from an earlier hop.

@@ -8,7 +8,7 @@ use netprobe_common::{
     histogram::Histogram,
     probe::{
         FLIGHT_SLOT_BITS, Flight, HopStats, POINT_CAPACITY, Point, PointKey, SLOTS,
-        SOCKET_READ_CAPACITY, SOCKET_WRITE_SLOT_BITS, SocketWrite, TRACE_RING_BYTES,
+        SOCKET_READ_CAPACITY, SOCKET_WRITE_SLOT_BITS, SocketWrite, TRACE_RING_BYTES, WATCH_BITS,
     },
 };
 
@@ -16,9 +16,11 @@ use netprobe_common::{
 #[map]
 pub static POINTS: HashMap<PointKey, Point> = HashMap::with_max_entries(POINT_CAPACITY, 0);
 
-/// Network namespaces whose TCP writes start an egress flight.
+/// The watch filter: a bit per (netns, ifindex) of a watched device, and per
+/// (netns, 0) of a namespace whose sockets are the path's ends (see
+/// `watch_bit`).
 #[map]
-pub static SOCKET_NETNS: HashMap<u32, u32> = HashMap::with_max_entries(POINT_CAPACITY, 0);
+pub static WATCHED: Array<u64> = Array::with_max_entries(1 << (WATCH_BITS - 6), 0);
 
 /// Packets between their first and last hop, in a direct-mapped table: a
 /// lookup is an array index and a key compare, with no allocation or lock on
