@@ -20,9 +20,13 @@ pub struct KernelOffsets {
     /// `struct net` to its namespace inode number (`ns.inum`).
     pub net_ns_inum: u32,
     pub sock_common_skc_net: u32,
+    /// Both addresses (`skc_daddr`, `skc_rcv_saddr`) as one u64.
+    pub sock_common_skc_addrpair: u32,
+    /// Both ports (`skc_dport`, `skc_num`) as one u32.
+    pub sock_common_skc_portpair: u32,
     pub tcp_sock_write_seq: u32,
 }
-shared_type!(KernelOffsets, 44);
+shared_type!(KernelOffsets, 52);
 
 /// Flow selection of `--filter`. Zero fields match anything.
 #[repr(C)]
@@ -78,7 +82,7 @@ pub struct ProbeConfig {
     /// log2 of the flight table's slots; the table is created this big.
     pub flight_slot_bits: u32,
 }
-shared_type!(ProbeConfig, 44 + 24 + 4 + 16 + 8 + 8 + 16);
+shared_type!(ProbeConfig, 52 + 24 + 4 + 16 + 8 + 8 + 16);
 
 /// Index in [`ProbeConfig::nic_hops`] of each NIC hook.
 pub const NIC_XDP: usize = 0;

@@ -158,12 +158,42 @@ pub fn watch_bit(netns: u32, ifindex: u32) -> u32 {
 /// Watched (device, hook) pairs.
 pub const POINT_CAPACITY: u32 = 1024;
 /// log2 of the flight table's slots (packets followed at once) by default;
-/// `ProbeConfig::flight_slot_bits` sets it per load.
-pub const FLIGHT_SLOT_BITS: u32 = 16;
+/// `ProbeConfig::flight_slot_bits` sets it per load. A packet lives for
+/// microseconds between its first and last hop, so 8192 slots hold every
+/// flight of a busy node while the table (768 KB) stays in cache.
+pub const FLIGHT_SLOT_BITS: u32 = 13;
 /// log2 of the socket write table's slots.
 pub const SOCKET_WRITE_SLOT_BITS: u32 = 14;
-/// Sockets remembered from their last read until their next write.
-pub const SOCKET_READ_CAPACITY: u32 = 16384;
+/// log2 of the slots of the table of socket reads (see [`SocketRead`]).
+pub const SOCKET_READ_SLOT_BITS: u32 = 12;
+
+/// The last read of a request on a socket, until the application writes on
+/// it: one slot of a direct-mapped table indexed by the socket's identity.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketRead {
+    /// The socket's identity (see [`socket_id`]); 0 when the slot is free.
+    pub socket: u64,
+    pub ns: u64,
+}
+shared_type!(SocketRead, 16);
+
+/// A socket's identity from its addresses, ports and namespace: values the
+/// verifier lets a tracing program compute with (a socket's address it
+/// does not).
+#[inline(always)]
+pub fn socket_id(addresses: u64, ports: u32, netns: u32) -> u64 {
+    let mixed = addresses ^ (u64::from(ports) << 32 | u64::from(netns)).rotate_left(17);
+    mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+}
+
+impl SocketRead {
+    /// Slot of the socket with identity `socket`.
+    #[inline(always)]
+    pub fn slot(socket: u64) -> u32 {
+        (socket >> (64 - SOCKET_READ_SLOT_BITS)) as u32
+    }
+}
 /// A flight not seen for this long stopped on the way; its slot is free.
 pub const FLIGHT_EXPIRY_NS: u64 = 1_000_000_000;
 /// Ring buffer for sampled flights.

@@ -51,6 +51,8 @@ pub fn offsets_from(vmlinux: &Path) -> Result<KernelOffsets, BtfError> {
         net_device_nd_net: field("net_device", "nd_net")?,
         net_ns_inum: field("net", "ns")? + field("ns_common", "inum")?,
         sock_common_skc_net: field("sock_common", "skc_net")?,
+        sock_common_skc_addrpair: field("sock_common", "skc_addrpair")?,
+        sock_common_skc_portpair: field("sock_common", "skc_portpair")?,
         tcp_sock_write_seq: field("tcp_sock", "write_seq")?,
     })
 }

@@ -67,7 +67,7 @@ pub fn to_hdr(histogram: &Histogram) -> hdrhistogram::Histogram<u64> {
             } else {
                 bucket_low(index) + bucket_width(index) / 2
             };
-            hdr.saturating_record_n(value, count);
+            hdr.saturating_record_n(value, u64::from(count));
         }
     }
     hdr

@@ -11,6 +11,7 @@ mod net_dev_queue;
 mod net_dev_start_xmit;
 mod netif_receive;
 mod skb;
+mod sock;
 mod socket_read;
 mod socket_write;
 mod tc;

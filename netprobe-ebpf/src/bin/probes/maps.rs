@@ -2,13 +2,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use netprobe_common::{
     histogram::Histogram,
     probe::{
         FLIGHT_SLOT_BITS, Flight, HopStats, POINT_CAPACITY, Point, PointKey, SLOTS,
-        SOCKET_READ_CAPACITY, SOCKET_WRITE_SLOT_BITS, SocketWrite, TRACE_RING_BYTES, WATCH_BITS,
+        SOCKET_READ_SLOT_BITS, SOCKET_WRITE_SLOT_BITS, SocketRead, SocketWrite, TRACE_RING_BYTES,
+        WATCH_BITS,
     },
 };
 
@@ -32,8 +33,7 @@ pub static FLIGHTS: Array<Flight> = Array::with_max_entries(1 << FLIGHT_SLOT_BIT
 /// When each socket's last request was read: the application's time runs
 /// from there to its next write.
 #[map]
-pub static SOCKET_READS: LruHashMap<u64, u64> =
-    LruHashMap::with_max_entries(SOCKET_READ_CAPACITY, 0);
+pub static SOCKET_READS: Array<SocketRead> = Array::with_max_entries(1 << SOCKET_READ_SLOT_BITS, 0);
 
 /// Time of each TCP write, by the sequence number its first byte will carry.
 #[map]

@@ -2,32 +2,38 @@
 //! out of the socket. The last ingress hop; and, for a request that came all
 //! the way, the start of the application's time on that socket.
 
-use aya_ebpf::{bindings::BPF_ANY, macros::btf_tracepoint, programs::BtfTracePointContext};
-use netprobe_common::probe::{DIRECTION_INGRESS, Point};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use netprobe_common::probe::{DIRECTION_INGRESS, Point, SocketRead};
 
 use crate::{
     config::config,
     flight::{Unjoined, now, observe},
     maps::SOCKET_READS,
     skb::SkBuff,
+    sock::watched_socket,
 };
 
 #[btf_tracepoint(function = "skb_copy_datagram_iovec")]
 pub fn np_sock_read(ctx: BtfTracePointContext) -> i32 {
-    let now = now();
     if config!(socket_read) == 0 {
         return 0;
     }
-    let hops = config!(hops)[DIRECTION_INGRESS as usize];
     let skb = SkBuff(ctx.arg(0));
+    // Reads in namespaces off the path are dismissed before any parsing.
+    let Some(socket) = watched_socket(skb.sock()) else {
+        return 0;
+    };
+    let now = now();
+    let hops = config!(hops)[DIRECTION_INGRESS as usize];
     if let Some(packet) = skb.packet_by_network_header() {
         let point = Point {
             direction: DIRECTION_INGRESS,
             hop: hops.saturating_sub(1),
         };
-        if observe(point, &packet, now, Unjoined::Ignore) {
-            // A full LRU forgets the oldest socket: one application sample lost.
-            let _ = SOCKET_READS.insert(skb.sock() as u64, now, u64::from(BPF_ANY));
+        if observe(point, &packet, now, Unjoined::Ignore)
+            && let Some(read) = SOCKET_READS.get_ptr_mut(SocketRead::slot(socket))
+        {
+            unsafe { *read = SocketRead { socket, ns: now } };
         }
     }
     0
