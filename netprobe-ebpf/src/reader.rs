@@ -27,16 +27,20 @@ impl LinearReader {
         }
     }
 
-    /// The skb's linear part, or `None` when the headers may lie beyond it
-    /// in paged data (then [`TcReader`] finds them).
+    /// The skb's linear part: where the stack keeps the headers, though a
+    /// driver may leave some in paged data (then [`TcReader`] finds them).
     #[inline(always)]
-    pub fn tc(ctx: &TcContext) -> Option<Self> {
-        let reader = Self {
+    pub fn tc(ctx: &TcContext) -> Self {
+        Self {
             start: ctx.data(),
             end: ctx.data_end(),
-        };
-        let linear = reader.end - reader.start;
-        (linear >= HEADER_BYTES || linear >= ctx.len() as usize).then_some(reader)
+        }
+    }
+
+    /// Whether the packet has bytes beyond the linear part.
+    #[inline(always)]
+    pub fn is_partial(&self, ctx: &TcContext) -> bool {
+        self.end - self.start < ctx.len() as usize
     }
 }
 

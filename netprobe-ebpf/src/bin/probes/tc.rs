@@ -42,11 +42,16 @@ fn observe_nic(ctx: &TcContext, direction: u32, hook: usize) {
     }
 }
 
+/// Parses the linear data; only when that fails on a packet with paged
+/// data are the headers looked for with the (slower) load helper.
 #[inline(always)]
 fn packet(ctx: &TcContext) -> Option<Packet> {
     let filter = config!(filter);
-    match LinearReader::tc(ctx) {
-        Some(linear) => parse(&linear, 0, Start::Ethernet, &filter),
-        None => parse(&TcReader(ctx), 0, Start::Ethernet, &filter),
-    }
+    let linear = LinearReader::tc(ctx);
+    parse(&linear, 0, Start::Ethernet, &filter).or_else(|| {
+        linear
+            .is_partial(ctx)
+            .then(|| parse(&TcReader(ctx), 0, Start::Ethernet, &filter))
+            .flatten()
+    })
 }
