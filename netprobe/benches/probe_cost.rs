@@ -7,20 +7,18 @@
 #[path = "../tests/support/frames.rs"]
 #[allow(dead_code, reason = "the frame builder serves the tests too")]
 mod frames;
+#[path = "../tests/support/loopback.rs"]
+mod loopback;
 
 use aya::{
-    Btf, TestRunOptions,
+    TestRunOptions,
     programs::{SchedClassifier, TestRun as _, Xdp},
 };
-use netprobe::{
-    kernel_btf::kernel_offsets, netns::NetNs, path::Hook, privilege::require_bpf_privileges,
-    probes::LoadedProbes,
-};
-use netprobe_common::{config::ProbeConfig, probe::FLIGHT_SLOT_BITS};
+use loopback::probes_on_loopback;
+use netprobe::{path::Hook, privilege::require_bpf_privileges};
+use netprobe_common::probe::FLIGHT_SLOT_BITS;
 
 const REPEAT: u32 = 1_000_000;
-/// BPF_PROG_TEST_RUN runs on the namespace's loopback device.
-const LOOPBACK: u32 = 1;
 
 fn main() {
     if let Err(error) = require_bpf_privileges() {
@@ -38,7 +36,7 @@ fn main() {
     ];
     println!("{:<12} {:<36} {:>10}", "program", "frame", "ns/run");
     for hook in [Hook::Xdp, Hook::TcIngress] {
-        let mut probes = probes_at(hook);
+        let mut probes = probes_on_loopback(hook, "", FLIGHT_SLOT_BITS);
         for (name, frame) in &cases {
             let mut out = vec![0u8; frame.bytes.len() + 256];
             let options = TestRunOptions {
@@ -63,35 +61,4 @@ fn main() {
             );
         }
     }
-}
-
-/// Probes with the loopback device as the NIC (XDP and TC ingress start
-/// ingress flights) and the flight table of a real session.
-fn probes_at(hook: Hook) -> LoadedProbes {
-    let node = NetNs::current().expect("current namespace");
-    let config = ProbeConfig {
-        offsets: kernel_offsets().expect("kernel BTF"),
-        node_netns: node.inode(),
-        nic_ifindex: LOOPBACK,
-        nic_hops: [0, 0, 1],
-        hops: [2, 2],
-        start_hop: [0, 1],
-        flight_slot_bits: FLIGHT_SLOT_BITS,
-        ..ProbeConfig::default()
-    };
-    let btf = Btf::from_sys_fs().expect("kernel BTF");
-    let mut probes = LoadedProbes::load(&config, &btf).expect("probes load");
-    match hook {
-        Hook::Xdp => probes
-            .program::<Xdp>(hook)
-            .expect("xdp")
-            .load()
-            .expect("loads"),
-        _ => probes
-            .program::<SchedClassifier>(hook)
-            .expect("tc")
-            .load()
-            .expect("loads"),
-    }
-    probes
 }

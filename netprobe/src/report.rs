@@ -27,22 +27,50 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// Summarizes one of the kernel's histograms, whose exact min, max and
+    /// sum bound what the buckets say.
     pub fn from_histogram(histogram: &Histogram) -> Self {
-        let hdr = to_hdr(histogram);
-        let at = |quantile: f64| {
-            hdr.value_at_quantile(quantile)
-                .clamp(histogram.min_ns, histogram.max_ns)
-        };
+        let buckets = Self::from_hdr(&to_hdr(histogram));
+        let exact = |ns: u64| ns.clamp(histogram.min_ns, histogram.max_ns);
         Self {
             count: histogram.count,
             min_ns: histogram.min_ns,
             mean_ns: histogram.sum_ns.checked_div(histogram.count).unwrap_or(0),
-            p50_ns: at(0.50),
-            p90_ns: at(0.90),
-            p99_ns: at(0.99),
-            p999_ns: at(0.999),
+            p50_ns: exact(buckets.p50_ns),
+            p90_ns: exact(buckets.p90_ns),
+            p99_ns: exact(buckets.p99_ns),
+            p999_ns: exact(buckets.p999_ns),
             max_ns: histogram.max_ns,
         }
+    }
+
+    /// Summarizes an HdrHistogram of nanoseconds, e.g. several runs' merged.
+    pub fn from_hdr(hdr: &hdrhistogram::Histogram<u64>) -> Self {
+        Self {
+            count: hdr.len(),
+            min_ns: hdr.min(),
+            mean_ns: hdr.mean().round() as u64,
+            p50_ns: hdr.value_at_quantile(0.50),
+            p90_ns: hdr.value_at_quantile(0.90),
+            p99_ns: hdr.value_at_quantile(0.99),
+            p999_ns: hdr.value_at_quantile(0.999),
+            max_ns: hdr.max(),
+        }
+    }
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "mean {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            format_ns(self.mean_ns),
+            format_ns(self.p50_ns),
+            format_ns(self.p90_ns),
+            format_ns(self.p99_ns),
+            format_ns(self.p999_ns),
+            format_ns(self.max_ns)
+        )
     }
 }
 

@@ -5,62 +5,28 @@
 mod support;
 
 use aya::{
-    Btf, TestRunOptions,
+    TestRunOptions,
     programs::{SchedClassifier, TestRun as _, Xdp},
 };
-use netprobe::{
-    filter::Filter, kernel_btf::kernel_offsets, netns::NetNs, path::Hook, probes::LoadedProbes,
-};
-use netprobe_common::{
-    config::ProbeConfig,
-    probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey},
-};
+use netprobe::{path::Hook, probes::LoadedProbes};
+use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey};
 use support::{
     frames::{
         self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Frame, IPPROTO_ICMP, Ipv4, MAC_A,
         MAC_B,
     },
+    loopback::probes_on_loopback,
     require_root,
 };
 
 const XDP_PASS: u32 = 2;
 /// TC_ACT_UNSPEC: tcx continues with the next program.
 const TC_NEXT: u32 = u32::MAX;
-/// BPF_PROG_TEST_RUN runs on the test namespace's loopback device.
-const LOOPBACK: u32 = 1;
-
-/// Probes on the loopback device as the NIC: XDP and TC ingress are the
-/// first ingress hop, TC egress the first device hop of egress.
+/// Probes on loopback, with a flight table small enough to read all of it
+/// after every run.
 fn probes_starting_at(hook: Hook, filter: &str) -> LoadedProbes {
     require_root();
-    let node = NetNs::current().expect("current namespace");
-    let config = ProbeConfig {
-        offsets: kernel_offsets().expect("kernel BTF"),
-        filter: filter.parse::<Filter>().expect("valid filter").flow,
-        node_netns: node.inode(),
-        nic_ifindex: LOOPBACK,
-        nic_hops: [0, 0, 1],
-        hops: [2, 2],
-        start_hop: [0, 1],
-        // Small, so the tests can read all of it after every run.
-        flight_slot_bits: 4,
-        ..ProbeConfig::default()
-    };
-    let btf = Btf::from_sys_fs().expect("kernel BTF");
-    let mut probes = LoadedProbes::load(&config, &btf).expect("probes load");
-    match hook {
-        Hook::Xdp => probes
-            .program::<Xdp>(hook)
-            .expect("xdp")
-            .load()
-            .expect("xdp loads"),
-        _ => probes
-            .program::<SchedClassifier>(hook)
-            .expect("classifier")
-            .load()
-            .expect("classifier loads"),
-    }
-    probes
+    probes_on_loopback(hook, filter, 4)
 }
 
 /// Runs the hook's program on `frame`; checks it passes the frame unchanged

@@ -70,9 +70,11 @@ use std::{
 
 pub use cli::{LoadArgs, main};
 pub use hdrhistogram::Histogram;
-pub use report::{LatencySummary, LoadReport};
+pub use report::LoadReport;
 use thiserror::Error;
 use tokio::{runtime::Runtime, task::LocalSet};
+
+use crate::report::Latency;
 pub use url::UrlError;
 
 use self::{
@@ -252,8 +254,8 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, LoadError> {
         io_errors: stats.io_errors,
         timeouts: stats.timeouts,
         reconnects: stats.reconnects,
-        latency: LatencySummary::from_histogram(&stats.latency),
-        send_lag: LatencySummary::from_histogram(&stats.send_lag),
+        latency: Latency::from_hdr(&stats.latency),
+        send_lag: Latency::from_hdr(&stats.send_lag),
     };
     Ok(LoadResult {
         report,

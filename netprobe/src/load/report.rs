@@ -2,8 +2,9 @@
 
 use std::fmt;
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+use crate::report::{Latency, format_ns};
 
 /// The summary of one run. All times are nanoseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,35 +35,11 @@ pub struct LoadReport {
     /// failed; attempts that fail are also `io_errors`.
     pub reconnects: u64,
     /// From the scheduled send time to the end of the response.
-    pub latency: LatencySummary,
+    pub latency: Latency,
     /// From the scheduled send time to the actual one: the part of the
     /// latency spent before sending, waiting for the previous response on
     /// the connection or for this generator to wake up.
-    pub send_lag: LatencySummary,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LatencySummary {
-    pub mean_ns: u64,
-    pub p50_ns: u64,
-    pub p90_ns: u64,
-    pub p99_ns: u64,
-    pub p999_ns: u64,
-    pub max_ns: u64,
-}
-
-impl LatencySummary {
-    /// Summarizes a histogram of nanoseconds, e.g. several runs' merged.
-    pub fn from_histogram(latency: &Histogram<u64>) -> Self {
-        Self {
-            mean_ns: latency.mean().round() as u64,
-            p50_ns: latency.value_at_quantile(0.5),
-            p90_ns: latency.value_at_quantile(0.9),
-            p99_ns: latency.value_at_quantile(0.99),
-            p999_ns: latency.value_at_quantile(0.999),
-            max_ns: latency.max(),
-        }
-    }
+    pub send_lag: Latency,
 }
 
 impl fmt::Display for LoadReport {
@@ -73,8 +50,8 @@ impl fmt::Display for LoadReport {
             self.url,
             Count(self.connections, "connection"),
             Count(self.threads, "thread"),
-            Nanos(self.duration_ns),
-            Nanos(self.warmup_ns)
+            format_ns(self.duration_ns),
+            format_ns(self.warmup_ns)
         )?;
         writeln!(
             f,
@@ -99,21 +76,6 @@ impl fmt::Display for LoadReport {
     }
 }
 
-impl fmt::Display for LatencySummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "mean {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            Nanos(self.mean_ns),
-            Nanos(self.p50_ns),
-            Nanos(self.p90_ns),
-            Nanos(self.p99_ns),
-            Nanos(self.p999_ns),
-            Nanos(self.max_ns)
-        )
-    }
-}
-
 /// A number of things, with the noun in the plural unless there is one.
 struct Count(usize, &'static str);
 
@@ -124,47 +86,12 @@ impl fmt::Display for Count {
     }
 }
 
-/// Nanoseconds in the unit that keeps three or four digits.
-struct Nanos(u64);
-
-impl fmt::Display for Nanos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ns = self.0 as f64;
-        match self.0 {
-            0..1_000 => write!(f, "{}ns", self.0),
-            1_000..1_000_000 => write!(f, "{:.1}us", ns / 1e3),
-            1_000_000..1_000_000_000 => write!(f, "{:.2}ms", ns / 1e6),
-            _ => write!(f, "{:.2}s", ns / 1e9),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn summarizes_a_histogram() {
-        let mut latency = Histogram::<u64>::new(3).unwrap();
-        for us in 1..=1000 {
-            latency.record(us * 1000).unwrap();
-        }
-        let summary = LatencySummary::from_histogram(&latency);
-        let within = |value: u64, expected: u64| value.abs_diff(expected) <= expected / 500;
-        assert!(within(summary.p50_ns, 500_000), "{summary:?}");
-        assert!(within(summary.p90_ns, 900_000), "{summary:?}");
-        assert!(within(summary.p99_ns, 990_000), "{summary:?}");
-        assert!(within(summary.p999_ns, 999_000), "{summary:?}");
-        assert!(within(summary.max_ns, 1_000_000), "{summary:?}");
-        assert!(within(summary.mean_ns, 500_500), "{summary:?}");
-    }
-
-    #[test]
-    fn prints_times_and_counts_readably() {
-        let shown: Vec<_> = [999, 1_500, 2_345_678, 3_000_000_000]
-            .map(|ns| Nanos(ns).to_string())
-            .into();
-        assert_eq!(shown, ["999ns", "1.5us", "2.35ms", "3.00s"]);
+    fn prints_counts_readably() {
         assert_eq!(Count(1, "thread").to_string(), "1 thread");
         assert_eq!(Count(2, "thread").to_string(), "2 threads");
     }

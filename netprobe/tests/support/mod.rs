@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test crate uses part of the support code")]
 
 pub mod frames;
+pub mod loopback;
 pub mod session;
 pub mod traffic;
 
