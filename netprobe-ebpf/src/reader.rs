@@ -1,4 +1,5 @@
-//! [`PacketReader`]s for the places a hook finds its packet.
+//! [`PacketReader`]s for the places a hook finds its packet, and
+//! [`PacketWriter`]s for the hooks that may change it.
 
 use core::mem::size_of;
 
@@ -9,9 +10,10 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
-use crate::packet::PacketReader;
+use crate::packet::{PacketReader, PacketWriter};
 
-/// The packet buffer of an XDP program, read with direct packet access.
+/// The packet buffer of an XDP program, read and written with direct
+/// packet access.
 pub struct XdpReader {
     start: usize,
     end: usize,
@@ -27,14 +29,29 @@ impl XdpReader {
     }
 }
 
+impl XdpReader {
+    /// Address of a `T` at `offset`, if the packet holds it whole.
+    #[inline(always)]
+    fn at<T>(&self, offset: usize) -> Option<usize> {
+        let at = self.start + offset;
+        (at + size_of::<T>() <= self.end).then_some(at)
+    }
+}
+
 impl PacketReader for XdpReader {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Option<T> {
-        let at = self.start + offset;
-        if at + size_of::<T>() > self.end {
-            return None;
-        }
+        let at = self.at::<T>(offset)?;
         Some(unsafe { (at as *const T).read_unaligned() })
+    }
+}
+
+impl PacketWriter for XdpReader {
+    #[inline(always)]
+    fn write<T: Copy>(&self, offset: usize, value: T) -> Option<()> {
+        let at = self.at::<T>(offset)?;
+        unsafe { (at as *mut T).write_unaligned(value) };
+        Some(())
     }
 }
 
@@ -46,6 +63,14 @@ impl PacketReader for TcReader<'_> {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Option<T> {
         self.0.load(offset).ok()
+    }
+}
+
+/// Writes with `bpf_skb_store_bytes`, which also makes the skb writable.
+impl PacketWriter for TcReader<'_> {
+    #[inline(always)]
+    fn write<T: Copy>(&self, offset: usize, value: T) -> Option<()> {
+        self.0.store(offset, &value, 0).ok()
     }
 }
 
