@@ -4,9 +4,12 @@
 
 pub mod attach;
 pub mod discovery;
+pub mod ethtool;
+pub mod fastpath;
 pub mod filter;
 pub mod kernel_btf;
 pub mod lab;
+pub mod links;
 pub mod netlink;
 pub mod netns;
 pub mod path;
