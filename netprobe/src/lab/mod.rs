@@ -46,7 +46,10 @@ pub use self::{
     state::{STATE_DIR, StateError, lab_dir, state_file},
     teardown::TeardownError,
 };
-use crate::netns::{NetNs, NetNsError};
+use crate::{
+    fastpath::{self, EnableOptions, FastpathError},
+    netns::{NetNs, NetNsError},
+};
 
 /// How long `up` waits for nginx to answer through the lab.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +67,8 @@ pub enum LabError {
     Nginx(#[from] NginxError),
     #[error(transparent)]
     Command(#[from] CommandError),
+    #[error(transparent)]
+    Fastpath(#[from] FastpathError),
     #[error(transparent)]
     NetNs(#[from] NetNsError),
     #[error(transparent)]
@@ -149,6 +154,14 @@ impl Lab {
         let dir = state::create_dir(self.prefix())?;
         topology::build(self)?;
         datapath::build(self)?;
+        if self.mode() == Mode::VxlanFastpath {
+            for node in self.nodes() {
+                fastpath::enable(&EnableOptions {
+                    sync: Some(self.spec.netprobe.clone()),
+                    ..EnableOptions::new("eth0", Some(node.netns.clone()))
+                })?;
+            }
+        }
         nginx::start(
             &self.spec.nginx,
             &self.server_netns,
