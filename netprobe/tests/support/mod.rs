@@ -4,6 +4,7 @@
 pub mod frames;
 pub mod session;
 pub mod traffic;
+pub mod vxlan;
 
 /// These tests load BPF programs and build namespaces: without root they
 /// fail, loudly, instead of passing by skipping.
