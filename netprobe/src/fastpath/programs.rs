@@ -10,7 +10,7 @@ use aya::{
     programs::{ProgramType, SchedClassifier, Xdp},
     sys::{BpfHelper, is_helper_supported},
 };
-use netprobe_common::fastpath::{COUNTERS, FastpathConfig, PodEntry};
+use netprobe_common::fastpath::{COUNTERS, Counter, FastpathConfig, PodEntry};
 
 use super::{FastpathError, FastpathHook};
 
@@ -194,17 +194,22 @@ impl FastpathMaps {
     /// Each counter summed over CPUs, indexed by `Counter`.
     pub fn counters(&self) -> Result<[u64; COUNTERS as usize], FastpathError> {
         let mut totals = [0; COUNTERS as usize];
-        for (index, total) in (0..COUNTERS).zip(totals.iter_mut()) {
-            let per_cpu = self
-                .stats
-                .get(&index, 0)
+        for (counter, total) in Counter::ALL.into_iter().zip(totals.iter_mut()) {
+            *total = self.counter(counter)?;
+        }
+        Ok(totals)
+    }
+
+    /// One counter summed over CPUs.
+    pub fn counter(&self, counter: Counter) -> Result<u64, FastpathError> {
+        let per_cpu =
+            self.stats
+                .get(&(counter as u32), 0)
                 .map_err(|source| FastpathError::Map {
                     name: "FP_STATS",
                     source,
                 })?;
-            *total = per_cpu.iter().sum();
-        }
-        Ok(totals)
+        Ok(per_cpu.iter().sum())
     }
 }
 

@@ -283,15 +283,14 @@ pub struct Run {
     pub counter: Counter,
 }
 
-/// The hook's program, loaded, run on `frame`. Err: the test runner refused
-/// the frame (the skb runner does for frames shorter than their network
-/// header).
-pub fn run(
+/// The hook's program, loaded, run once on `frame`: its return value and
+/// the frame it leaves. Err: the test runner refused the frame (it does for
+/// frames too short for what the stack checks before the hook).
+pub fn test_run(
     fastpath: &mut LoadedFastpath,
     hook: FastpathHook,
     frame: &[u8],
-) -> Result<Run, ProgramError> {
-    let before = fastpath.maps.counters().expect("counters");
+) -> Result<(u32, Vec<u8>), ProgramError> {
     let mut out = vec![0u8; frame.len() + 256];
     let options = TestRunOptions {
         data_in: Some(frame),
@@ -302,16 +301,27 @@ pub fn run(
         FastpathHook::Xdp => fastpath.xdp().expect("xdp loads").test_run(options),
         FastpathHook::Tc => fastpath.tc().expect("tc loads").test_run(options),
     }?;
+    out.truncate(result.data_size_out as usize);
+    Ok((result.return_value, out))
+}
+
+/// [`test_run`], and the one counter that went up.
+pub fn run(
+    fastpath: &mut LoadedFastpath,
+    hook: FastpathHook,
+    frame: &[u8],
+) -> Result<Run, ProgramError> {
+    let before = fastpath.maps.counters().expect("counters");
+    let (return_value, output) = test_run(fastpath, hook, frame)?;
     let after = fastpath.maps.counters().expect("counters");
     let moved: Vec<Counter> = (0..COUNTERS as usize)
         .filter(|index| after[*index] != before[*index])
         .map(|index| Counter::ALL[index])
         .collect();
     assert_eq!(moved.len(), 1, "exactly one counter per packet: {moved:?}");
-    out.truncate(result.data_size_out as usize);
     Ok(Run {
-        return_value: result.return_value,
-        output: out,
+        return_value,
+        output,
         counter: moved[0],
     })
 }
