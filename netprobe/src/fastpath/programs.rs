@@ -219,3 +219,27 @@ fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
 ) -> Result<T, FastpathError> {
     T::try_from(map).map_err(|source| FastpathError::Map { name, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_without_a_helper_is_refused_by_name() {
+        let lacks_redirect_peer = |_, helper| Ok(helper != BpfHelper::BPF_FUNC_redirect_peer);
+        assert_eq!(
+            require_helpers(FastpathHook::Tc, lacks_redirect_peer)
+                .unwrap_err()
+                .to_string(),
+            "this kernel lacks bpf_redirect_peer, which --hook tc needs"
+        );
+        assert!(require_helpers(FastpathHook::Xdp, lacks_redirect_peer).is_ok());
+        let lacks_adjust_head = |_, helper| Ok(helper != BpfHelper::BPF_FUNC_xdp_adjust_head);
+        assert_eq!(
+            require_helpers(FastpathHook::Xdp, lacks_adjust_head)
+                .unwrap_err()
+                .to_string(),
+            "this kernel lacks bpf_xdp_adjust_head, which --hook xdp needs"
+        );
+    }
+}

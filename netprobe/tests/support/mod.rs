@@ -1,6 +1,7 @@
 //! Shared by netprobe's integration tests.
 #![allow(dead_code, reason = "each test crate uses part of the support code")]
 
+pub mod fastpath;
 pub mod frames;
 pub mod session;
 pub mod traffic;
