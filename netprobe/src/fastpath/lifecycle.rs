@@ -140,7 +140,7 @@ pub fn enable(options: &EnableOptions) -> Result<FastpathId, FastpathError> {
         state::create_dir(&id)?;
         state::save(&state)?;
         pin(&loaded.maps, link, &id)?;
-        if xdp_mode == Some(aya::programs::XdpMode::Driver) {
+        if state.native_xdp() {
             state
                 .changes
                 .extend(complete_peer_checksums(nic, &node, &id)?);

@@ -11,11 +11,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use aya::programs::XdpMode;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::{FastpathHook, devices::DeviceChange};
-use crate::status::PIN_DIR;
+use crate::{links::xdp_mode_name, status::PIN_DIR};
 
 pub const STATE_DIR: &str = "/run/netprobe/fastpath";
 /// The pinned bpf_link: while it exists, the program stays attached.
@@ -140,6 +141,14 @@ pub struct FastpathState {
     pub skipped: Vec<SkippedPod>,
     /// Why nothing is fast-pathed right now, if so.
     pub idle: Option<String>,
+}
+
+impl FastpathState {
+    /// Whether the fast path is native XDP, which needs the device changes
+    /// of [`super::devices`].
+    pub fn native_xdp(&self) -> bool {
+        self.xdp_mode.as_deref() == Some(xdp_mode_name(XdpMode::Driver))
+    }
 }
 
 /// Creates the fast path's record directory.

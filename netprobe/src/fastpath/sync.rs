@@ -141,7 +141,7 @@ impl Syncer {
                 .port
                 .is_none_or(|port| view.links.iter().any(|link| link.index == port))
         });
-        if self.state.xdp_mode.as_deref() == Some("native") {
+        if self.state.native_xdp() {
             self.prepare_for_xdp(&mut overlay);
         }
         self.apply(&mut overlay)?;
