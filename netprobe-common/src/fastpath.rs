@@ -13,7 +13,7 @@ pub const HEADERS_LEN: usize = OUTER_LEN + 14 + 20;
 /// Pods, remote nodes and local addresses the maps hold at most.
 pub const MAX_PODS: u32 = 4096;
 pub const MAX_REMOTES: u32 = 1024;
-pub const MAX_LOCALS: u32 = 64;
+pub const MAX_LOCALS: usize = 8;
 
 /// What the fast path matches, fixed when it is enabled.
 #[repr(C)]
@@ -31,6 +31,39 @@ pub struct FastpathConfig {
     pub _pad: u16,
 }
 shared_type!(FastpathConfig, 20);
+
+/// This node's addresses, the outer destinations the fast path accepts:
+/// few, so a scan of one array entry, far cheaper than a hash lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalAddresses {
+    /// IPv4 addresses, their bytes in network order read as a native `u32`.
+    pub addresses: [u32; MAX_LOCALS],
+    /// How many of `addresses` are in use.
+    pub count: u32,
+}
+shared_type!(LocalAddresses, 4 * MAX_LOCALS + 4);
+
+impl LocalAddresses {
+    /// The first [`MAX_LOCALS`] of `addresses`.
+    pub fn new(addresses: impl IntoIterator<Item = u32>) -> Self {
+        let mut locals = Self::default();
+        for (slot, address) in locals.addresses.iter_mut().zip(addresses) {
+            *slot = address;
+            locals.count += 1;
+        }
+        locals
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, address: u32) -> bool {
+        let count = self.count as usize;
+        self.addresses
+            .iter()
+            .enumerate()
+            .any(|(index, local)| index < count && *local == address)
+    }
+}
 
 /// Where the inner packet for one pod address goes, and the Ethernet header
 /// the kernel would give it on the bridge.
@@ -80,8 +113,8 @@ pub enum Counter {
     Malformed,
     /// Frame ends inside the headers.
     Truncated,
-    /// A helper refused to rewrite the packet.
-    RewriteFailed,
+    /// A helper failed (out of memory): the packet goes to the kernel.
+    HelperFailed,
 }
 
 pub const COUNTERS: u32 = 16;
@@ -103,7 +136,7 @@ impl Counter {
         Counter::TooBig,
         Counter::Malformed,
         Counter::Truncated,
-        Counter::RewriteFailed,
+        Counter::HelperFailed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -123,9 +156,9 @@ impl Counter {
             Counter::TooBig => "too_big",
             Counter::Malformed => "malformed",
             Counter::Truncated => "truncated",
-            Counter::RewriteFailed => "rewrite_failed",
+            Counter::HelperFailed => "helper_failed",
         }
     }
 }
 
-const _: () = assert!(Counter::RewriteFailed as u32 + 1 == COUNTERS);
+const _: () = assert!(Counter::HelperFailed as u32 + 1 == COUNTERS);

@@ -1,5 +1,5 @@
-//! [`PacketReader`]s for the places a hook finds its packet, and
-//! [`PacketWriter`]s for the hooks that may change it.
+//! [`PacketReader`]s for the places a hook finds its packet, and the
+//! [`PacketWriter`] for hooks that may change it.
 
 use core::mem::size_of;
 
@@ -12,24 +12,31 @@ use aya_ebpf::{
 
 use crate::packet::{PacketReader, PacketWriter};
 
-/// The packet buffer of an XDP program, read and written with direct
-/// packet access.
-pub struct XdpReader {
+/// The packet buffer of an XDP program, or the linear part of an skb at
+/// TC, read and written with direct packet access.
+pub struct DirectReader {
     start: usize,
     end: usize,
 }
 
-impl XdpReader {
+impl DirectReader {
     #[inline(always)]
-    pub fn new(ctx: &XdpContext) -> Self {
+    pub fn xdp(ctx: &XdpContext) -> Self {
         Self {
             start: ctx.data(),
             end: ctx.data_end(),
         }
     }
-}
 
-impl XdpReader {
+    /// Only what the skb holds linearly (`bpf_skb_pull_data` brings more).
+    #[inline(always)]
+    pub fn tc(ctx: &TcContext) -> Self {
+        Self {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
     /// Address of a `T` at `offset`, if the packet holds it whole.
     #[inline(always)]
     fn at<T>(&self, offset: usize) -> Option<usize> {
@@ -38,7 +45,7 @@ impl XdpReader {
     }
 }
 
-impl PacketReader for XdpReader {
+impl PacketReader for DirectReader {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Option<T> {
         let at = self.at::<T>(offset)?;
@@ -46,7 +53,7 @@ impl PacketReader for XdpReader {
     }
 }
 
-impl PacketWriter for XdpReader {
+impl PacketWriter for DirectReader {
     #[inline(always)]
     fn write<T: Copy>(&self, offset: usize, value: T) -> Option<()> {
         let at = self.at::<T>(offset)?;
@@ -63,14 +70,6 @@ impl PacketReader for TcReader<'_> {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Option<T> {
         self.0.load(offset).ok()
-    }
-}
-
-/// Writes with `bpf_skb_store_bytes`, which also makes the skb writable.
-impl PacketWriter for TcReader<'_> {
-    #[inline(always)]
-    fn write<T: Copy>(&self, offset: usize, value: T) -> Option<()> {
-        self.0.store(offset, &value, 0).ok()
     }
 }
 

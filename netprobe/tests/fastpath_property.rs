@@ -231,7 +231,7 @@ fn random_and_mutated_frames_follow_the_reference() {
         // The frames reach every rule: each counter but the helper
         // failure (which no frame should cause) is hit.
         for counter in Counter::ALL {
-            if counter != Counter::RewriteFailed {
+            if counter != Counter::HelperFailed {
                 assert!(
                     tally.by_counter.get(counter.name()).copied().unwrap_or(0) > 20,
                     "{hook:?}: too few frames for {}",

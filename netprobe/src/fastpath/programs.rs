@@ -6,11 +6,11 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{DevMapHash, HashMap, IterableMap as _, Map, MapData, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, IterableMap as _, Map, MapData, PerCpuArray},
     programs::{ProgramType, SchedClassifier, Xdp},
     sys::{BpfHelper, is_helper_supported},
 };
-use netprobe_common::fastpath::{COUNTERS, Counter, FastpathConfig, PodEntry};
+use netprobe_common::fastpath::{COUNTERS, Counter, FastpathConfig, LocalAddresses, PodEntry};
 
 use super::{FastpathError, FastpathHook};
 
@@ -45,7 +45,6 @@ impl FastpathHook {
                 &[
                     (BpfHelper::BPF_FUNC_skb_pull_data, "bpf_skb_pull_data"),
                     (BpfHelper::BPF_FUNC_skb_adjust_room, "bpf_skb_adjust_room"),
-                    (BpfHelper::BPF_FUNC_skb_store_bytes, "bpf_skb_store_bytes"),
                     (BpfHelper::BPF_FUNC_redirect_peer, "bpf_redirect_peer"),
                 ],
             ),
@@ -136,7 +135,7 @@ fn load(
 
 /// Typed handles on the fast path's maps.
 pub struct FastpathMaps {
-    pub locals: HashMap<MapData, u32, u32>,
+    pub locals: Array<MapData, LocalAddresses>,
     pub remotes: HashMap<MapData, u32, u32>,
     pub pods: HashMap<MapData, u32, PodEntry>,
     pub ports: DevMapHash<MapData>,

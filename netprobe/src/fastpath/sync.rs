@@ -13,7 +13,7 @@ use std::{
 };
 
 use aya::maps::{HashMap, MapData, MapError};
-use netprobe_common::fastpath::PodEntry;
+use netprobe_common::fastpath::{LocalAddresses, MAX_LOCALS, PodEntry};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{
@@ -105,14 +105,17 @@ impl Syncer {
             return Err(FastpathError::OtherNamespace(id.to_string()));
         }
         let map_error = |name| move |source| FastpathError::Map { name, source };
-        let addresses = |map: &HashMap<MapData, u32, u32>, name| {
-            map.keys()
-                .map(|key| key.map(|key| Ipv4Addr::from(key.to_ne_bytes())))
-                .collect::<Result<BTreeSet<_>, _>>()
-                .map_err(map_error(name))
-        };
-        let locals = addresses(&maps.locals, "FP_LOCALS")?;
-        let remotes = addresses(&maps.remotes, "FP_REMOTES")?;
+        let stored = maps.locals.get(&0, 0).map_err(map_error("FP_LOCALS"))?;
+        let locals = stored.addresses[..stored.count as usize]
+            .iter()
+            .map(|local| Ipv4Addr::from(local.to_ne_bytes()))
+            .collect();
+        let remotes = maps
+            .remotes
+            .keys()
+            .map(|key| key.map(|key| Ipv4Addr::from(key.to_ne_bytes())))
+            .collect::<Result<_, _>>()
+            .map_err(map_error("FP_REMOTES"))?;
         let pods = maps
             .pods
             .iter()
@@ -213,19 +216,15 @@ impl Syncer {
     /// Brings the maps to `overlay`. A pod whose veth vanishes meanwhile is
     /// moved to the skipped ones.
     fn apply(&mut self, overlay: &mut Overlay) -> Result<(), FastpathError> {
-        sync_addresses(
-            &mut self.maps.locals,
-            &mut self.locals,
-            &overlay.locals,
-            "FP_LOCALS",
-        )?;
-        sync_addresses(
-            &mut self.maps.remotes,
-            &mut self.remotes,
-            &overlay.remotes,
-            "FP_REMOTES",
-        )?;
         let map_error = |name| move |source| FastpathError::Map { name, source };
+        if self.locals != overlay.locals {
+            self.maps
+                .locals
+                .set(0, local_addresses(&overlay.locals), 0)
+                .map_err(map_error("FP_LOCALS"))?;
+            self.locals.clone_from(&overlay.locals);
+        }
+        sync_remotes(&mut self.maps.remotes, &mut self.remotes, &overlay.remotes)?;
         let gone: Vec<(Ipv4Addr, PodEntry)> = self
             .pods
             .iter()
@@ -274,13 +273,15 @@ impl Syncer {
     }
 }
 
-fn sync_addresses(
+fn sync_remotes(
     map: &mut HashMap<MapData, u32, u32>,
     applied: &mut BTreeSet<Ipv4Addr>,
     wanted: &BTreeSet<Ipv4Addr>,
-    name: &'static str,
 ) -> Result<(), FastpathError> {
-    let map_error = |source| FastpathError::Map { name, source };
+    let map_error = |source| FastpathError::Map {
+        name: "FP_REMOTES",
+        source,
+    };
     for ip in applied.difference(wanted) {
         ignore_missing(map.remove(&key(*ip))).map_err(map_error)?;
     }
@@ -289,6 +290,15 @@ fn sync_addresses(
     }
     applied.clone_from(wanted);
     Ok(())
+}
+
+/// The first [`MAX_LOCALS`] of `locals`: packets to any further address
+/// are left to the kernel.
+fn local_addresses(locals: &BTreeSet<Ipv4Addr>) -> LocalAddresses {
+    if locals.len() > MAX_LOCALS {
+        log::warn!("more than {MAX_LOCALS} local addresses: the fast path takes the first ones");
+    }
+    LocalAddresses::new(locals.iter().map(|ip| key(*ip)))
 }
 
 /// The maps' key for an IPv4 address: its bytes in network order.

@@ -10,7 +10,9 @@ use aya::{
     programs::{ProgramError, TestRun as _},
 };
 use netprobe::fastpath::{FastpathHook, LoadedFastpath};
-use netprobe_common::fastpath::{COUNTERS, Counter, FastpathConfig, OUTER_LEN, PodEntry};
+use netprobe_common::fastpath::{
+    COUNTERS, Counter, FastpathConfig, LocalAddresses, OUTER_LEN, PodEntry,
+};
 
 use super::{
     frames::{ETH_P_IP, ETH_P_IPV6, Frame, IPPROTO_TCP, IPPROTO_UDP, Ipv4, internet_checksum},
@@ -80,9 +82,8 @@ impl World {
         };
         let mut fastpath = LoadedFastpath::load(&config).expect("fast path loads");
         let maps = &mut fastpath.maps;
-        for ip in &self.locals {
-            maps.locals.insert(key(*ip), 1, 0).expect("local");
-        }
+        let locals = LocalAddresses::new(self.locals.iter().map(|ip| key(*ip)));
+        maps.locals.set(0, locals, 0).expect("locals");
         for ip in &self.remotes {
             maps.remotes.insert(key(*ip), 1, 0).expect("remote");
         }

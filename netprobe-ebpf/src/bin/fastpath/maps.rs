@@ -4,13 +4,15 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{DevMapHash, HashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
-use netprobe_common::fastpath::{COUNTERS, Counter, MAX_LOCALS, MAX_PODS, MAX_REMOTES, PodEntry};
+use netprobe_common::fastpath::{
+    COUNTERS, Counter, LocalAddresses, MAX_PODS, MAX_REMOTES, PodEntry,
+};
 
-/// This node's addresses: the outer destinations it accepts.
+/// This node's addresses, in entry 0: the outer destinations it accepts.
 #[map]
-pub static FP_LOCALS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_LOCALS, 0);
+pub static FP_LOCALS: Array<LocalAddresses> = Array::with_max_entries(1, 0);
 
 /// Remote nodes from the vxlan device's FDB: the outer sources it accepts.
 #[map]

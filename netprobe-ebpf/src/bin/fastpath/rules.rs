@@ -61,7 +61,11 @@ pub fn check<R: PacketReader>(packet: &R, len: usize, segmented: bool) -> Result
     if u16::from_be_bytes(udp.dst) != config!(port) {
         return Err(Counter::NotVxlan);
     }
-    if eth.dst_addr != config!(nic_mac) || FP_LOCALS.get_ptr(address(ip.dst_addr)).is_none() {
+    if eth.dst_addr != config!(nic_mac)
+        || !FP_LOCALS
+            .get(0)
+            .is_some_and(|locals| locals.contains(address(ip.dst_addr)))
+    {
         return Err(Counter::NotLocal);
     }
     if FP_REMOTES.get_ptr(address(ip.src_addr)).is_none() {

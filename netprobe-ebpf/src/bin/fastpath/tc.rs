@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netprobe_common::fastpath::{Counter, HEADERS_LEN, OUTER_LEN};
-use netprobe_ebpf::reader::TcReader;
+use netprobe_ebpf::reader::DirectReader;
 
 use crate::{
     maps::{FP_PORTS, count},
@@ -34,25 +34,31 @@ pub fn np_fp_tc(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn fast_path(ctx: &TcContext) -> Result<i32, Counter> {
+    let len = ctx.len() as usize;
+    // The rules read the headers directly, from the skb's linear part:
+    // pull them in when it is shorter (the bytes stay as they are).
+    let headers = len.min(HEADERS_LEN);
+    if ctx.data_end() - ctx.data() < headers {
+        ctx.pull_data(headers as u32)
+            .map_err(|_| Counter::HelperFailed)?;
+    }
     // A GSO packet is one skb for many segments; the pod's stack takes it
     // whole, as the kernel's own path would hand it over.
     let segmented = unsafe { (*ctx.skb.skb).gso_size } != 0;
-    let target = rules::check(&TcReader(ctx), ctx.len() as usize, segmented)?;
+    let target = rules::check(&DirectReader::tc(ctx), len, segmented)?;
     // bpf_redirect_peer drops what it cannot deliver: the veth must still
     // exist (its DEVMAP entry goes away with it).
     FP_PORTS
         .get_ifindex(target.pod.ifindex)
         .ok_or(Counter::PodGone)?;
-    // Linear, writable headers first: after that nothing below can fail
-    // half way through the rewrite.
-    ctx.pull_data(HEADERS_LEN as u32)
-        .map_err(|_| Counter::RewriteFailed)?;
     ctx.adjust_room(
         -(OUTER_LEN as i32),
         BPF_ADJ_ROOM_MAC,
         u64::from(BPF_F_ADJ_ROOM_FIXED_GSO),
     )
-    .map_err(|_| Counter::RewriteFailed)?;
-    rules::rewrite(&TcReader(ctx), &target).ok_or(Counter::RewriteFailed)?;
+    .map_err(|_| Counter::HelperFailed)?;
+    // The headers were linear and writable before (the verifier unclones
+    // skbs for programs that write them), so the rewrite cannot fail.
+    rules::rewrite(&DirectReader::tc(ctx), &target).ok_or(Counter::HelperFailed)?;
     Ok(unsafe { bpf_redirect_peer(target.pod.ifindex, 0) } as i32)
 }

@@ -5,7 +5,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use netprobe_common::probe::{HOOK_XDP, PointKey};
 use netprobe_ebpf::{
     packet::{Start, parse},
-    reader::XdpReader,
+    reader::DirectReader,
 };
 
 use crate::{
@@ -22,7 +22,12 @@ pub fn np_xdp(ctx: XdpContext) -> u32 {
         hook: HOOK_XDP,
     };
     if let Some(point) = lookup_point(&key)
-        && let Some(packet) = parse(&XdpReader::new(&ctx), 0, Start::Ethernet, &config!(filter))
+        && let Some(packet) = parse(
+            &DirectReader::xdp(&ctx),
+            0,
+            Start::Ethernet,
+            &config!(filter),
+        )
     {
         observe(point, &packet, now, Unjoined::Count);
     }
