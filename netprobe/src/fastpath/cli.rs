@@ -185,24 +185,29 @@ pub fn describe(state: &FastpathState) -> Result<String> {
     for pod in &state.skipped {
         writeln!(text, "  pod {} left to the kernel: {}", pod.ip, pod.reason)?;
     }
-    let counters = FastpathMaps::from_pins(&id.pin_dir())?.counters()?;
-    writeln!(
-        text,
-        "  fast-pathed: {} packets",
-        counters[Counter::Fastpathed as usize]
-    )?;
-    let passed: Vec<String> = Counter::ALL[1..]
-        .iter()
-        .filter(|counter| counters[**counter as usize] > 0)
-        .map(|counter| format!("{} {}", counter.name(), counters[*counter as usize]))
-        .collect();
-    let total: u64 = counters[1..].iter().sum();
-    writeln!(
-        text,
-        "  passed to the kernel: {total} packets{}{}",
-        if passed.is_empty() { "" } else { ": " },
-        passed.join(", ")
-    )?;
+    // Half taken down (pins gone), it still shows what it changed.
+    match FastpathMaps::from_pins(&id.pin_dir()).and_then(|maps| maps.counters()) {
+        Ok(counters) => {
+            writeln!(
+                text,
+                "  fast-pathed: {} packets",
+                counters[Counter::Fastpathed as usize]
+            )?;
+            let passed: Vec<String> = Counter::ALL[1..]
+                .iter()
+                .filter(|counter| counters[**counter as usize] > 0)
+                .map(|counter| format!("{} {}", counter.name(), counters[*counter as usize]))
+                .collect();
+            let total: u64 = counters[1..].iter().sum();
+            writeln!(
+                text,
+                "  passed to the kernel: {total} packets{}{}",
+                if passed.is_empty() { "" } else { ": " },
+                passed.join(", ")
+            )?;
+        }
+        Err(error) => writeln!(text, "  counters unavailable: {error}")?,
+    }
     if state.changes.is_empty() {
         writeln!(text, "  device changes: none")?;
     }

@@ -6,17 +6,17 @@
 //!
 //! `enable` loads and attaches the program and pins its link and maps under
 //! `/sys/fs/bpf/netprobe/fastpath/ID/` (see [`state`]), then starts a sync
-//! process that keeps the maps in step with netlink ([`sync`]); `disable`
+//! process that keeps the maps in step with netlink (`sync`); `disable`
 //! stops it, unpins (which detaches) and puts back the device settings the
 //! XDP path needed ([`devices`]).
 
 pub mod cli;
 pub mod devices;
 mod lifecycle;
-pub mod overlay;
+mod overlay;
 pub mod programs;
 pub mod state;
-pub mod sync;
+mod sync;
 
 use std::{io, path::PathBuf};
 

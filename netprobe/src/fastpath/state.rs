@@ -65,7 +65,7 @@ impl FastpathId {
     }
 
     pub fn pin_dir(&self) -> PathBuf {
-        pin_dir(&self.key())
+        Path::new(PIN_DIR).join("fastpath").join(self.key())
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -88,11 +88,6 @@ impl std::fmt::Display for FastpathId {
             None => f.write_str(&self.interface),
         }
     }
-}
-
-/// Where the pins of the fast path with `key` live.
-pub fn pin_dir(key: &str) -> PathBuf {
-    Path::new(PIN_DIR).join("fastpath").join(key)
 }
 
 /// The vxlan device the fast path stands in for.

@@ -70,8 +70,8 @@ fn sync_until_stopped(id: &FastpathId) -> Result<(), FastpathError> {
                         log::info!("{} removed: taking the fast path down", link_pin.display());
                         return Ok(());
                     }
-                    // A failed round leaves the maps as they were; the next
-                    // one tries again.
+                    // A failed round (netlink busy, a device gone half way)
+                    // is made good by the next one.
                     if let Err(error) = syncer.round() {
                         log::warn!("sync of {id}: {error}");
                     }
@@ -84,7 +84,7 @@ fn sync_until_stopped(id: &FastpathId) -> Result<(), FastpathError> {
 }
 
 /// The fast path's maps and record, and what the maps hold.
-pub struct Syncer {
+struct Syncer {
     state: FastpathState,
     maps: FastpathMaps,
     node: NetNs,
@@ -94,7 +94,7 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn open(id: &FastpathId) -> Result<Self, FastpathError> {
+    fn open(id: &FastpathId) -> Result<Self, FastpathError> {
         let state = state::load(id)?.ok_or_else(|| FastpathError::NotEnabled(id.to_string()))?;
         let maps = FastpathMaps::from_pins(&id.pin_dir())?;
         let node = match &id.netns {
@@ -134,7 +134,7 @@ impl Syncer {
 
     /// One round: netlink, overlay, device settings, maps, record. Runs in
     /// the node's namespace.
-    pub fn round(&mut self) -> Result<(), FastpathError> {
+    fn round(&mut self) -> Result<(), FastpathError> {
         let view = NodeView::read()?;
         let mut overlay = overlay(&view, &self.state);
         let before = self.state.clone();
