@@ -90,12 +90,14 @@ fn vxlan_devices_that_do_not_match_are_refused() {
     let output = netprobe(&["fastpath", "disable", "eth0", "--netns", node]);
     assert_refused(&output, 1, "error: no fast path on eth0@", node);
     enable(node, &[]);
-    let output = netprobe(&enable_args(node, &["--hook", "tc"]));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("already enabled on eth0@"),
-        "{output:?}"
-    );
+    for hook in ["xdp", "tc"] {
+        let output = netprobe(&enable_args(node, &["--hook", hook]));
+        assert_eq!(output.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("already enabled on eth0@"),
+            "{output:?}"
+        );
+    }
     disable(node);
     assert_no_fastpath(node, "eth0");
     assert!(untouched());

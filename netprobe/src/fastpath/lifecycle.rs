@@ -81,6 +81,9 @@ pub fn enable(options: &EnableOptions) -> Result<FastpathId, FastpathError> {
         netns: options.netns.clone(),
         netns_inode: node.inode(),
     };
+    if state::load(&id)?.is_some() || id.pin_dir().exists() {
+        return Err(FastpathError::AlreadyEnabled(id.to_string()));
+    }
     let links = node.run(netlink::links)??;
     let nic = links
         .iter()
@@ -99,9 +102,6 @@ pub fn enable(options: &EnableOptions) -> Result<FastpathId, FastpathError> {
         });
     }
     require_kernel_helpers(options.hook)?;
-    if state::load(&id)?.is_some() || id.pin_dir().exists() {
-        return Err(FastpathError::AlreadyEnabled(id.to_string()));
-    }
     let nic_mac = mac_of(nic)?;
     let config = FastpathConfig {
         vni: vxlan.vni,
