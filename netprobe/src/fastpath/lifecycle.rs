@@ -26,7 +26,6 @@ use crate::{
     links::{self, AttachError, XdpModeChoice, error_chain, xdp_mode_name},
     netlink::{self, Link},
     netns::NetNs,
-    status::PIN_DIR,
 };
 
 /// How long `enable` waits for the sync process's first round, and
@@ -511,8 +510,6 @@ pub(crate) fn teardown(id: &FastpathId) -> Result<(), FastpathError> {
         }
         _ => {}
     }
-    // The parent goes too once empty; fails, as intended, while others use it.
-    fs::remove_dir(Path::new(PIN_DIR).join("fastpath")).ok();
     match state::load(id) {
         Ok(Some(state)) => undo_changes(&state, &mut failures),
         Ok(None) => {}
