@@ -3,7 +3,11 @@
 
 use std::{env, fs, path::PathBuf};
 
-const OBJECTS: [&str; 2] = ["netprobe-probes.o", "netprobe-testing.o"];
+const OBJECTS: [&str; 3] = [
+    "netprobe-probes.o",
+    "netprobe-fastpath.o",
+    "netprobe-testing.o",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

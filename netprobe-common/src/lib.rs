@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod config;
+pub mod fastpath;
 pub mod histogram;
 pub mod probe;
 

@@ -22,3 +22,13 @@ macro_rules! program_object {
         static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
     };
 }
+
+/// Reads a load-time global: a `static` that userspace fills in with
+/// `EbpfLoader::override_global` before verification. The volatile read keeps
+/// the compiler from folding the all-zero initial value into the code.
+#[macro_export]
+macro_rules! load_time {
+    ($($place:tt)+) => {
+        unsafe { core::ptr::read_volatile(&raw const $($place)+) }
+    };
+}

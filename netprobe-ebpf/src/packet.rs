@@ -25,13 +25,18 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
-const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
-const IPV4_FRAGMENT_OFFSET: u16 = 0x1fff;
+pub const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
+pub const IPV4_FRAGMENT_OFFSET: u16 = 0x1fff;
 
 /// Reads a header at a byte offset of the packet, wherever the packet lives
 /// (XDP buffer, skb through a helper, kernel memory).
 pub trait PacketReader {
     fn read<T: Copy>(&self, offset: usize) -> Option<T>;
+}
+
+/// Writes a header at a byte offset of the packet.
+pub trait PacketWriter {
+    fn write<T: Copy>(&self, offset: usize, value: T) -> Option<()>;
 }
 
 /// A packet worth following: TCP carrying data, or UDP. Pure ACKs, SYNs and

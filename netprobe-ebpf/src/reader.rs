@@ -1,4 +1,5 @@
-//! [`PacketReader`]s for the places a hook finds its packet.
+//! [`PacketReader`]s for the places a hook finds its packet, and the
+//! [`PacketWriter`] for hooks that may change it.
 
 use core::mem::size_of;
 
@@ -9,16 +10,16 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
-use crate::packet::PacketReader;
+use crate::packet::{PacketReader, PacketWriter};
 
-/// The linear packet data of an XDP or TC program, read with direct packet
-/// access: bounds-checked loads, no helper calls.
-pub struct LinearReader {
+/// The packet buffer of an XDP program, or the linear part of an skb at
+/// TC, read and written with direct packet access.
+pub struct DirectReader {
     start: usize,
     end: usize,
 }
 
-impl LinearReader {
+impl DirectReader {
     #[inline(always)]
     pub fn xdp(ctx: &XdpContext) -> Self {
         Self {
@@ -42,21 +43,34 @@ impl LinearReader {
     pub fn is_partial(&self, ctx: &TcContext) -> bool {
         self.end - self.start < ctx.len() as usize
     }
+
+    /// Address of a `T` at `offset`, if the packet holds it whole.
+    #[inline(always)]
+    fn at<T>(&self, offset: usize) -> Option<usize> {
+        let at = self.start + offset;
+        (at + size_of::<T>() <= self.end).then_some(at)
+    }
 }
 
-impl PacketReader for LinearReader {
+impl PacketReader for DirectReader {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Option<T> {
-        let at = self.start + offset;
-        if at + size_of::<T>() > self.end {
-            return None;
-        }
+        let at = self.at::<T>(offset)?;
         Some(unsafe { (at as *const T).read_unaligned() })
     }
 }
 
-/// An skb seen by a TC program, read with `bpf_skb_load_bytes`, which finds
-/// headers in paged data too.
+impl PacketWriter for DirectReader {
+    #[inline(always)]
+    fn write<T: Copy>(&self, offset: usize, value: T) -> Option<()> {
+        let at = self.at::<T>(offset)?;
+        unsafe { (at as *mut T).write_unaligned(value) };
+        Some(())
+    }
+}
+
+/// An skb seen by a TC program, read with `bpf_skb_load_bytes` so headers in
+/// paged data are found too.
 pub struct TcReader<'a>(pub &'a TcContext);
 
 impl PacketReader for TcReader<'_> {

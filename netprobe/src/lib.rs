@@ -5,9 +5,12 @@
 pub mod attach;
 pub mod bench;
 pub mod discovery;
+pub mod ethtool;
+pub mod fastpath;
 pub mod filter;
 pub mod kernel_btf;
 pub mod lab;
+pub mod links;
 pub mod load;
 pub mod netlink;
 pub mod netns;

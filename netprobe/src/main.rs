@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netprobe::{attach, bench, lab, load, status};
+use netprobe::{attach, bench, fastpath, lab, load, status};
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
 /// socket and back.
@@ -21,6 +21,9 @@ enum Command {
     /// Stop running netprobe sessions and remove netprobe's pinned
     /// attachments (never anything netprobe did not attach).
     Detach,
+    /// A VXLAN-decapsulation fast path from a node's interface to its pods.
+    #[command(subcommand_required = true)]
+    Fastpath(fastpath::cli::FastpathArgs),
     /// The study's two machines in network namespaces, for each networking
     /// mode, and the bench that compares them.
     #[command(subcommand_required = true)]
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Attach(args) => attach::run(&args),
         Command::Status => status::run_status(),
         Command::Detach => status::run_detach(),
+        Command::Fastpath(args) => fastpath::cli::run(args),
         Command::Lab(args) => lab::cli::run(args),
         Command::Load(args) => load::main(args),
         Command::Report(args) => bench::run_report(&args),

@@ -1,14 +1,23 @@
 //! rtnetlink queries in the calling thread's network namespace: the links
-//! discovery walks, and the namespace ids that tie a veth to its peer.
+//! discovery walks, the namespace ids that tie a veth to its peer, and the
+//! addresses, neighbours and forwarding entries the fast path follows.
 
-use std::{io, net::Ipv4Addr, os::fd::AsRawFd as _};
+use std::{
+    io,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd as _,
+};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::{
-    RouteNetlinkMessage,
-    link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage, LinkXdp},
+    AddressFamily, RouteNetlinkMessage,
+    address::{AddressAttribute, AddressMessage},
+    link::{
+        InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp,
+    },
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
     nsid::{NsidAttribute, NsidMessage},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -49,6 +58,8 @@ pub struct Link {
     pub link_netnsid: Option<i32>,
     pub mac: Vec<u8>,
     pub mtu: u32,
+    /// Administratively up with carrier: the device passes traffic.
+    pub up: bool,
     pub vxlan: Option<Vxlan>,
     /// Program id of an XDP program attached to the device, any mode.
     pub xdp_prog_id: Option<u32>,
@@ -103,9 +114,112 @@ pub fn netns_id(other: &NetNs) -> Result<Option<i32>, NetlinkError> {
     }))
 }
 
+/// An entry of the neighbour table (ARP) or of a forwarding database
+/// (bridge and vxlan FDB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The device it belongs to: a bridge port or vxlan device for FDB entries.
+    pub ifindex: u32,
+    pub state: NeighbourState,
+    /// The IP address (neighbour table), or the remote VTEP (vxlan FDB).
+    pub destination: Option<IpAddr>,
+    pub mac: Option<Vec<u8>>,
+    /// The bridge of a bridge port's FDB entry.
+    pub master: Option<u32>,
+}
+
+/// The IPv4 neighbour table.
+pub fn ipv4_neighbours() -> Result<Vec<Neighbour>, NetlinkError> {
+    neighbours("neighbour dump", AddressFamily::Inet)
+}
+
+/// The forwarding databases of every bridge and vxlan device.
+pub fn fdb() -> Result<Vec<Neighbour>, NetlinkError> {
+    neighbours("FDB dump", AddressFamily::Bridge)
+}
+
+fn neighbours(
+    request_name: &'static str,
+    family: AddressFamily,
+) -> Result<Vec<Neighbour>, NetlinkError> {
+    let mut message = NeighbourMessage::default();
+    message.header.family = family;
+    let replies = request(
+        request_name,
+        RouteNetlinkMessage::GetNeighbour(message),
+        NLM_F_DUMP,
+    )?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewNeighbour(message) => Some(neighbour_from(message)),
+            _ => None,
+        })
+        .collect())
+}
+
+fn neighbour_from(message: NeighbourMessage) -> Neighbour {
+    let mut neighbour = Neighbour {
+        ifindex: message.header.ifindex,
+        state: message.header.state,
+        destination: None,
+        mac: None,
+        master: None,
+    };
+    for attribute in message.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                neighbour.destination = Some(ip.into());
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                neighbour.destination = Some(ip.into());
+            }
+            // FDB entries carry their remote's address without its family.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
+                if let Ok(octets) = <[u8; 4]>::try_from(bytes.as_slice()) {
+                    neighbour.destination = Some(Ipv4Addr::from(octets).into());
+                }
+            }
+            NeighbourAttribute::LinkLayerAddress(mac) => neighbour.mac = Some(mac),
+            NeighbourAttribute::Controller(master) => neighbour.master = Some(master),
+            _ => {}
+        }
+    }
+    neighbour
+}
+
+/// IPv4 addresses by device: (ifindex, address).
+pub fn ipv4_addresses() -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+    let mut message = AddressMessage::default();
+    message.header.family = AddressFamily::Inet;
+    let replies = request(
+        "address dump",
+        RouteNetlinkMessage::GetAddress(message),
+        NLM_F_DUMP,
+    )?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|reply| match reply {
+            RouteNetlinkMessage::NewAddress(message) => {
+                let index = message.header.index;
+                message
+                    .attributes
+                    .into_iter()
+                    .find_map(|attribute| match attribute {
+                        AddressAttribute::Local(IpAddr::V4(ip)) => Some((index, ip)),
+                        _ => None,
+                    })
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 fn link_from(message: LinkMessage) -> Link {
+    let running = LinkFlags::Up | LinkFlags::LowerUp;
     let mut link = Link {
         index: message.header.index,
+        up: message.header.flags.contains(running),
         ..Link::default()
     };
     for attribute in message.attributes {

@@ -2,14 +2,14 @@
 //! attachment is a bpf_link owned by this process: when it exits, even by
 //! `kill -9`, the kernel detaches everything.
 
-use std::{io, os::fd::OwnedFd, time::Duration};
+use std::{os::fd::OwnedFd, time::Duration};
 
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
-        links::FdLink, tc::TcAttachOptions,
+        links::FdLink,
     },
     sys::{Stats, SyscallError, enable_stats},
 };
@@ -24,9 +24,11 @@ use netprobe_common::{
 use serde::Serialize;
 use thiserror::Error;
 
+pub use crate::links::XdpModeChoice;
 use crate::{
     discovery::{Datapath, Device},
     kernel_btf::{self, BtfError},
+    links::{self, AttachError, error_chain, xdp_mode_name},
     netns::{NetNs, NetNsError},
     path::{Direction, Hook, ProbePath},
 };
@@ -34,17 +36,6 @@ use crate::{
 /// The probes object, built by `cargo xtask build-ebpf`.
 pub static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-probes.o"));
-
-/// How XDP attaches to the NIC (`--xdp-mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum XdpModeChoice {
-    /// Native if the driver supports it, else generic.
-    #[default]
-    Auto,
-    Native,
-    Generic,
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct ProbeOptions {
@@ -340,10 +331,7 @@ impl ProbeSession {
 
     /// `native` or `generic`, when XDP is attached.
     pub fn xdp_mode(&self) -> Option<&'static str> {
-        self.xdp_mode.map(|mode| match mode {
-            XdpMode::Driver => "native",
-            _ => "generic",
-        })
+        self.xdp_mode.map(xdp_mode_name)
     }
 
     /// Histograms and join counts so far, summed over CPUs.
@@ -598,38 +586,8 @@ fn attach_xdp(
     let xdp: &mut Xdp = probes.program(Hook::Xdp)?;
     xdp.load()
         .map_err(|source| ProbeError::Program { program, source })?;
-    let modes: &[XdpMode] = match choice {
-        XdpModeChoice::Auto => &[XdpMode::Driver, XdpMode::Skb],
-        XdpModeChoice::Native => &[XdpMode::Driver],
-        XdpModeChoice::Generic => &[XdpMode::Skb],
-    };
-    // XDP attaches by ifindex in the calling thread's namespace.
-    let _in_node = node.enter().map_err(ProbeError::from)?;
-    let mut last_error = None;
-    for &mode in modes {
-        match xdp.attach_to_if_index(datapath.nic.ifindex, mode) {
-            Ok(id) => {
-                let link = xdp
-                    .take_link(id)
-                    .map_err(|source| ProbeError::Program { program, source })?;
-                let link = FdLink::try_from(link).map_err(|_| ProbeError::NotALink {
-                    interface: datapath.nic.to_string(),
-                    hook: "XDP",
-                })?;
-                return Ok((link, mode));
-            }
-            Err(error) if is_busy(&error) => {
-                return Err(ProbeError::ForeignXdp {
-                    interface: datapath.nic.to_string(),
-                    prog_id: 0,
-                }
-                .into());
-            }
-            Err(error) => last_error = Some(error),
-        }
-    }
-    let reason = last_error.map_or_else(|| "no mode".to_owned(), |error| error_chain(&error));
-    Err(StartError::Unavailable(Hook::Xdp, reason))
+    links::attach_xdp(xdp, datapath.nic.ifindex, node, choice)
+        .map_err(|error| attach_error(error, Hook::Xdp, datapath))
 }
 
 fn attach_tc(
@@ -648,26 +606,34 @@ fn attach_tc(
     } else {
         TcAttachType::Egress
     };
-    let _in_node = node.enter().map_err(ProbeError::from)?;
     // First in the tcx chain, so a later program that drops or redirects
     // cannot hide packets from the probe; the probe always lets the chain go on.
-    let id = classifier
-        .attach_with_options(
-            &datapath.nic.name,
-            attach_type,
-            TcAttachOptions::TcxOrder(LinkOrder::first()),
-        )
-        .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?;
-    let link = classifier
-        .take_link(id)
-        .map_err(|source| ProbeError::Program { program, source })?;
-    FdLink::try_from(link).map_err(|_| {
-        ProbeError::NotALink {
-            interface: datapath.nic.to_string(),
+    links::attach_tcx(
+        classifier,
+        &datapath.nic.name,
+        attach_type,
+        LinkOrder::first(),
+        node,
+    )
+    .map_err(|error| attach_error(error, hook, datapath))
+}
+
+fn attach_error(error: AttachError, hook: Hook, datapath: &Datapath) -> StartError {
+    let interface = datapath.nic.to_string();
+    match error {
+        AttachError::Busy => ProbeError::ForeignXdp {
+            interface,
+            prog_id: 0,
+        }
+        .into(),
+        AttachError::NotALink => ProbeError::NotALink {
+            interface,
             hook: hook.describe(),
         }
-        .into()
-    })
+        .into(),
+        AttachError::Refused(error) => StartError::Unavailable(hook, error_chain(&error)),
+        AttachError::NetNs(error) => ProbeError::from(error).into(),
+    }
 }
 
 fn attach_tracepoint(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), StartError> {
@@ -716,31 +682,6 @@ where
         .ok_or(ProbeError::Missing(name))?
         .try_into()
         .map_err(|source| ProbeError::Map { name, source })
-}
-
-/// EBUSY/EEXIST: another XDP program holds the device.
-fn is_busy(error: &ProgramError) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(error) = source {
-        if let Some(io) = error.downcast_ref::<io::Error>()
-            && matches!(io.raw_os_error(), Some(libc::EBUSY | libc::EEXIST))
-        {
-            return true;
-        }
-        source = error.source();
-    }
-    false
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        source = error.source();
-    }
-    text
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.

@@ -1,7 +1,8 @@
 //! `netprobe status` and `netprobe detach`: what of netprobe's is still
-//! loaded in the kernel, who holds it, and removing it. Only programs named
-//! with netprobe's `np_` prefix are considered, and only processes that are
-//! netprobe are signalled: nothing else is ever touched.
+//! loaded in the kernel (fast paths included), who holds it, and removing
+//! it. Only programs named with netprobe's `np_` prefix are considered, and
+//! only processes that are netprobe are signalled: nothing else is ever
+//! touched.
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +15,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::programs::loaded_programs;
 
-use crate::privilege::require_bpf_privileges;
+use crate::{fastpath, privilege::require_bpf_privileges};
 
 /// Prefix of every netprobe program name.
 pub const PROGRAM_PREFIX: &str = "np_";
@@ -132,9 +133,13 @@ pub fn run_status() -> Result<()> {
     require_bpf_privileges()?;
     let programs = loaded_netprobe_programs()?;
     let pins = pinned();
-    if programs.is_empty() && pins.is_empty() {
+    let fastpaths = fastpath::state::all()?;
+    if programs.is_empty() && pins.is_empty() && fastpaths.is_empty() {
         println!("nothing of netprobe is loaded");
         return Ok(());
+    }
+    for state in &fastpaths {
+        print!("fast path {}", fastpath::cli::describe(state)?);
     }
     for program in &programs {
         let holders: Vec<String> = program
@@ -169,6 +174,10 @@ pub fn run_detach() -> Result<()> {
         .flat_map(|program| program.holders)
         .filter(|holder| holder.pid != own_pid && holder.command == "netprobe")
         .collect();
+    // Fast paths first: disabling one also puts back what it changed.
+    for id in fastpath::disable_all()? {
+        println!("disabled the fast path on {id}");
+    }
     sessions.sort();
     sessions.dedup();
     for session in &sessions {
@@ -182,8 +191,12 @@ pub fn run_detach() -> Result<()> {
         println!("stopping netprobe[{}]", session.pid);
     }
     for pin in pinned() {
-        fs::remove_file(&pin).with_context(|| format!("removing {pin}"))?;
-        println!("unpinned {pin}");
+        match fs::remove_file(&pin) {
+            Ok(()) => println!("unpinned {pin}"),
+            // Removed meanwhile by the session or sync process that owns it.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error).with_context(|| format!("removing {pin}")),
+        }
     }
     remove_empty_dirs(Path::new(PIN_DIR));
     let deadline = Instant::now() + STOP_TIMEOUT;

@@ -12,8 +12,8 @@ use netprobe::{path::Hook, probes::LoadedProbes};
 use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey};
 use support::{
     frames::{
-        self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Frame, IPPROTO_ICMP, Ipv4, MAC_A,
-        MAC_B,
+        self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, Frame, IPPROTO_ICMP, Ipv4, MAC_A, MAC_B,
+        skb_runner_refuses,
     },
     loopback::probes_on_loopback,
     require_root,
@@ -215,25 +215,12 @@ fn check_truncations(hook: Hook) {
         for cut in 14..headers_end {
             match try_run(&mut probes, hook, &frame.bytes[..cut]) {
                 Ok(flights) => assert_eq!(flights, vec![], "{hook:?}, {name} cut at {cut}"),
-                // The skb test runner, like the stack, refuses an IP packet
-                // shorter than its own header, and a frame with nothing
-                // after the Ethernet header.
                 Err(_) => assert!(
-                    hook != Hook::Xdp && cut < 14 + ip_header_len(&frame.bytes),
+                    hook != Hook::Xdp && skb_runner_refuses(&frame.bytes[..cut]),
                     "{hook:?}, {name} cut at {cut} refused"
                 ),
             }
         }
-    }
-}
-
-/// Length of the network header right after the Ethernet header, as the
-/// skb test runner checks it (1 byte for anything but IPv4 and IPv6).
-fn ip_header_len(frame: &[u8]) -> usize {
-    match u16::from_be_bytes([frame[12], frame[13]]) {
-        ETH_P_IP => 20,
-        ETH_P_IPV6 => 40,
-        _ => 1,
     }
 }
 

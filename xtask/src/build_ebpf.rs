@@ -15,7 +15,7 @@ use crate::command::{output, run, workspace_root};
 const NIGHTLY: &str = "+nightly";
 const TARGET: &str = "bpfel-unknown-none";
 /// eBPF binaries of `netprobe-ebpf`, copied to `target/bpf/` under these names.
-const OBJECTS: [&str; 2] = ["netprobe-probes", "netprobe-testing"];
+const OBJECTS: [&str; 3] = ["netprobe-probes", "netprobe-fastpath", "netprobe-testing"];
 
 #[derive(clap::Args)]
 pub struct Options {

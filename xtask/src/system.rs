@@ -7,8 +7,9 @@ use anyhow::{Context as _, Result, bail};
 use crate::command::{is_root, run};
 
 /// (command looked for on PATH, Debian package that provides it).
-const PACKAGES: [(&str, &str); 6] = [
+const PACKAGES: [(&str, &str); 7] = [
     ("ip", "iproute2"),
+    ("ping", "iputils-ping"),
     ("iptables", "iptables"),
     ("nginx", "nginx"),
     ("wrk", "wrk"),

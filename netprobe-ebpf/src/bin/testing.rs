@@ -21,7 +21,7 @@ const MAX_SPINS: u32 = 1 << 22;
 
 #[classifier]
 pub fn np_test_delay(_ctx: TcContext) -> i32 {
-    let delay = unsafe { core::ptr::read_volatile(&raw const DELAY_NS) };
+    let delay = netprobe_ebpf::load_time!(DELAY_NS);
     let mut deadline = unsafe { bpf_ktime_get_ns() } + delay;
     unsafe {
         bpf_loop(

@@ -12,6 +12,7 @@ use super::{
     state::state_file,
     teardown::lab_namespaces,
 };
+use crate::fastpath;
 
 /// The prefix of the lab the CLI manages, unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "nplab";
@@ -121,6 +122,37 @@ fn status(prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line per fast path enabled in the lab's namespaces.
+fn fastpaths(lab: &Lab) -> Vec<String> {
+    let states = match fastpath::state::all() {
+        Ok(states) => states,
+        Err(err) => return vec![format!("fast paths: {err}")],
+    };
+    let mut lines = Vec::new();
+    for state in states {
+        let Some((node, _)) = lab
+            .namespaces()
+            .into_iter()
+            .find(|(_, netns)| state.id.netns.as_deref() == Some(*netns))
+        else {
+            continue;
+        };
+        let sync = if fastpath::state::sync_pid(&state.id).is_some() {
+            "syncing"
+        } else {
+            "sync NOT RUNNING"
+        };
+        let mode = state.xdp_mode.as_deref().unwrap_or("");
+        lines.push(format!(
+            "fast path on {node} {}: {} {mode}, {} pods, {sync}",
+            state.id.interface,
+            state.hook.name(),
+            state.pods.len()
+        ));
+    }
+    lines
+}
+
 fn describe(lab: &Lab) -> String {
     let spec = lab.spec();
     let pods_per_node = if spec.mode.has_pods() {
@@ -171,6 +203,7 @@ fn describe(lab: &Lab) -> String {
     if let Some(netns) = lab.router_netns() {
         lines.push(row("router", netns, &ROUTER_IP));
     }
+    lines.extend(fastpaths(lab));
     lines.push(String::new());
     lines.push("Run a command in one: netprobe lab exec NAME -- COMMAND".to_owned());
     lines.join("\n") + "\n"

@@ -61,7 +61,8 @@ pub(crate) fn build(lab: &Lab) -> Result<(), CommandError> {
                 }
             }
         }
-        Mode::FlannelVxlan => {
+        // The fast path goes on once the pods are up (`Lab::build`).
+        Mode::FlannelVxlan | Mode::VxlanFastpath => {
             for (n, node) in numbered(lab) {
                 flannel_vxlan(lab, n, node, mtu - VXLAN_OVERHEAD)?;
                 bridged_pods(node, "cni0", cni_gateway(n), mtu - VXLAN_OVERHEAD)?;

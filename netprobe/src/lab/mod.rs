@@ -28,6 +28,7 @@ mod topology;
 
 use std::{
     io,
+    net::Ipv4Addr,
     ops::Deref,
     thread::sleep,
     time::{Duration, Instant},
@@ -46,7 +47,10 @@ pub use self::{
     state::{STATE_DIR, StateError, lab_dir, state_file},
     teardown::TeardownError,
 };
-use crate::netns::{NetNs, NetNsError};
+use crate::{
+    fastpath::{self, EnableOptions, FastpathError, FastpathId},
+    netns::{NetNs, NetNsError},
+};
 
 /// How long `up` waits for nginx to answer through the lab.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +69,8 @@ pub enum LabError {
     #[error(transparent)]
     Command(#[from] CommandError),
     #[error(transparent)]
+    Fastpath(#[from] FastpathError),
+    #[error(transparent)]
     NetNs(#[from] NetNsError),
     #[error(transparent)]
     State(#[from] StateError),
@@ -72,6 +78,8 @@ pub enum LabError {
     Teardown(#[from] TeardownError),
     #[error("no server answering at {url} within {READY_TIMEOUT:?}: {last}")]
     NotReady { url: String, last: String },
+    #[error("the fast path on {fastpath} does not serve {pod} within {READY_TIMEOUT:?}")]
+    NotServed { fastpath: String, pod: Ipv4Addr },
     #[error("fetching {url}: {source}")]
     Fetch { url: String, source: io::Error },
     #[error("no lab with prefix {0} (start one with `netprobe lab up`)")]
@@ -132,8 +140,17 @@ impl Lab {
 
     /// GETs one of the server's files from the client namespace.
     pub fn fetch(&self, size: ResponseSize) -> Result<HttpResponse, LabError> {
+        self.fetch_within(size, FETCH_TIMEOUT)
+    }
+
+    /// [`Self::fetch`] with `timeout` bounding the connect and each read.
+    pub fn fetch_within(
+        &self,
+        size: ResponseSize,
+        timeout: Duration,
+    ) -> Result<HttpResponse, LabError> {
         NetNs::named(&self.client_netns)?
-            .run(|| http::get(self.server_addr, size.path(), FETCH_TIMEOUT))?
+            .run(|| http::get(self.server_addr, size.path(), timeout))?
             .map_err(|source| LabError::Fetch {
                 url: self.server_url(size),
                 source,
@@ -149,6 +166,19 @@ impl Lab {
         let dir = state::create_dir(self.prefix())?;
         topology::build(self)?;
         datapath::build(self)?;
+        let fastpaths = if self.mode() == Mode::VxlanFastpath {
+            self.nodes()
+                .iter()
+                .map(|node| {
+                    fastpath::enable(&EnableOptions {
+                        sync: Some(self.spec.netprobe.clone()),
+                        ..EnableOptions::new("eth0", Some(node.netns.clone()))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         nginx::start(
             &self.spec.nginx,
             &self.server_netns,
@@ -156,7 +186,37 @@ impl Lab {
             layout::SERVER_PORT,
         )?;
         self.wait_ready()?;
+        self.wait_served(&fastpaths)?;
         state::save(self)?;
+        Ok(())
+    }
+
+    /// Waits until each fast path serves the client or server pod on its
+    /// node: the kernel's path taught the nodes their neighbours while
+    /// `wait_ready` fetched, and a sync round follows within 250 ms.
+    fn wait_served(&self, fastpaths: &[FastpathId]) -> Result<(), LabError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for (id, node) in fastpaths.iter().zip(self.nodes()) {
+            let Some(pod) = node
+                .pods
+                .iter()
+                .find(|pod| pod.netns == self.client_netns || pod.netns == self.server_netns)
+            else {
+                continue;
+            };
+            while !fastpath::state::load(id)
+                .map_err(FastpathError::from)?
+                .is_some_and(|state| state.pods.iter().any(|served| served.ip == pod.ip))
+            {
+                if Instant::now() >= deadline {
+                    return Err(LabError::NotServed {
+                        fastpath: id.to_string(),
+                        pod: pod.ip,
+                    });
+                }
+                sleep(READY_POLL_INTERVAL);
+            }
+        }
         Ok(())
     }
 

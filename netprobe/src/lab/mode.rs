@@ -26,6 +26,9 @@ pub enum Mode {
     /// Flannel VXLAN: pods on `cni0`, other nodes' pod subnets through
     /// `flannel.1` (VNI 1, UDP 8472) with static neighbour and FDB entries.
     FlannelVxlan,
+    /// Flannel VXLAN with netprobe's decapsulation fast path (XDP) on every
+    /// node's `eth0`.
+    VxlanFastpath,
     /// ipvlan L2 on the node uplink; needs CONFIG_IPVLAN.
     Ipvlan,
     /// macvlan bridge mode on the node uplink.
@@ -53,11 +56,12 @@ pub(crate) enum PodNet {
 pub struct UnknownMode(String);
 
 impl Mode {
-    pub const ALL: [Mode; 7] = [
+    pub const ALL: [Mode; 8] = [
         Mode::Host,
         Mode::Bridge,
         Mode::FlannelHostgw,
         Mode::FlannelVxlan,
+        Mode::VxlanFastpath,
         Mode::Ipvlan,
         Mode::Macvlan,
         Mode::AwsVpc,
@@ -69,6 +73,7 @@ impl Mode {
             Mode::Bridge => "bridge",
             Mode::FlannelHostgw => "flannel-hostgw",
             Mode::FlannelVxlan => "flannel-vxlan",
+            Mode::VxlanFastpath => "vxlan-fastpath",
             Mode::Ipvlan => "ipvlan",
             Mode::Macvlan => "macvlan",
             Mode::AwsVpc => "aws-vpc",
@@ -95,7 +100,9 @@ impl Mode {
         match self {
             Mode::Host => PodNet::HostNetwork,
             Mode::Bridge => PodNet::Docker,
-            Mode::FlannelHostgw | Mode::FlannelVxlan | Mode::AwsVpc => PodNet::Cni,
+            Mode::FlannelHostgw | Mode::FlannelVxlan | Mode::VxlanFastpath | Mode::AwsVpc => {
+                PodNet::Cni
+            }
             Mode::Ipvlan | Mode::Macvlan => PodNet::Uplink,
         }
     }
@@ -153,7 +160,7 @@ mod tests {
         assert_eq!(
             err,
             "unknown mode \"vlan\" (modes: host, bridge, flannel-hostgw, flannel-vxlan, \
-             ipvlan, macvlan, aws-vpc)"
+             vxlan-fastpath, ipvlan, macvlan, aws-vpc)"
         );
     }
 }

@@ -35,6 +35,19 @@ pub struct LabSpec {
     pub mtu: u32,
     /// The nginx binary: looked up in PATH unless it holds a `/`.
     pub nginx: PathBuf,
+    /// The netprobe binary that runs the fast path's sync process
+    /// (`vxlan-fastpath`); by default this process's own executable when it
+    /// is netprobe.
+    #[serde(default = "default_netprobe")]
+    pub netprobe: PathBuf,
+}
+
+/// This executable if it is netprobe (the CLI), else netprobe from PATH.
+fn default_netprobe() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .filter(|exe| exe.file_name().is_some_and(|name| name == "netprobe"))
+        .unwrap_or_else(|| PathBuf::from("netprobe"))
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -66,6 +79,7 @@ impl LabSpec {
             pods_per_node: DEFAULT_PODS_PER_NODE,
             mtu: DEFAULT_MTU,
             nginx: PathBuf::from("nginx"),
+            netprobe: default_netprobe(),
         }
     }
 

@@ -12,7 +12,10 @@ use std::{
 use thiserror::Error;
 
 use super::{cmd::sh, layout::is_lab_netns, nginx, state};
-use crate::netns::{NetNs, NetNsError, named_namespaces, processes_in};
+use crate::{
+    fastpath,
+    netns::{NetNs, NetNsError, named_namespaces, processes_in},
+};
 
 /// How long processes get to exit after SIGTERM, and again after SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
@@ -46,6 +49,11 @@ pub(crate) fn down(prefix: &str) -> Result<(), TeardownError> {
         Vec::new()
     });
 
+    // The fast paths first: their sync processes put back what they
+    // changed, in namespaces that outlive the lab.
+    if let Err(err) = fastpath::disable_in(&names) {
+        failures.push(err.to_string());
+    }
     let mut namespaces = Vec::new();
     for name in &names {
         match NetNs::named(name) {

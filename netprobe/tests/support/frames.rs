@@ -160,6 +160,22 @@ impl Ipv4 {
     }
 }
 
+/// Whether the skb test runner (BPF_PROG_TEST_RUN of TC programs) refuses
+/// `frame`: like the stack before TC sees a packet, it wants the Ethernet
+/// header and, for IPv4 and IPv6, the whole fixed network header (1 byte
+/// for anything else).
+pub fn skb_runner_refuses(frame: &[u8]) -> bool {
+    if frame.len() < 14 {
+        return true;
+    }
+    let network = match u16::from_be_bytes([frame[12], frame[13]]) {
+        ETH_P_IP => 20,
+        ETH_P_IPV6 => 40,
+        _ => 1,
+    };
+    frame.len() < 14 + network
+}
+
 /// RFC 1071 one's-complement sum.
 pub fn internet_checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes

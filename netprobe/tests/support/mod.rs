@@ -1,10 +1,12 @@
 //! Shared by netprobe's integration tests.
 #![allow(dead_code, reason = "each test crate uses part of the support code")]
 
+pub mod fastpath;
 pub mod frames;
 pub mod loopback;
 pub mod session;
 pub mod traffic;
+pub mod vxlan;
 
 /// These tests load BPF programs and build namespaces: without root they
 /// fail, loudly, instead of passing by skipping.

@@ -5,11 +5,10 @@ use netprobe_common::config::ProbeConfig;
 #[unsafe(no_mangle)]
 pub static CONFIG: ProbeConfig = unsafe { core::mem::zeroed() };
 
-/// Reads a field of [`CONFIG`]. The volatile read keeps the compiler from
-/// folding the all-zero initial value into the code.
+/// Reads a field of [`CONFIG`].
 macro_rules! config {
     ($($field:tt)+) => {
-        unsafe { core::ptr::read_volatile(&raw const $crate::config::CONFIG.$($field)+) }
+        netprobe_ebpf::load_time!($crate::config::CONFIG.$($field)+)
     };
 }
 pub(crate) use config;

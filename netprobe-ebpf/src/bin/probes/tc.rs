@@ -9,7 +9,7 @@ use netprobe_common::{
 };
 use netprobe_ebpf::{
     packet::{Packet, Start, parse},
-    reader::{LinearReader, TcReader},
+    reader::{DirectReader, TcReader},
 };
 
 use crate::{
@@ -47,7 +47,7 @@ fn observe_nic(ctx: &TcContext, direction: u32, hook: usize) {
 #[inline(always)]
 fn packet(ctx: &TcContext) -> Option<Packet> {
     let filter = config!(filter);
-    let linear = LinearReader::tc(ctx);
+    let linear = DirectReader::tc(ctx);
     parse(&linear, 0, Start::Ethernet, &filter).or_else(|| {
         linear
             .is_partial(ctx)

@@ -8,7 +8,7 @@ use netprobe_common::{
 };
 use netprobe_ebpf::{
     packet::{Start, parse},
-    reader::LinearReader,
+    reader::DirectReader,
 };
 
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
 pub fn np_xdp(ctx: XdpContext) -> u32 {
     if ctx.ingress_ifindex() as u32 == config!(nic_ifindex)
         && let Some(packet) = parse(
-            &LinearReader::xdp(&ctx),
+            &DirectReader::xdp(&ctx),
             0,
             Start::Ethernet,
             &config!(filter),

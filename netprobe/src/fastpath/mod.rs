@@ -1,0 +1,157 @@
+//! `netprobe fastpath`: a VXLAN-decapsulation fast path on a node's
+//! interface. XDP (or TC ingress) takes VXLAN packets for pods on this node
+//! straight to the pod's veth, instead of through the vxlan device, routing
+//! and the bridge, rewritten as that path would have delivered them;
+//! everything else goes to the kernel unchanged.
+//!
+//! `enable` loads and attaches the program and pins its link and maps under
+//! `/sys/fs/bpf/netprobe/fastpath/ID/` (see [`state`]), then starts a sync
+//! process that keeps the maps in step with netlink (`sync`); `disable`
+//! stops it, unpins (which detaches) and puts back the device settings the
+//! XDP path needed ([`devices`]).
+
+pub mod cli;
+pub mod devices;
+mod lifecycle;
+mod overlay;
+pub mod programs;
+pub mod state;
+mod sync;
+
+use std::{io, path::PathBuf};
+
+use aya::{
+    EbpfError,
+    maps::MapError,
+    pin::PinError,
+    programs::{ProgramError, links::LinkError},
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use self::{devices::DeviceError, state::StateError};
+pub use self::{
+    lifecycle::{EnableOptions, disable, disable_all, disable_in, enable},
+    programs::{FastpathMaps, LoadedFastpath},
+    state::{FastpathId, FastpathState},
+};
+use crate::{netlink::NetlinkError, netns::NetNsError};
+
+/// Where the fast path runs (`--hook`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FastpathHook {
+    /// XDP on the interface: strip the headers, redirect through a DEVMAP.
+    #[default]
+    Xdp,
+    /// TC ingress (tcx): strip the headers, `bpf_redirect_peer` into the pod.
+    Tc,
+}
+
+impl FastpathHook {
+    pub fn name(self) -> &'static str {
+        match self {
+            FastpathHook::Xdp => "xdp",
+            FastpathHook::Tc => "tc",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum FastpathError {
+    #[error("no interface {interface} in {netns}")]
+    UnknownInterface { interface: String, netns: String },
+    #[error("no vxlan device sends through {0}")]
+    NoVxlan(String),
+    #[error("no vxlan device {0}")]
+    NoSuchVxlan(String),
+    #[error("{device} does not send through {interface}")]
+    VxlanElsewhere { device: String, interface: String },
+    #[error("no vxlan device on {interface} has {wanted} (found: {found})")]
+    NoMatchingVxlan {
+        interface: String,
+        wanted: String,
+        found: String,
+    },
+    #[error("several vxlan devices on {interface} ({found}): choose one with --vxlan-dev")]
+    AmbiguousVxlan { interface: String, found: String },
+    #[error("{0} has no Ethernet address")]
+    NoMac(String),
+    #[error(
+        "{interface} already has an XDP program (id {prog_id}); netprobe never replaces it \
+         (--hook tc runs the fast path without XDP)"
+    )]
+    ForeignXdp { interface: String, prog_id: u32 },
+    #[error("this kernel lacks {helper}, which --hook {} needs", hook.name())]
+    MissingHelper {
+        helper: &'static str,
+        hook: FastpathHook,
+    },
+    #[error("probing the kernel for {helper}: {source}")]
+    HelperProbe {
+        helper: &'static str,
+        source: ProgramError,
+    },
+    #[error("the fast path is already enabled on {0} (netprobe fastpath disable first)")]
+    AlreadyEnabled(String),
+    #[error("no fast path on {0}")]
+    NotEnabled(String),
+    #[error(
+        "the XDP fast path on veth {interface} needs its peer to send complete checksums, \
+         but the peer is in a namespace netprobe cannot enter (not in /run/netns); \
+         use --hook tc or --xdp-mode generic"
+    )]
+    PeerUnreachable { interface: String },
+    #[error("loading the fast path: {0}")]
+    Load(#[source] EbpfError),
+    #[error("the fast path object has no program {0}")]
+    MissingProgram(&'static str),
+    #[error("the fast path object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("{} program: {source}", hook.name())]
+    Program {
+        hook: FastpathHook,
+        source: ProgramError,
+    },
+    #[error("attaching {} to {interface}: {reason}", hook.name())]
+    Attach {
+        hook: FastpathHook,
+        interface: String,
+        reason: String,
+    },
+    #[error("fast path map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
+    #[error("pinning {}: {source}", path.display())]
+    Pin { path: PathBuf, source: PinError },
+    #[error("opening pinned {}: {source}", path.display())]
+    OpenPin { path: PathBuf, source: MapError },
+    #[error("opening pinned link {}: {source}", path.display())]
+    OpenLink { path: PathBuf, source: LinkError },
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("the sync process did not start: {0}")]
+    SyncStart(String),
+    #[error("the sync process [{0}] did not stop")]
+    SyncStop(libc::pid_t),
+    #[error(
+        "{0} was enabled in another network namespace: run disable there or name it with --netns"
+    )]
+    OtherNamespace(String),
+    #[error("fast path on {id} not fully removed: {}", failures.join("; "))]
+    Teardown { id: String, failures: Vec<String> },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    NetNs(#[from] NetNsError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+}

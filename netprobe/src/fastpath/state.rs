@@ -1,0 +1,250 @@
+//! Where an enabled fast path lives, so that `status` and `disable` work
+//! from any process: its pins under `PIN_DIR/fastpath/ID/` (the link, which
+//! keeps it attached, and the maps) and its record under
+//! `STATE_DIR/ID/` (`state.json`, and the sync process's `sync.pid` and
+//! `sync.log`). `ID` is `NETNS_INODE-INTERFACE`: interface names repeat
+//! across namespaces.
+
+use std::{
+    fs, io,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::XdpMode;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::{FastpathHook, devices::DeviceChange};
+use crate::{links::xdp_mode_name, status::PIN_DIR};
+
+pub const STATE_DIR: &str = "/run/netprobe/fastpath";
+/// The pinned bpf_link: while it exists, the program stays attached.
+pub const LINK_PIN: &str = "link";
+const STATE_FILE: &str = "state.json";
+const PID_FILE: &str = "sync.pid";
+const LOG_FILE: &str = "sync.log";
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("fast path record {} is not valid: {source}", path.display())]
+    Format {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError {
+    let path = path.to_owned();
+    move |source| StateError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// What identifies a fast path: its interface in its namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastpathId {
+    pub interface: String,
+    /// Named namespace (`ip netns`) of the interface; `None` for the one
+    /// netprobe was started in.
+    pub netns: Option<String>,
+    pub netns_inode: u32,
+}
+
+impl FastpathId {
+    pub fn key(&self) -> String {
+        format!("{}-{}", self.netns_inode, self.interface)
+    }
+
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new(PIN_DIR).join("fastpath").join(self.key())
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new(STATE_DIR).join(self.key())
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.state_dir().join(PID_FILE)
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.state_dir().join(LOG_FILE)
+    }
+}
+
+impl std::fmt::Display for FastpathId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.netns {
+            Some(netns) => write!(f, "{}@{netns}", self.interface),
+            None => f.write_str(&self.interface),
+        }
+    }
+}
+
+/// The vxlan device the fast path stands in for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VxlanDevice {
+    pub name: String,
+    pub ifindex: u32,
+    pub vni: u32,
+    pub port: u16,
+    pub mac: [u8; 6],
+}
+
+/// A pod the fast path delivers to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedPod {
+    pub ip: Ipv4Addr,
+    /// Its host-side veth.
+    pub port: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+}
+
+/// A pod the fast path leaves to the kernel, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedPod {
+    pub ip: Ipv4Addr,
+    pub reason: String,
+}
+
+/// The record of one enabled fast path, rewritten by its sync process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastpathState {
+    pub id: FastpathId,
+    pub ifindex: u32,
+    pub nic_mac: [u8; 6],
+    pub hook: FastpathHook,
+    /// `native` or `generic` for XDP.
+    pub xdp_mode: Option<String>,
+    pub vxlan: VxlanDevice,
+    pub program_id: u32,
+    /// Device settings netprobe changed, to undo on disable.
+    pub changes: Vec<DeviceChange>,
+    pub locals: Vec<Ipv4Addr>,
+    pub remotes: Vec<Ipv4Addr>,
+    pub pods: Vec<ServedPod>,
+    pub skipped: Vec<SkippedPod>,
+    /// Why nothing is fast-pathed right now, if so.
+    pub idle: Option<String>,
+}
+
+impl FastpathState {
+    /// Whether the fast path is native XDP, which needs the device changes
+    /// of [`super::devices`].
+    pub fn native_xdp(&self) -> bool {
+        self.xdp_mode.as_deref() == Some(xdp_mode_name(XdpMode::Driver))
+    }
+}
+
+/// Creates the fast path's record directory.
+pub(crate) fn create_dir(id: &FastpathId) -> Result<(), StateError> {
+    let dir = id.state_dir();
+    fs::create_dir_all(&dir).map_err(io_error("create", &dir))
+}
+
+/// Records `state`; written whole, then renamed, so readers never see half.
+pub(crate) fn save(state: &FastpathState) -> Result<(), StateError> {
+    let path = state.id.state_dir().join(STATE_FILE);
+    let partial = path.with_extension("json.partial");
+    let json = serde_json::to_vec_pretty(state).expect("a fast path state serializes");
+    fs::write(&partial, json).map_err(io_error("write", &partial))?;
+    fs::rename(&partial, &path).map_err(io_error("write", &path))
+}
+
+/// The record in `dir`, if there is one.
+fn load_dir(dir: &Path) -> Result<Option<FastpathState>, StateError> {
+    let path = dir.join(STATE_FILE);
+    let json = match fs::read(&path) {
+        Ok(json) => json,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("read", &path)(error)),
+    };
+    serde_json::from_slice(&json)
+        .map(Some)
+        .map_err(|source| StateError::Format { path, source })
+}
+
+/// The record of the fast path `id`, if it is enabled.
+pub fn load(id: &FastpathId) -> Result<Option<FastpathState>, StateError> {
+    load_dir(&id.state_dir())
+}
+
+/// The record under `key` ([`FastpathId::key`]).
+pub fn load_key(key: &str) -> Result<Option<FastpathState>, StateError> {
+    load_dir(&Path::new(STATE_DIR).join(key))
+}
+
+/// Every recorded fast path.
+pub fn all() -> Result<Vec<FastpathState>, StateError> {
+    let entries = match fs::read_dir(STATE_DIR) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error("list", Path::new(STATE_DIR))(error)),
+    };
+    let mut states = Vec::new();
+    for entry in entries.flatten() {
+        if let Some(state) = load_dir(&entry.path())? {
+            states.push(state);
+        }
+    }
+    states.sort_by_key(|state| state.id.key());
+    Ok(states)
+}
+
+/// Writes this process's pid as the fast path's sync process.
+pub(crate) fn write_pid(id: &FastpathId) -> Result<(), StateError> {
+    let path = id.pid_file();
+    fs::write(&path, std::process::id().to_string()).map_err(io_error("write", &path))
+}
+
+/// The sync process, if it is running. Checked against its command line,
+/// so a reused pid is never taken for it.
+pub fn sync_pid(id: &FastpathId) -> Option<libc::pid_t> {
+    let pid: libc::pid_t = fs::read_to_string(id.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+    // `fastpath sync KEY` in the background, `fastpath enable IFACE
+    // --foreground` in the foreground.
+    let key = id.key();
+    let ours = args.contains(&b"fastpath".as_slice())
+        && (args.contains(&key.as_bytes()) || args.contains(&id.interface.as_bytes()));
+    (ours && !is_zombie(pid)).then_some(pid)
+}
+
+/// Exited, waiting for its parent to reap it (or gone).
+pub(crate) fn is_zombie(pid: libc::pid_t) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the command name, which is in parentheses
+            // and may hold anything.
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.trim_start().chars().next()
+        })
+        .is_none_or(|state| state == 'Z')
+}
+
+/// Removes the record directory, if it exists.
+pub(crate) fn remove(id: &FastpathId) -> Result<(), StateError> {
+    let dir = id.state_dir();
+    match fs::remove_dir_all(&dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(io_error("remove", &dir)(error))
+        }
+        _ => Ok(()),
+    }
+}
