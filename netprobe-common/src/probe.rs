@@ -66,19 +66,37 @@ pub struct FlightKey {
 shared_type!(FlightKey, 16);
 
 /// A packet on its way through the watched hops: one slot of the flight
-/// table, a direct-mapped array indexed by a hash of the key. A slot whose
-/// key has protocol 0 is free.
+/// table, a direct-mapped array indexed by a hash of the key. One cache
+/// line. A slot whose key has protocol 0 is free.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Flight {
     pub key: FlightKey,
-    /// Monotonic time (ns) at each hop; 0 where it was not seen.
-    pub hop_ns: [u64; MAX_HOPS],
-    pub last_hop: u32,
+    /// Monotonic time (ns) at the first hop the packet was seen at.
+    pub start_ns: u64,
+    /// Time (ns after `start_ns`) at each hop from `first_hop` on; 0 where
+    /// it was not seen.
+    pub hop_ns: [u32; MAX_HOPS],
+    pub first_hop: u8,
+    pub last_hop: u8,
     /// 1 once a hop was missed; the end-to-end time is then not counted.
-    pub skipped: u32,
+    pub skipped: u8,
+    pub _pad: [u8; 5],
 }
-shared_type!(Flight, 16 + 8 * MAX_HOPS + 8);
+shared_type!(Flight, 64);
+
+impl Flight {
+    /// Monotonic time (ns) at the last hop the packet was seen at.
+    #[inline(always)]
+    pub fn last_ns(&self) -> u64 {
+        let offset = self
+            .hop_ns
+            .get(usize::from(self.last_hop))
+            .copied()
+            .unwrap_or(0);
+        self.start_ns + u64::from(offset)
+    }
+}
 
 impl FlightKey {
     /// Slot of this key in a table of `1 << bits` slots (Fibonacci hashing).
@@ -130,12 +148,11 @@ shared_type!(HopStats, 48);
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Trace {
-    pub key: FlightKey,
     pub direction: u32,
     pub hops: u32,
-    pub hop_ns: [u64; MAX_HOPS],
+    pub flight: Flight,
 }
-shared_type!(Trace, 24 + 8 * MAX_HOPS);
+shared_type!(Trace, 8 + 64);
 
 /// Histogram slot of the segment that ends at `hop`.
 #[inline(always)]
@@ -159,11 +176,11 @@ pub fn watch_bit(netns: u32, ifindex: u32) -> u32 {
 pub const POINT_CAPACITY: u32 = 1024;
 /// log2 of the flight table's slots (packets followed at once) by default;
 /// `ProbeConfig::flight_slot_bits` sets it per load. A packet lives for
-/// microseconds between its first and last hop, so 8192 slots hold every
-/// flight of a busy node while the table (768 KB) stays in cache.
-pub const FLIGHT_SLOT_BITS: u32 = 13;
+/// microseconds between its first and last hop, so 4096 slots hold every
+/// flight of a busy node while the table (256 KB) stays in cache.
+pub const FLIGHT_SLOT_BITS: u32 = 12;
 /// log2 of the socket write table's slots.
-pub const SOCKET_WRITE_SLOT_BITS: u32 = 14;
+pub const SOCKET_WRITE_SLOT_BITS: u32 = 12;
 /// log2 of the slots of the table of socket reads (see [`SocketRead`]).
 pub const SOCKET_READ_SLOT_BITS: u32 = 12;
 

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use netprobe_common::probe::{DIRECTION_EGRESS, MAX_HOPS, Trace};
+use netprobe_common::probe::{DIRECTION_EGRESS, Trace};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -49,6 +49,8 @@ pub struct AttachArgs {
     /// Record one packet in N with all its hop timestamps.
     #[arg(long, default_value_t = 0)]
     pub sample: u32,
+    /// How XDP attaches to the interface: auto is native where the driver
+    /// supports it (generic on veth, where native XDP changes the datapath).
     #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
     pub xdp_mode: XdpModeChoice,
     /// Flows to follow: tcp|udp, [src|dst] port N, [src|dst] host ADDR, joined by "and".
@@ -280,21 +282,19 @@ fn sample_from(trace: &Trace, path: &ProbePath) -> Sample {
     } else {
         Direction::Ingress
     };
-    let hops = path.hops(direction);
-    let first = trace
-        .hop_ns
-        .iter()
-        .copied()
-        .find(|ns| *ns != 0)
-        .unwrap_or(0);
+    let flight = &trace.flight;
+    let first = usize::from(flight.first_hop);
     Sample {
         direction,
-        hops: hops
+        hops: path
+            .hops(direction)
             .iter()
-            .zip(trace.hop_ns.iter().take(MAX_HOPS))
-            .map(|(hop, &ns)| SampleHop {
+            .zip(flight.hop_ns)
+            .enumerate()
+            .map(|(index, (hop, ns))| SampleHop {
                 point: hop.label(),
-                offset_ns: (ns != 0).then(|| ns - first),
+                // The first hop is at 0; any other hop at 0 was not seen.
+                offset_ns: (index == first || (index > first && ns != 0)).then_some(u64::from(ns)),
             })
             .collect(),
     }

@@ -17,7 +17,7 @@ use netprobe_common::{
     config::{FlowFilter, KernelOffsets, ProbeConfig},
     histogram::{Histogram, bucket_low, bucket_width},
     probe::{
-        FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS, Flight, FlightKey, HopStats, MAX_HOPS, Point, PointKey,
+        FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS, Flight, HopStats, Point, PointKey,
         SLOTS, slot, watch_bit,
     },
 };
@@ -158,15 +158,9 @@ impl LoadedProbes {
     /// Frees every slot of the flight table.
     pub fn clear_flights(&mut self) -> Result<(), ProbeError> {
         let mut flights: Array<_, Flight> = map(&mut self.ebpf, "FLIGHTS")?;
-        let free = Flight {
-            key: FlightKey::default(),
-            hop_ns: [0; MAX_HOPS],
-            last_hop: 0,
-            skipped: 0,
-        };
         for index in 0..flights.len() {
             flights
-                .set(index, free, 0)
+                .set(index, Flight::default(), 0)
                 .map_err(|source| ProbeError::Map {
                     name: "FLIGHTS",
                     source,
@@ -347,14 +341,7 @@ impl ProbeSession {
             .probes
             .flights()?
             .iter()
-            .filter(|flight| {
-                let last = flight
-                    .hop_ns
-                    .get(flight.last_hop as usize)
-                    .copied()
-                    .unwrap_or(0);
-                now.saturating_sub(last) > FLIGHT_EXPIRY_NS
-            })
+            .filter(|flight| now.saturating_sub(flight.last_ns()) > FLIGHT_EXPIRY_NS)
             .count();
         Ok(stale as u64)
     }

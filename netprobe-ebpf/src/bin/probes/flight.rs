@@ -75,15 +75,13 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> b
         }
         return false;
     }
-    let last_hop = flight.last_hop;
+    let last_hop = u32::from(flight.last_hop);
     if last_hop >= point.hop {
         // Seen here already: a copy of the packet (e.g. a clone for a packet
         // socket). The first sighting stands.
         return false;
     }
-    let Some(&last_ns) = flight.hop_ns.get(last_hop as usize) else {
-        return false;
-    };
+    let last_ns = flight.last_ns();
     if last_hop + 1 == point.hop {
         record_latency(
             slot(point.direction, point.hop),
@@ -101,9 +99,9 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> b
         });
     }
     if let Some(hop_ns) = flight.hop_ns.get_mut(point.hop as usize) {
-        *hop_ns = now;
+        *hop_ns = now.saturating_sub(flight.start_ns) as u32;
     }
-    flight.last_hop = point.hop;
+    flight.last_hop = point.hop as u8;
     let hops = config!(hops)
         .get(point.direction as usize)
         .copied()
@@ -126,24 +124,27 @@ fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now
     if flight.key.protocol != 0 && flight.key != key {
         retire(flight, now);
     }
-    flight.key = key;
-    flight.hop_ns = [0; _];
-    flight.last_hop = point.hop;
-    flight.skipped = 0;
-    if let Some(hop_ns) = flight.hop_ns.get_mut(point.hop as usize) {
-        *hop_ns = now;
-    }
+    *flight = Flight {
+        key,
+        start_ns: now,
+        first_hop: point.hop as u8,
+        last_hop: point.hop as u8,
+        ..Flight::default()
+    };
     let mut joined = 0;
     if point.direction == DIRECTION_EGRESS
         && config!(socket_write) != 0
         && key.protocol == IPPROTO_TCP
         && let Some(write_ns) = take_socket_write(key.word0)
     {
-        flight.hop_ns[0] = write_ns;
-        record_latency(
-            slot(point.direction, point.hop),
-            now.saturating_sub(write_ns),
-        );
+        // Hop 0 is the write: the flight starts there.
+        let since_write = now.saturating_sub(write_ns);
+        flight.start_ns = write_ns;
+        flight.first_hop = 0;
+        if let Some(hop_ns) = flight.hop_ns.get_mut(point.hop as usize) {
+            *hop_ns = since_write as u32;
+        }
+        record_latency(slot(point.direction, point.hop), since_write);
         joined = 1;
     }
     update_stats(point, |stats| {
@@ -156,12 +157,11 @@ fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now
 /// last hop if stale, else evicted by the newcomer.
 #[inline(always)]
 fn retire(old: &Flight, now: u64) {
-    let last_ns = old.hop_ns.get(old.last_hop as usize).copied().unwrap_or(0);
     let old_point = Point {
         direction: u32::from(old.key.direction),
-        hop: old.last_hop,
+        hop: u32::from(old.last_hop),
     };
-    if now.saturating_sub(last_ns) > FLIGHT_EXPIRY_NS {
+    if now.saturating_sub(old.last_ns()) > FLIGHT_EXPIRY_NS {
         update_stats(old_point, |stats| stats.expired += 1);
     } else {
         update_stats(old_point, |stats| stats.evicted += 1);
@@ -172,9 +172,11 @@ fn retire(old: &Flight, now: u64) {
 /// time, sample it, and free its slot.
 #[inline(always)]
 fn finish(point: Point, flight: &mut Flight, now: u64) {
-    let first_ns = flight.hop_ns[0];
-    if first_ns != 0 && flight.skipped == 0 {
-        record_latency(slot(point.direction, 0), now.saturating_sub(first_ns));
+    if flight.first_hop == 0 && flight.skipped == 0 {
+        record_latency(
+            slot(point.direction, 0),
+            now.saturating_sub(flight.start_ns),
+        );
     }
     maybe_sample(point, flight);
     flight.key.protocol = 0;
@@ -232,10 +234,9 @@ fn maybe_sample(point: Point, flight: &Flight) {
     // A full ring loses the sample, never the measurement.
     if let Some(mut entry) = TRACES.reserve::<Trace>(0) {
         entry.write(Trace {
-            key: flight.key,
             direction: point.direction,
             hops: point.hop + 1,
-            hop_ns: flight.hop_ns,
+            flight: *flight,
         });
         entry.submit(0);
     }
