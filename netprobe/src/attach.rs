@@ -50,7 +50,8 @@ pub struct AttachArgs {
     #[arg(long, default_value_t = 0)]
     pub sample: u32,
     /// How XDP attaches to the interface: auto is native where the driver
-    /// supports it (generic on veth, where native XDP changes the datapath).
+    /// supports it, else generic; but not at all on a veth, where XDP in
+    /// either mode changes the datapath being measured.
     #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
     pub xdp_mode: XdpModeChoice,
     /// Flows to follow: tcp|udp, [src|dst] port N, [src|dst] host ADDR, joined by "and".
@@ -69,6 +70,11 @@ pub struct AttachArgs {
     /// Print only the final report, no live table.
     #[arg(long)]
     pub quiet: bool,
+    /// Do not measure the probes' own cost: the kernel's run-time
+    /// statistics read the clock twice per program run, which costs
+    /// throughput where that clock is slow (some VMs).
+    #[arg(long)]
+    pub no_cost: bool,
     /// Written once the probes are attached (for tests and scripts).
     #[arg(long, hide = true)]
     pub ready_file: Option<PathBuf>,
@@ -91,6 +97,7 @@ pub fn run(args: &AttachArgs) -> Result<()> {
             .unwrap_or_default(),
         sample_every: args.sample,
         force: args.force,
+        skip_cost: args.no_cost,
     };
     let session = ProbeSession::start(&datapath, &node, &options)?;
     print_path(&datapath, session.path());

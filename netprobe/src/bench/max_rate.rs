@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use std::process::Command;
+use std::{process::Command, time::Instant};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -17,6 +17,7 @@ use super::{
 use crate::{
     lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize},
     load::LoadReport,
+    probes::ProgramCost,
 };
 
 /// Short runs: enough to see a rate held or not.
@@ -56,12 +57,14 @@ pub fn find_max_rate(
     progress.note("finding the highest rate host sustains, without probes")?;
     let without = search(&lab, size, &load)?;
     let probes = (
-        NodeProbes::attach(&lab.nodes()[0].netns)?,
-        NodeProbes::attach(&lab.nodes()[1].netns)?,
+        NodeProbes::attach(&lab.nodes()[0].netns, false)?,
+        NodeProbes::attach(&lab.nodes()[1].netns, false)?,
     );
     progress.note("and with probes")?;
     let with = search(&lab, size, &load)?;
     drop(probes);
+    progress.note("measuring the probes' cost per run")?;
+    let probe_cost = measure_cost(&lab, size, &load, with / 2.0)?;
     lab.down()?;
     Ok(MaxRate {
         mode: Mode::Host,
@@ -70,7 +73,20 @@ pub fn find_max_rate(
         rate_without_probes: without,
         wrk_rate,
         generator_at_80_percent: generator.achieved_rate,
+        probe_cost,
     })
+}
+
+/// Each probe program's time per run on the server's node, with the kernel's
+/// statistics on, at `rate`.
+fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result<Vec<ProgramCost>> {
+    let server = NodeProbes::attach(&lab.nodes()[1].netns, true)?;
+    let before = server.mark()?;
+    let started = Instant::now();
+    run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
+    Ok(server
+        .report_since(&before, started.elapsed().as_secs_f64())?
+        .probe_cost)
 }
 
 /// `wrk -t1 -c50 -d3s` from the client's namespace: its requests/s.

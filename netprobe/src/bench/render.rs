@@ -54,6 +54,11 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
                 "NOT held within 1%"
             }
         )?;
+        write!(f, "probe cost per run:")?;
+        for cost in &max.probe_cost {
+            write!(f, " {} {:.0} ns", cost.program, cost.ns_per_run)?;
+        }
+        writeln!(f)?;
     }
     for step in &results.tuning {
         let state = if step.applied {

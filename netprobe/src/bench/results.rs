@@ -30,7 +30,7 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::system::SystemMetrics;
-use crate::{lab::Mode, load::LoadReport, report::Report};
+use crate::{lab::Mode, load::LoadReport, probes::ProgramCost, report::Report};
 
 pub const RESULTS_FILE: &str = "results.json";
 
@@ -73,6 +73,9 @@ pub struct MaxRate {
     pub wrk_rate: f64,
     /// What `netprobe load` achieved when asked for 80% of `wrk_rate`.
     pub generator_at_80_percent: f64,
+    /// Each probe program's cost per run on the server's node, at half
+    /// `rate`, from the kernel's run-time statistics.
+    pub probe_cost: Vec<ProgramCost>,
 }
 
 /// One setting of `--tune`.

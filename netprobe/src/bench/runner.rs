@@ -50,10 +50,16 @@ pub struct NodeProbes {
 }
 
 impl NodeProbes {
-    pub fn attach(netns: &str) -> Result<Self> {
+    /// Attaches to the node's eth0; with `measure_cost`, the kernel's
+    /// run-time statistics are on (they cost throughput themselves).
+    pub fn attach(netns: &str, measure_cost: bool) -> Result<Self> {
         let node = NetNs::named(netns)?;
         let datapath = discovery::discover("eth0", &node)?;
-        let session = ProbeSession::start(&datapath, &node, &ProbeOptions::default())
+        let options = ProbeOptions {
+            skip_cost: !measure_cost,
+            ..ProbeOptions::default()
+        };
+        let session = ProbeSession::start(&datapath, &node, &options)
             .with_context(|| format!("attaching probes in {netns}"))?;
         Ok(Self {
             netns: netns.to_owned(),
@@ -61,12 +67,16 @@ impl NodeProbes {
         })
     }
 
-    fn mark(&self) -> Result<(Snapshot, Vec<ProgramCost>)> {
+    pub fn mark(&self) -> Result<(Snapshot, Vec<ProgramCost>)> {
         Ok((self.session.snapshot()?, self.session.program_costs()?))
     }
 
     /// The breakdown of what happened since `mark`.
-    fn report_since(&self, mark: &(Snapshot, Vec<ProgramCost>), seconds: f64) -> Result<Report> {
+    pub fn report_since(
+        &self,
+        mark: &(Snapshot, Vec<ProgramCost>),
+        seconds: f64,
+    ) -> Result<Report> {
         let (snapshot, costs) = self.mark()?;
         let context = ReportContext {
             interface: "eth0",
@@ -126,8 +136,10 @@ pub fn bench_mode(
     } else {
         Vec::new()
     };
-    let client = NodeProbes::attach(&lab.nodes()[0].netns)?;
-    let server = NodeProbes::attach(&lab.nodes()[1].netns)?;
+    // Costs are measured once, by max_rate: the statistics would load the
+    // CPU the rates were chosen for.
+    let client = NodeProbes::attach(&lab.nodes()[0].netns, false)?;
+    let server = NodeProbes::attach(&lab.nodes()[1].netns, false)?;
     let namespaces: Vec<&str> = lab
         .namespaces()
         .into_iter()
