@@ -155,6 +155,12 @@ fn print_path(datapath: &Datapath, path: &ProbePath) {
             println!("  {role}: {}", names(devices));
         }
     }
+    if let Some(hook) = datapath.fastpath {
+        println!(
+            "  netprobe's VXLAN fast path ({}) takes packets for local pods from the NIC to the pod",
+            hook.name()
+        );
+    }
     for direction in Direction::BOTH {
         let hops: Vec<String> = path
             .hops(direction)

@@ -8,6 +8,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::{
+    fastpath::{self, FastpathHook, state::StateError},
     netlink::{self, Link, NetlinkError},
     netns::{self, NetNs, NetNsError},
 };
@@ -20,6 +21,8 @@ pub enum DiscoveryError {
     NetNs(#[from] NetNsError),
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    FastpathState(#[from] StateError),
     #[error("listing network namespaces: {0}")]
     ListNamespaces(#[source] std::io::Error),
     #[error(
@@ -60,6 +63,9 @@ pub struct Datapath {
     pub bridges: Vec<Device>,
     pub bridge_ports: Vec<Device>,
     pub pods: Vec<Device>,
+    /// netprobe's VXLAN fast path on the NIC, if enabled: packets for local
+    /// pods go straight from the NIC to the pod.
+    pub fastpath: Option<FastpathHook>,
 }
 
 /// `--with DEV[@NETNS]` and `--without DEV[@NETNS]`.
@@ -138,7 +144,10 @@ pub fn discover(nic_name: &str, node: &NetNs) -> Result<Datapath, DiscoveryError
         })
         .collect();
     let pods = pod_devices(node, nic, &ports)?;
+    let fastpath = fastpath::state::load_key(&format!("{}-{}", node.inode(), nic.name))?
+        .map(|state| state.hook);
     Ok(Datapath {
+        fastpath,
         nic: device(nic),
         nic_xdp_prog_id: nic.xdp_prog_id,
         vxlan,

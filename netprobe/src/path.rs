@@ -7,7 +7,10 @@ use netprobe_common::probe::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::discovery::{Datapath, Device};
+use crate::{
+    discovery::{Datapath, Device},
+    fastpath::FastpathHook,
+};
 
 /// A kernel hook netprobe observes packets at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -150,6 +153,8 @@ pub enum SegmentKind {
     Veth,
     /// Crossing a macvlan/ipvlan device, with no bridge and no routing.
     Macvlan,
+    /// netprobe's VXLAN fast path, from the NIC straight into the pod.
+    Fastpath,
     /// The endpoint's IP/TCP stack and the application's wake-up.
     Stack,
     /// VXLAN encapsulation and the node's UDP and IP output.
@@ -171,19 +176,30 @@ impl SegmentKind {
             (Nic | Vxlan, Bridge) | (Bridge, Nic | Vxlan) => SegmentKind::Routing,
             (Bridge, BridgePort) | (BridgePort, Bridge) => SegmentKind::Bridge,
             (BridgePort, Pod) | (Pod, BridgePort) => SegmentKind::Veth,
+            // A pod's veth next to the NIC: only the fast path does that.
+            (Nic, Pod) | (Pod, Nic)
+                if to
+                    .devices
+                    .iter()
+                    .chain(&from.devices)
+                    .any(|device| device.kind == "veth") =>
+            {
+                SegmentKind::Fastpath
+            }
             (Nic, Pod) | (Pod, Nic) => SegmentKind::Macvlan,
             (Vxlan, Nic) => SegmentKind::VxlanEncap,
             _ => SegmentKind::Stack,
         }
     }
 
-    pub const ALL: [SegmentKind; 10] = [
+    pub const ALL: [SegmentKind; 11] = [
         SegmentKind::Nic,
         SegmentKind::VxlanDecap,
         SegmentKind::Routing,
         SegmentKind::Bridge,
         SegmentKind::Veth,
         SegmentKind::Macvlan,
+        SegmentKind::Fastpath,
         SegmentKind::Stack,
         SegmentKind::VxlanEncap,
         SegmentKind::Qdisc,
@@ -198,6 +214,7 @@ impl SegmentKind {
             SegmentKind::Bridge => "bridge",
             SegmentKind::Veth => "veth",
             SegmentKind::Macvlan => "macvlan",
+            SegmentKind::Fastpath => "fast path",
             SegmentKind::Stack => "stack",
             SegmentKind::VxlanEncap => "vxlan encap",
             SegmentKind::Qdisc => "qdisc",
@@ -254,17 +271,21 @@ impl ProbePath {
             hook,
             devices: devices.to_vec(),
         };
+        // With the fast path, packets for local pods skip the vxlan device,
+        // the bridge and its ports. Its XDP hook takes them before the NIC's
+        // TC (and holds XDP); its TC hook hands them to the pod with
+        // redirect_peer, which re-enters the receive path past the
+        // netif_receive_skb tracepoint of the pod's interface.
+        let kernel_path = datapath.fastpath.is_none();
+        let nic_tc = datapath.fastpath != Some(FastpathHook::Xdp);
+        let pod_receive = datapath.fastpath != Some(FastpathHook::Tc);
         let ingress = [
             with_xdp.then(|| hop(Role::Nic, Hook::Xdp, &nic())),
-            Some(hop(Role::Nic, Hook::TcIngress, &nic())),
-            Some(hop(Role::Vxlan, Hook::NetifReceive, &datapath.vxlan)),
-            Some(hop(Role::Bridge, Hook::NetDevQueue, &datapath.bridges)),
-            Some(hop(
-                Role::BridgePort,
-                Hook::NetDevQueue,
-                &datapath.bridge_ports,
-            )),
-            Some(hop(Role::Pod, Hook::NetifReceive, &datapath.pods)),
+            nic_tc.then(|| hop(Role::Nic, Hook::TcIngress, &nic())),
+            kernel_path.then(|| hop(Role::Vxlan, Hook::NetifReceive, &datapath.vxlan)),
+            kernel_path.then(|| hop(Role::Bridge, Hook::NetDevQueue, &datapath.bridges)),
+            kernel_path.then(|| hop(Role::BridgePort, Hook::NetDevQueue, &datapath.bridge_ports)),
+            pod_receive.then(|| hop(Role::Pod, Hook::NetifReceive, &datapath.pods)),
             Some(hop(Role::Socket, Hook::SocketRead, &[])),
         ];
         let egress = [

@@ -27,6 +27,7 @@ use thiserror::Error;
 pub use crate::links::XdpModeChoice;
 use crate::{
     discovery::{Datapath, Device},
+    fastpath::FastpathHook,
     kernel_btf::{self, BtfError},
     links::{self, AttachError, error_chain, xdp_mode_name},
     netns::{NetNs, NetNsError},
@@ -245,6 +246,16 @@ impl ProbeSession {
         let btf = Btf::from_sys_fs().map_err(|_| ProbeError::Btf(BtfError::Missing))?;
         let mut unobserved = Vec::new();
         let with_xdp = match datapath.nic_xdp_prog_id {
+            Some(_) if datapath.fastpath == Some(FastpathHook::Xdp) => {
+                unobserved.push(Unobserved {
+                    hook: Hook::Xdp,
+                    reason: format!(
+                        "netprobe's XDP fast path holds {}: packets it takes are seen from the pod on",
+                        datapath.nic
+                    ),
+                });
+                false
+            }
             Some(prog_id) if !options.force => {
                 return Err(ProbeError::ForeignXdp {
                     interface: datapath.nic.to_string(),

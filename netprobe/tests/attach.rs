@@ -321,3 +321,49 @@ fn with_and_without_adjust_the_discovered_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_fast_path_removes_the_vxlan_and_bridge_segments() {
+    let lab = lab(Mode::FlannelVxlan);
+    let (kernel, _) = measure(&lab, &[]);
+    let enable = netprobe(&[
+        "fastpath",
+        "enable",
+        "eth0",
+        "--netns",
+        server_node(&lab),
+        "--hook",
+        "tc",
+    ]);
+    assert!(enable.status.success(), "{enable:?}");
+    let (fast, _) = measure(&lab, &[]);
+    let disable = netprobe(&["fastpath", "disable", "eth0", "--netns", server_node(&lab)]);
+    assert!(disable.status.success(), "{disable:?}");
+
+    let points = |report: &Report| report.path.ingress.clone();
+    assert!(
+        points(&kernel).iter().any(|point| point == "flannel.1"),
+        "{kernel}"
+    );
+    assert_eq!(points(&fast), ["eth0 TC ingress", "socket read"], "{fast}");
+    let ingress = |report: &Report| {
+        report
+            .end_to_end
+            .iter()
+            .find(|total| total.direction == Direction::Ingress)
+            .map(|total| total.latency.clone())
+            .expect("ingress end to end")
+    };
+    let (kernel_path, fast_path) = (ingress(&kernel), ingress(&fast));
+    // What the vxlan device, the routing and the bridge took does not
+    // reappear elsewhere: the fastest request is faster, and the median,
+    // which the server's wake-up dominates, is not slower beyond its noise.
+    assert!(
+        fast_path.min_ns < kernel_path.min_ns,
+        "kernel path:\n{kernel}\nfast path:\n{fast}"
+    );
+    assert!(
+        fast_path.p50_ns as f64 <= 1.2 * kernel_path.p50_ns as f64,
+        "kernel path:\n{kernel}\nfast path:\n{fast}"
+    );
+}

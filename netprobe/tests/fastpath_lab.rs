@@ -283,7 +283,8 @@ fn vxlan_fastpath_mode_runs_on_every_node_and_goes_with_the_lab() {
     let ids = [id(&names.node1, "eth0"), id(&names.node2, "eth0")];
     for id in &ids {
         let state = record(id);
-        assert_eq!(state.hook, FastpathHook::Xdp);
+        // The faster hook on the lab's veth wire.
+        assert_eq!(state.hook, FastpathHook::Tc);
         assert!(
             netprobe::fastpath::state::sync_pid(id).is_some(),
             "{id} syncing"
@@ -301,7 +302,7 @@ fn vxlan_fastpath_mode_runs_on_every_node_and_goes_with_the_lab() {
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("vxlan-fastpath"), "{status}");
     assert!(
-        status.contains("fast path on node2 eth0: xdp native"),
+        status.contains("fast path on node2 eth0: tc, 1 pods, syncing"),
         "{status}"
     );
     lab.down().expect("lab down");

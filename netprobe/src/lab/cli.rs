@@ -142,11 +142,13 @@ fn fastpaths(lab: &Lab) -> Vec<String> {
         } else {
             "sync NOT RUNNING"
         };
-        let mode = state.xdp_mode.as_deref().unwrap_or("");
+        let hook = match &state.xdp_mode {
+            Some(mode) => format!("{} {mode}", state.hook.name()),
+            None => state.hook.name().to_owned(),
+        };
         lines.push(format!(
-            "fast path on {node} {}: {} {mode}, {} pods, {sync}",
+            "fast path on {node} {}: {hook}, {} pods, {sync}",
             state.id.interface,
-            state.hook.name(),
             state.pods.len()
         ));
     }

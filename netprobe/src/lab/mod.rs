@@ -48,7 +48,7 @@ pub use self::{
     teardown::TeardownError,
 };
 use crate::{
-    fastpath::{self, EnableOptions, FastpathError, FastpathId},
+    fastpath::{self, EnableOptions, FastpathError, FastpathHook, FastpathId},
     netns::{NetNs, NetNsError},
 };
 
@@ -172,6 +172,10 @@ impl Lab {
                 .map(|node| {
                     fastpath::enable(&EnableOptions {
                         sync: Some(self.spec.netprobe.clone()),
+                        // On the lab's veth wire TC is the faster hook (native
+                        // XDP rebuilds every skb), and the probes' TC hook
+                        // still sees each packet before the fast path takes it.
+                        hook: FastpathHook::Tc,
                         ..EnableOptions::new("eth0", Some(node.netns.clone()))
                     })
                 })

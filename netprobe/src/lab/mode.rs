@@ -26,8 +26,9 @@ pub enum Mode {
     /// Flannel VXLAN: pods on `cni0`, other nodes' pod subnets through
     /// `flannel.1` (VNI 1, UDP 8472) with static neighbour and FDB entries.
     FlannelVxlan,
-    /// Flannel VXLAN with netprobe's decapsulation fast path (XDP) on every
-    /// node's `eth0`.
+    /// Flannel VXLAN with netprobe's decapsulation fast path on every node's
+    /// `eth0` (TC hook: on the lab's veth wire, native XDP rebuilds every
+    /// skb and is the slower one).
     VxlanFastpath,
     /// ipvlan L2 on the node uplink; needs CONFIG_IPVLAN.
     Ipvlan,
