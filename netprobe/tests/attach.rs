@@ -15,7 +15,7 @@ use netprobe::{
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netlink,
     netns::NetNs,
-    path::Direction,
+    path::{Direction, SegmentKind},
     report::{Report, Segment},
     status::loaded_netprobe_programs,
 };
@@ -218,9 +218,11 @@ fn a_delay_at_one_device_shows_in_exactly_its_segment() {
                 (grew - expected).abs() <= 0.2 * expected,
                 "{name} grew by {grew} ns, not {expected} ns ±20%\nbefore:\n{baseline}\nafter:\n{delayed}"
             );
-        } else {
-            // None of the delay leaks here. (The socket segment, which holds
-            // the server's wake-up, may shrink: nginx then sleeps less.)
+        } else if before.kind != SegmentKind::Stack {
+            // None of the delay leaks into another device's segment. (The
+            // stack segments hold the server's wake-up, which swings by tens
+            // of microseconds when other tests load the machine; the delay
+            // runs before them.)
             assert!(
                 grew < 0.2 * DELAY_NS as f64,
                 "{name} grew by {grew} ns\nbefore:\n{baseline}\nafter:\n{delayed}"
