@@ -9,6 +9,7 @@ use std::{process::Command, time::Instant};
 use anyhow::{Context as _, Result, bail};
 
 use super::{
+    interrupt,
     plan::bytes,
     progress::Progress,
     results::MaxRate,
@@ -27,7 +28,12 @@ const PROBE_LOAD: Load = Load {
     connections: 50,
 };
 const FIRST_RATE: f64 = 4000.0;
-const BISECTIONS: usize = 3;
+/// Halving the gap between held and not held five times: within 3%.
+const BISECTIONS: usize = 5;
+/// Connections for checking the generator against wrk: at 80% of wrk's
+/// maximum, 50 connections leave each one barely an interval's time per
+/// request, and the check would measure that rather than the generator.
+const CHECK_CONNECTIONS: usize = 100;
 /// No machine here sustains this; the search stops doubling there.
 const CEILING: f64 = 2_000_000.0;
 
@@ -41,30 +47,38 @@ fn sustained(report: &LoadReport) -> bool {
 pub fn find_max_rate(
     size: ResponseSize,
     connections: usize,
-    progress: &mut Progress,
+    progress: &Progress,
 ) -> Result<MaxRate> {
-    let lab = LabGuard::up(&LabSpec::new(BENCH_PREFIX, Mode::Host))?;
+    let lab = {
+        let _change = interrupt::lab_change();
+        LabGuard::up(&LabSpec::new(BENCH_PREFIX, Mode::Host))?
+    };
     let load = Load {
         connections,
         ..PROBE_LOAD
     };
-    progress.note("measuring wrk's closed-loop maximum and the load generator against it")?;
+    progress.note("measuring wrk's closed-loop maximum and the load generator against it");
     let wrk_rate = wrk_max(&lab, size)?;
+    let check = Load {
+        connections: CHECK_CONNECTIONS,
+        ..load.clone()
+    };
     let generator = run_load(
         lab.client_netns(),
-        load.config(lab.server_url(size), 0.8 * wrk_rate),
+        check.config(lab.server_url(size), 0.8 * wrk_rate),
     )?;
-    progress.note("finding the highest rate host sustains, without probes")?;
+    progress.note("finding the highest rate host sustains, without probes");
     let without = search(&lab, size, &load)?;
     let probes = (
         NodeProbes::attach(&lab.nodes()[0].netns, false)?,
         NodeProbes::attach(&lab.nodes()[1].netns, false)?,
     );
-    progress.note("and with probes")?;
+    progress.note("and with probes");
     let with = search(&lab, size, &load)?;
     drop(probes);
-    progress.note("measuring the probes' cost per run")?;
+    progress.note("measuring the probes' cost per run");
     let probe_cost = measure_cost(&lab, size, &load, with / 2.0)?;
+    let _change = interrupt::lab_change();
     lab.down()?;
     Ok(MaxRate {
         mode: Mode::Host,

@@ -8,6 +8,7 @@
 
 mod attribution;
 mod html;
+mod interrupt;
 mod max_rate;
 mod plan;
 mod progress;
@@ -21,7 +22,7 @@ use std::{
     fs::{self, File},
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
-    sync::{Arc, atomic::AtomicBool},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -78,10 +79,6 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         bail!("at least one connection is needed");
     }
     let _lock = BenchLock::take()?;
-    let cancelled = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&cancelled)).context("handling Ctrl-C")?;
-    }
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let load = Load {
@@ -95,21 +92,21 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         Rates::Fixed(rates) => rates.len(),
         Rates::Auto => AUTO_SHARES.len(),
     };
-    let mut progress = Progress::new(
-        args.modes.0.len() * known_rates * sizes.len(),
-        run_time,
-        cancelled,
-    );
-    let (_global_tuning, tuning) = if args.tune {
+    let mut progress = Progress::new(args.modes.0.len() * known_rates * sizes.len(), run_time);
+    let (global_tuning, tuning) = if args.tune {
         let (guard, steps) = tune::GlobalTuning::apply()?;
         (Some(guard), steps)
     } else {
         (None, Vec::new())
     };
+    // Dropped, it puts the machine-wide settings back: at the end, on an
+    // error, or by the interrupt handler.
+    let global_tuning = Arc::new(Mutex::new(global_tuning));
+    interrupt::tear_down_on_interrupt(Arc::clone(&global_tuning))?;
     let (rates, max_rate) = match &args.rates {
         Rates::Fixed(rates) => (rates.clone(), None),
         Rates::Auto => {
-            let max = max_rate::find_max_rate(sizes[0], args.connections, &mut progress)?;
+            let max = max_rate::find_max_rate(sizes[0], args.connections, &progress)?;
             let rates = AUTO_SHARES
                 .iter()
                 .map(|share| (share * max.rate).round())

@@ -1,16 +1,9 @@
-//! Which mode and rate are running and about how long is left, on stderr;
-//! and the cancellation point for Ctrl-C and SIGTERM.
+//! Which mode and rate are running and about how long is left, on stderr.
 
 use std::{
     io::{IsTerminal as _, Write as _},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
-
-use anyhow::{Result, bail};
 
 use crate::lab::Mode;
 
@@ -20,25 +13,21 @@ pub struct Progress {
     per_run: Duration,
     started: Instant,
     terminal: bool,
-    cancelled: Arc<AtomicBool>,
 }
 
 impl Progress {
-    /// `total` runs of `per_run` each; `cancelled` is set by the signal
-    /// handlers.
-    pub fn new(total: usize, per_run: Duration, cancelled: Arc<AtomicBool>) -> Self {
+    /// `total` runs of `per_run` each.
+    pub fn new(total: usize, per_run: Duration) -> Self {
         Self {
             total,
             done: 0,
             per_run,
             started: Instant::now(),
             terminal: std::io::stderr().is_terminal(),
-            cancelled,
         }
     }
 
-    pub fn start_run(&mut self, mode: Mode, rate: f64, size: usize) -> Result<()> {
-        self.check_cancelled()?;
+    pub fn start_run(&mut self, mode: Mode, rate: f64, size: usize) {
         self.done += 1;
         let left = self.per_run * (self.total + 1 - self.done) as u32;
         self.show(&format!(
@@ -48,7 +37,6 @@ impl Progress {
             humantime::format_duration(round(self.started.elapsed())),
             humantime::format_duration(round(left)),
         ));
-        Ok(())
     }
 
     /// A mode that could not run: its runs are done.
@@ -57,23 +45,14 @@ impl Progress {
         self.show(&format!("{mode}: unavailable here, skipped"));
     }
 
-    pub fn note(&mut self, text: &str) -> Result<()> {
-        self.check_cancelled()?;
+    pub fn note(&self, text: &str) {
         self.show(text);
-        Ok(())
     }
 
     pub fn finish(&self) {
         if self.terminal {
             eprintln!();
         }
-    }
-
-    fn check_cancelled(&self) -> Result<()> {
-        if self.cancelled.load(Ordering::Relaxed) {
-            bail!("interrupted: the bench's lab and probes were removed");
-        }
-        Ok(())
     }
 
     fn show(&self, line: &str) {

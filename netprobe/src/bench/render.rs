@@ -45,7 +45,7 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
         let held = (max.generator_at_80_percent - requested).abs() <= 0.01 * requested;
         writeln!(
             f,
-            "wrk -t1 -c50 closed-loop maximum {:.0}/s; netprobe load asked for 80% ({requested:.0}/s) achieved {:.0}/s ({})",
+            "wrk -t1 -c50 closed-loop maximum {:.0}/s; netprobe load (100 connections) asked for 80% ({requested:.0}/s) achieved {:.0}/s ({})",
             max.wrk_rate,
             max.generator_at_80_percent,
             if held {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use super::{
+    interrupt,
     plan::bytes,
     progress::Progress,
     results::{ModeResults, Run},
@@ -118,7 +119,11 @@ pub fn bench_mode(
     tune_lab: bool,
     progress: &mut Progress,
 ) -> Result<ModeResults> {
-    let lab = match LabGuard::up(&LabSpec::new(BENCH_PREFIX, mode)) {
+    let built = {
+        let _change = interrupt::lab_change();
+        LabGuard::up(&LabSpec::new(BENCH_PREFIX, mode))
+    };
+    let lab = match built {
         Ok(lab) => lab,
         Err(error @ LabError::IpvlanUnavailable) => {
             progress.skip(mode, rates.len() * sizes.len());
@@ -148,7 +153,7 @@ pub fn bench_mode(
     let mut runs = Vec::new();
     for &size in sizes {
         for &rate in rates {
-            progress.start_run(mode, rate, bytes(size))?;
+            progress.start_run(mode, rate, bytes(size));
             let marks = (client.mark()?, server.mark()?);
             let counters = Counters::read(&namespaces)?;
             let started = Instant::now();
@@ -165,6 +170,7 @@ pub fn bench_mode(
         }
     }
     drop((client, server));
+    let _change = interrupt::lab_change();
     lab.down().context("removing the bench lab")?;
     Ok(ModeResults {
         mode,

@@ -1,0 +1,56 @@
+//! Ctrl-C and SIGTERM during a bench: remove what the bench built (its lab,
+//! with any fast path in it; the probes go with the process) and put back
+//! the machine-wide tuning, then exit. A run blocks for its whole duration,
+//! so this happens on a thread of its own, not between runs.
+
+use std::{
+    process,
+    sync::{Arc, Mutex, MutexGuard},
+    thread,
+};
+
+use anyhow::{Context as _, Result};
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::Signals,
+};
+
+use super::{runner::BENCH_PREFIX, tune::GlobalTuning};
+use crate::lab::Lab;
+
+/// Held while a lab is built or removed, so that the interrupt never tears
+/// down a lab half-built (and so misses what comes after).
+static LAB_CHANGE: Mutex<()> = Mutex::new(());
+
+/// Serializes building and removing the bench's lab with the interrupt.
+pub fn lab_change() -> MutexGuard<'static, ()> {
+    LAB_CHANGE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Installs the handler; `tuning` is put back before exiting.
+pub fn tear_down_on_interrupt(tuning: Arc<Mutex<Option<GlobalTuning>>>) -> Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("handling Ctrl-C")?;
+    thread::Builder::new()
+        .name("netprobe-interrupt".into())
+        .spawn(move || {
+            if signals.forever().next().is_none() {
+                return;
+            }
+            eprintln!("\ninterrupted: removing the bench's lab");
+            let _change = lab_change();
+            if let Err(error) = Lab::down(BENCH_PREFIX) {
+                eprintln!("error: {error:#} (netprobe lab down --prefix {BENCH_PREFIX})");
+            }
+            drop(
+                tuning
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .take(),
+            );
+            process::exit(130);
+        })
+        .context("starting the interrupt handler")?;
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! `netprobe lab bench` and `netprobe report` as users run them: a short
+//! bench over two modes writes every output, a report renders it again,
+//! bad input is refused in one line, and an interrupted bench leaves
+//! nothing behind.
+
+mod support;
+
+use std::{
+    fs::{self, File},
+    os::fd::AsRawFd as _,
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use netprobe::{
+    bench::{BENCH_PREFIX, BenchResults},
+    lab::{Lab, Mode, STATE_DIR},
+    netns::named_namespaces,
+};
+use support::{
+    require_root,
+    session::{NETPROBE, netprobe},
+};
+
+/// Only one test may run a bench at a time: they share the bench's lab.
+fn bench_lock() -> File {
+    fs::create_dir_all(STATE_DIR).expect("state directory");
+    let file = File::create(Path::new(STATE_DIR).join("bench-tests.lock")).expect("lock file");
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    file
+}
+
+fn bench_namespaces() -> Vec<String> {
+    named_namespaces()
+        .expect("list namespaces")
+        .into_iter()
+        .filter(|name| name.starts_with(&format!("{BENCH_PREFIX}-")))
+        .collect()
+}
+
+#[test]
+fn a_short_bench_writes_results_tables_and_a_page() {
+    require_root();
+    let _lock = bench_lock();
+    let out = tempfile::tempdir().expect("output directory");
+    let dir = out.path().to_str().expect("UTF-8 path");
+    let output = netprobe(&[
+        "lab",
+        "bench",
+        "--modes",
+        "host,flannel-vxlan",
+        "--rates",
+        "2000",
+        "--sizes",
+        "350",
+        "--duration",
+        "1s",
+        "--out",
+        dir,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+
+    let results = BenchResults::load(out.path()).expect("results.json");
+    assert_eq!(results.settings.modes, [Mode::Host, Mode::FlannelVxlan]);
+    for mode in &results.modes {
+        let run = mode.run(2000.0, 350).expect("the run");
+        assert!(
+            (run.load.achieved_rate - 2000.0).abs() < 20.0,
+            "{}: {:?}",
+            mode.mode,
+            run.load
+        );
+        assert!(
+            run.server
+                .segments
+                .iter()
+                .all(|segment| segment.latency.count > 0)
+        );
+        assert!(!run.system.cpus.is_empty() && !run.system.devices.is_empty());
+    }
+    let table = fs::read_to_string(out.path().join("table.txt")).expect("table.txt");
+    assert!(
+        table.contains("flannel-vxlan") && table.contains("2000/s"),
+        "{table}"
+    );
+    let attribution =
+        fs::read_to_string(out.path().join("attribution.txt")).expect("attribution.txt");
+    assert!(attribution.contains("vxlan encap"), "{attribution}");
+    let page = fs::read_to_string(out.path().join("report.html")).expect("report.html");
+    // Self-contained: nothing for a browser to fetch.
+    assert!(page.contains("<svg"), "{page}");
+    for fetch in ["src=", "href=", "<link", "@import", "url("] {
+        assert!(!page.contains(fetch), "{fetch} in the page");
+    }
+
+    let report = netprobe(&["report", dir, "--compare", dir]);
+    let stdout = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{report:?}");
+    assert!(
+        stdout.contains("extra median latency over host"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(+0.0%)"), "{stdout}");
+    assert!(bench_namespaces().is_empty());
+}
+
+#[test]
+fn bad_input_is_refused_in_one_line() {
+    require_root();
+    let _lock = bench_lock();
+    for (args, code, message) in [
+        (&["--modes", "vlan"][..], 2, "unknown mode \"vlan\""),
+        (&["--rates", "0"], 2, "\"0\" is not a rate"),
+        (&["--rates=-100"], 2, "\"-100\" is not a rate"),
+        (&["--sizes", "1000"], 2, "\"1000\" is not a response size"),
+        (&["--duration", "soon"], 2, "--duration"),
+    ] {
+        let output = netprobe(&[&["lab", "bench"][..], args].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+
+    // A bench that runs already holds the lock.
+    let held = File::create(Path::new(STATE_DIR).join("bench.lock")).expect("lock file");
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let output = netprobe(&["lab", "bench", "--modes", "host", "--rates", "1000"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another netprobe lab bench is running"),
+        "{stderr}"
+    );
+    assert!(bench_namespaces().is_empty());
+}
+
+/// Starts a long bench and waits until its lab is up.
+fn start_long_bench() -> std::process::Child {
+    let out = tempfile::tempdir().expect("output directory");
+    let child = Command::new(NETPROBE)
+        .args([
+            "lab",
+            "bench",
+            "--modes",
+            "flannel-vxlan",
+            "--rates",
+            "1000",
+        ])
+        .args(["--sizes", "350", "--duration", "60s", "--out"])
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bench starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Lab::load(BENCH_PREFIX).is_err() {
+        assert!(Instant::now() < deadline, "the bench's lab never came up");
+        thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[test]
+fn ctrl_c_tears_down_what_the_bench_built() {
+    require_root();
+    let _lock = bench_lock();
+    let mut bench = start_long_bench();
+    assert_eq!(
+        unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = bench.wait().expect("bench exits");
+    assert!(!status.success(), "an interrupted bench fails");
+    assert!(bench_namespaces().is_empty(), "{:?}", bench_namespaces());
+}
+
+#[test]
+fn lab_down_cleans_up_after_a_killed_bench() {
+    require_root();
+    let _lock = bench_lock();
+    let mut bench = start_long_bench();
+    bench.kill().expect("kill -9");
+    bench.wait().expect("reaped");
+    assert!(
+        !bench_namespaces().is_empty(),
+        "the lab stays after kill -9"
+    );
+    let down = netprobe(&["lab", "down", "--prefix", BENCH_PREFIX]);
+    assert!(down.status.success(), "{down:?}");
+    assert!(bench_namespaces().is_empty(), "{:?}", bench_namespaces());
+}
