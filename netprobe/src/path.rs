@@ -275,17 +275,27 @@ impl ProbePath {
         // the bridge and its ports. Its XDP hook takes them before the NIC's
         // TC (and holds XDP); its TC hook hands them to the pod with
         // redirect_peer, which re-enters the receive path past the
-        // netif_receive_skb tracepoint of the pod's interface.
+        // netif_receive_skb tracepoint of the pod's interface. So do
+        // macvlan and ipvlan (RX_HANDLER_ANOTHER): only a veth peer
+        // receives a packet anew, through that tracepoint.
         let kernel_path = datapath.fastpath.is_none();
         let nic_tc = datapath.fastpath != Some(FastpathHook::Xdp);
-        let pod_receive = datapath.fastpath != Some(FastpathHook::Tc);
+        let receiving_pods: Vec<Device> = match datapath.fastpath {
+            Some(FastpathHook::Tc) => Vec::new(),
+            _ => datapath
+                .pods
+                .iter()
+                .filter(|pod| pod.kind == "veth")
+                .cloned()
+                .collect(),
+        };
         let ingress = [
             with_xdp.then(|| hop(Role::Nic, Hook::Xdp, &nic())),
             nic_tc.then(|| hop(Role::Nic, Hook::TcIngress, &nic())),
             kernel_path.then(|| hop(Role::Vxlan, Hook::NetifReceive, &datapath.vxlan)),
             kernel_path.then(|| hop(Role::Bridge, Hook::NetDevQueue, &datapath.bridges)),
             kernel_path.then(|| hop(Role::BridgePort, Hook::NetDevQueue, &datapath.bridge_ports)),
-            pod_receive.then(|| hop(Role::Pod, Hook::NetifReceive, &datapath.pods)),
+            Some(hop(Role::Pod, Hook::NetifReceive, &receiving_pods)),
             Some(hop(Role::Socket, Hook::SocketRead, &[])),
         ];
         let egress = [

@@ -171,6 +171,27 @@ fn pods_behind_a_vxlan_overlay() {
     );
 }
 
+#[test]
+fn pods_on_macvlan() {
+    let lab = lab(Mode::Macvlan);
+    let pod = format!("pod eth0@{}", lab.server_netns());
+    let (report, rtt) = measure(&lab, &[]);
+    // A macvlan delivers to its pod within one pass through the receive
+    // path (RX_HANDLER_ANOTHER), past the pod's netif_receive_skb: on
+    // ingress the NIC's TC is the last device point.
+    check_breakdown(
+        &report,
+        rtt,
+        &["eth0 TC ingress", "socket read"],
+        &[
+            "socket write",
+            &pod,
+            "eth0 TC egress",
+            "eth0 net_dev_start_xmit",
+        ],
+    );
+}
+
 /// The eBPF programs that exist only for tests.
 static TESTING_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
