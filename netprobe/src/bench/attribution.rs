@@ -1,6 +1,11 @@
-//! Where each mode's extra latency over `host` goes: the difference of the
-//! per-hop medians, summed by segment kind over both nodes and both
-//! directions, set against the difference of the load generator's medians.
+//! Where each mode's extra latency over `host` goes. Means add up where
+//! medians do not (the median of a sum is not the sum of the medians), so a
+//! request's extra time is split with the per-hop means: summed by segment
+//! kind over both nodes and both directions, with the server application's
+//! time and the time requests waited in the load generator for their
+//! connection (which slower responses lengthen). Those parts are set
+//! against the generator's mean difference; its median difference is kept
+//! beside them.
 
 use std::collections::BTreeMap;
 
@@ -14,31 +19,35 @@ pub struct Attribution {
     pub mode: Mode,
     pub rate: f64,
     pub size: usize,
-    /// Extra median time per segment kind, ns (negative: faster than host).
+    /// Extra mean time per segment kind, ns (negative: faster than host).
     pub by_kind: BTreeMap<SegmentKind, i64>,
-    /// Sum of `by_kind`.
-    pub segments_ns: i64,
-    /// The load generator's median over host's, ns.
-    pub end_to_end_ns: i64,
+    /// Extra mean time requests waited in the generator to be sent.
+    pub client_wait_ns: i64,
+    /// Sum of `by_kind` and `client_wait_ns`.
+    pub parts_ns: i64,
+    /// The load generator's mean over host's.
+    pub mean_ns: i64,
+    /// The load generator's median over host's.
+    pub median_ns: i64,
 }
 
 impl Attribution {
-    /// How much of the end-to-end difference the segments account for.
+    /// How much of the end-to-end (mean) difference the parts account for.
     pub fn closure(&self) -> Option<f64> {
-        (self.end_to_end_ns != 0).then(|| self.segments_ns as f64 / self.end_to_end_ns as f64)
+        (self.mean_ns != 0).then(|| self.parts_ns as f64 / self.mean_ns as f64)
     }
 }
 
-/// Sum of segment medians by kind, over both nodes and both directions,
+/// Mean time per segment kind, summed over both nodes and both directions,
 /// with the server's application time. (The client's gap between reading
 /// and writing is the load generator's schedule, not part of a request.)
-pub fn medians_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
+pub fn time_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
     let mut sums = BTreeMap::new();
     for segment in run.client.segments.iter().chain(&run.server.segments) {
-        *sums.entry(segment.kind).or_default() += segment.latency.p50_ns;
+        *sums.entry(segment.kind).or_default() += segment.latency.mean_ns;
     }
     if let Some(application) = &run.server.application {
-        sums.insert(SegmentKind::Application, application.p50_ns);
+        sums.insert(SegmentKind::Application, application.mean_ns);
     }
     sums
 }
@@ -54,7 +63,7 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
             let Some(baseline) = host.run(run.rate, run.size) else {
                 continue;
             };
-            let (ours, theirs) = (medians_by_kind(run), medians_by_kind(baseline));
+            let (ours, theirs) = (time_by_kind(run), time_by_kind(baseline));
             let by_kind: BTreeMap<SegmentKind, i64> = SegmentKind::ALL
                 .into_iter()
                 .filter(|kind| ours.contains_key(kind) || theirs.contains_key(kind))
@@ -64,13 +73,17 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
                     (kind, delta)
                 })
                 .collect();
+            let delta = |ours: u64, theirs: u64| ours as i64 - theirs as i64;
+            let client_wait_ns = delta(run.load.send_lag.mean_ns, baseline.load.send_lag.mean_ns);
             attributions.push(Attribution {
                 mode: mode.mode,
                 rate: run.rate,
                 size: run.size,
-                segments_ns: by_kind.values().sum(),
+                parts_ns: by_kind.values().sum::<i64>() + client_wait_ns,
                 by_kind,
-                end_to_end_ns: run.load.latency.p50_ns as i64 - baseline.load.latency.p50_ns as i64,
+                client_wait_ns,
+                mean_ns: delta(run.load.latency.mean_ns, baseline.load.latency.mean_ns),
+                median_ns: delta(run.load.latency.p50_ns, baseline.load.latency.p50_ns),
             });
         }
     }

@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{attribution::medians_by_kind, render::Summary, results::BenchResults};
+use super::{attribution::time_by_kind, render::Summary, results::BenchResults};
 use crate::{path::SegmentKind, report::format_ns};
 
 const WIDTH: f64 = 720.0;
@@ -36,7 +36,7 @@ impl Display for Page<'_> {
             if let Some(&rate) = results.settings.rates.first() {
                 writeln!(
                     f,
-                    "<h3>Median time per segment kind at {rate:.0}/s (both nodes, both directions)</h3>"
+                    "<h3>Mean time per segment kind at {rate:.0}/s (both nodes, both directions)</h3>"
                 )?;
                 segment_chart(f, results, size, rate)?;
             }
@@ -100,7 +100,7 @@ fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
     writeln!(f, "</svg>")
 }
 
-/// A bar per mode, its segment kinds' medians stacked.
+/// A bar per mode, its segment kinds' mean times stacked.
 fn segment_chart(
     f: &mut Formatter<'_>,
     results: &BenchResults,
@@ -114,7 +114,7 @@ fn segment_chart(
             let run = mode.run(rate, size)?;
             Some((
                 mode.mode.to_string(),
-                medians_by_kind(run).into_iter().collect(),
+                time_by_kind(run).into_iter().collect(),
             ))
         })
         .collect();

@@ -1,6 +1,6 @@
 //! The bench's text tables: latency in the study's shape (a row per mode, a
 //! column per rate, p50/p99 in each cell) and the attribution of each mode's
-//! extra median over host to segment kinds.
+//! extra latency over host to segment kinds.
 
 use std::fmt::{self, Display, Formatter};
 
@@ -138,8 +138,8 @@ const ATTRIBUTED: [SegmentKind; 9] = [
     SegmentKind::Application,
 ];
 
-/// Each mode's extra median over host, split by segment kind, at the lowest
-/// rate of each size (the study looks at 30-50% of the maximum).
+/// Each mode's extra latency over host, split by segment kind, at the
+/// lowest rate of each size (the study looks at 30-50% of the maximum).
 pub struct AttributionTables<'a>(pub &'a BenchResults);
 
 impl Display for AttributionTables<'_> {
@@ -170,12 +170,13 @@ fn attribution_table(
 ) -> fmt::Result {
     writeln!(
         f,
-        "\nextra median latency over host at {rate:.0}/s, {size} B, both nodes, by segment"
+        "\nextra latency over host at {rate:.0}/s, {size} B: the load generator's median and mean, \
+         and the mean split by segment kind over both nodes (means add up; medians do not)"
     )?;
     write!(
         f,
-        "{:<16} {:>10} {:>10} {:>8}",
-        "mode", "end2end", "segments", "closes"
+        "{:<16} {:>10} {:>10} {:>10} {:>7} {:>11}",
+        "mode", "p50", "mean", "parts", "closes", "client wait"
     )?;
     for kind in ATTRIBUTED {
         write!(f, " {:>11}", kind.describe())?;
@@ -188,10 +189,12 @@ fn attribution_table(
         );
         write!(
             f,
-            "{:<16} {:>10} {:>10} {closure:>8}",
+            "{:<16} {:>10} {:>10} {:>10} {closure:>7} {:>11}",
             row.mode.to_string(),
-            signed_ns(row.end_to_end_ns),
-            signed_ns(row.segments_ns)
+            signed_ns(row.median_ns),
+            signed_ns(row.mean_ns),
+            signed_ns(row.parts_ns),
+            signed_ns(row.client_wait_ns)
         )?;
         for kind in ATTRIBUTED {
             let delta = row.by_kind.get(&kind).copied().unwrap_or(0);
