@@ -53,10 +53,7 @@ pub fn find_max_rate(
         let _change = interrupt::lab_change();
         LabGuard::up(&LabSpec::new(BENCH_PREFIX, Mode::Host))?
     };
-    let load = Load {
-        connections,
-        ..PROBE_LOAD
-    };
+    let load = search_load(connections);
     progress.note("measuring wrk's closed-loop maximum and the load generator against it");
     let wrk_rate = wrk_max(&lab, size)?;
     let check = Load {
@@ -132,7 +129,16 @@ fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
         .with_context(|| format!("no Requests/sec in wrk's output: {stdout}"))
 }
 
-fn search(lab: &Lab, size: ResponseSize, load: &Load) -> Result<f64> {
+/// The short runs of a search, with the bench's connections.
+pub fn search_load(connections: usize) -> Load {
+    Load {
+        connections,
+        ..PROBE_LOAD
+    }
+}
+
+/// The highest rate of `size` responses the lab sustains.
+pub fn search(lab: &Lab, size: ResponseSize, load: &Load) -> Result<f64> {
     let holds = |rate: f64| -> Result<bool> {
         let report = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
         Ok(sustained(&report))

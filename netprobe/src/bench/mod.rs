@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// fs.file-max) and report each setting.
     #[arg(long)]
     pub tune: bool,
+    /// Also find the highest rate each mode sustains, probes attached
+    /// (about 20 s more per mode).
+    #[arg(long)]
+    pub max_rates: bool,
     /// Where results.json, table.txt, attribution.txt and report.html go.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
@@ -144,6 +148,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             sizes,
             &load,
             args.tune,
+            args.max_rates,
             &mut progress,
         )?);
         // What is done so far survives a later failure or interruption.

@@ -60,6 +60,18 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
         }
         writeln!(f)?;
     }
+    let max_rates: Vec<String> = results
+        .modes
+        .iter()
+        .filter_map(|mode| Some(format!("{} {:.0}/s", mode.mode, mode.max_rate?)))
+        .collect();
+    if !max_rates.is_empty() {
+        writeln!(
+            f,
+            "highest rate each mode sustains: {}",
+            max_rates.join(", ")
+        )?;
+    }
     for step in &results.tuning {
         let state = if step.applied {
             "applied"

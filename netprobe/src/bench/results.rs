@@ -94,6 +94,9 @@ pub struct ModeResults {
     pub unavailable: Option<String>,
     /// `--tune` settings of this mode's lab.
     pub tuning: Vec<TuningStep>,
+    /// With `--max-rates`: the highest rate of the first size this mode
+    /// sustains, probes attached.
+    pub max_rate: Option<f64>,
     pub runs: Vec<Run>,
 }
 

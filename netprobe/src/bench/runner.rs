@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use super::{
-    interrupt,
+    interrupt, max_rate,
     plan::bytes,
     progress::Progress,
     results::{ModeResults, Run},
@@ -117,6 +117,7 @@ pub fn bench_mode(
     sizes: &[ResponseSize],
     load: &Load,
     tune_lab: bool,
+    find_max: bool,
     progress: &mut Progress,
 ) -> Result<ModeResults> {
     let built = {
@@ -131,6 +132,7 @@ pub fn bench_mode(
                 mode,
                 unavailable: Some(error.to_string()),
                 tuning: Vec::new(),
+                max_rate: None,
                 runs: Vec::new(),
             });
         }
@@ -145,6 +147,16 @@ pub fn bench_mode(
     // CPU the rates were chosen for.
     let client = NodeProbes::attach(&lab.nodes()[0].netns, false)?;
     let server = NodeProbes::attach(&lab.nodes()[1].netns, false)?;
+    let max_rate = if find_max {
+        progress.note(&format!("finding the highest rate {mode} sustains"));
+        Some(max_rate::search(
+            &lab,
+            sizes[0],
+            &max_rate::search_load(load.connections),
+        )?)
+    } else {
+        None
+    };
     let namespaces: Vec<&str> = lab
         .namespaces()
         .into_iter()
@@ -176,6 +188,7 @@ pub fn bench_mode(
         mode,
         unavailable: None,
         tuning,
+        max_rate,
         runs,
     })
 }
