@@ -1,0 +1,162 @@
+//! The probes object loaded, before anything is attached.
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapError, PerCpuArray},
+    programs::ProgramError,
+};
+use netprobe_common::{
+    config::ProbeConfig,
+    histogram::Histogram,
+    probe::{Flight, HopStats, Point, PointKey, SLOTS, watch_bit},
+};
+
+use super::{Merge, PROBES_OBJECT, ProbeError, Snapshot};
+use crate::path::Hook;
+
+/// The probes object loaded with its configuration, nothing attached yet:
+/// what a [`ProbeSession`] attaches, and what tests run on crafted packets
+/// with BPF_PROG_TEST_RUN.
+pub struct LoadedProbes {
+    pub(super) ebpf: Ebpf,
+}
+
+impl LoadedProbes {
+    pub fn load(config: &ProbeConfig, btf: &Btf) -> Result<Self, ProbeError> {
+        let ebpf = EbpfLoader::new()
+            .btf(Some(btf))
+            .override_global("CONFIG", config, true)
+            .map_max_entries("FLIGHTS", 1 << config.flight_slot_bits)
+            .load(PROBES_OBJECT)
+            .map_err(ProbeError::Load)?;
+        Ok(Self { ebpf })
+    }
+
+    /// Watches `key` as `point` of the path.
+    pub fn add_point(&mut self, key: PointKey, point: Point) -> Result<(), ProbeError> {
+        let mut points: HashMap<_, PointKey, Point> = map(&mut self.ebpf, "POINTS")?;
+        points
+            .insert(key, point, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "POINTS",
+                source,
+            })?;
+        self.watch(key.netns, key.ifindex)
+    }
+
+    /// TCP writes in namespace `netns` start egress flights.
+    pub fn watch_sockets(&mut self, netns: u32) -> Result<(), ProbeError> {
+        self.watch(netns, 0)
+    }
+
+    /// Sets the bit of (netns, ifindex) in the watch filter.
+    fn watch(&mut self, netns: u32, ifindex: u32) -> Result<(), ProbeError> {
+        let mut watched: Array<_, u64> = map(&mut self.ebpf, "WATCHED")?;
+        let bit = watch_bit(netns, ifindex);
+        let map_error = |source| ProbeError::Map {
+            name: "WATCHED",
+            source,
+        };
+        let word = watched.get(&(bit / 64), 0).map_err(map_error)?;
+        watched
+            .set(bit / 64, word | 1 << (bit % 64), 0)
+            .map_err(map_error)
+    }
+
+    /// Packets followed right now: the occupied slots of the flight table.
+    pub fn flights(&self) -> Result<Vec<Flight>, ProbeError> {
+        let flights: Array<_, Flight> = map_ref(&self.ebpf, "FLIGHTS")?;
+        let mut occupied = Vec::new();
+        for flight in flights.iter() {
+            let flight = flight.map_err(|source| ProbeError::Map {
+                name: "FLIGHTS",
+                source,
+            })?;
+            if flight.key.protocol != 0 {
+                occupied.push(flight);
+            }
+        }
+        Ok(occupied)
+    }
+
+    /// Frees every slot of the flight table.
+    pub fn clear_flights(&mut self) -> Result<(), ProbeError> {
+        let mut flights: Array<_, Flight> = map(&mut self.ebpf, "FLIGHTS")?;
+        for index in 0..flights.len() {
+            flights
+                .set(index, Flight::default(), 0)
+                .map_err(|source| ProbeError::Map {
+                    name: "FLIGHTS",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The program of `hook`, loaded into the kernel (tracepoints need the
+    /// kernel's BTF to find their attach point).
+    pub fn program<'a, T>(&'a mut self, hook: Hook) -> Result<&'a mut T, ProbeError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        program_mut(&mut self.ebpf, hook.program())
+    }
+
+    /// Histograms and join counts so far, summed over CPUs.
+    pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
+        let histograms: PerCpuArray<_, Histogram> = map_ref(&self.ebpf, "HISTOGRAMS")?;
+        let hop_stats: PerCpuArray<_, HopStats> = map_ref(&self.ebpf, "HOP_STATS")?;
+        let mut snapshot = Snapshot::default();
+        for index in 0..SLOTS as u32 {
+            let map_error = |name| move |source| ProbeError::Map { name, source };
+            for cpu in histograms
+                .get(&index, 0)
+                .map_err(map_error("HISTOGRAMS"))?
+                .iter()
+            {
+                snapshot.histograms[index as usize].merge(cpu);
+            }
+            for cpu in hop_stats
+                .get(&index, 0)
+                .map_err(map_error("HOP_STATS"))?
+                .iter()
+            {
+                snapshot.hop_stats[index as usize].merge(cpu);
+            }
+        }
+        Ok(snapshot)
+    }
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(ProbeError::Missing(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Program {
+            program: name,
+            source,
+        })
+}
+
+fn map<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    ebpf.map_mut(name)
+        .ok_or(ProbeError::Missing(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Map { name, source })
+}
+
+fn map_ref<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<&'a aya::maps::Map, Error = MapError>,
+{
+    ebpf.map(name)
+        .ok_or(ProbeError::Missing(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Map { name, source })
+}

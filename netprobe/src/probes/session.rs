@@ -1,0 +1,364 @@
+//! A session: the probes loaded and attached along a path.
+
+use std::os::fd::OwnedFd;
+
+use aya::{
+    Btf,
+    maps::{MapData, RingBuf},
+    programs::{
+        BtfTracePoint, LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::FdLink,
+    },
+    sys::{Stats, enable_stats},
+};
+use netprobe_common::{
+    config::{KernelOffsets, ProbeConfig},
+    probe::{FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS},
+};
+
+use super::{
+    LoadedProbes, ProbeError, ProbeOptions, ProgramCost, Snapshot, Unobserved, XdpModeChoice,
+};
+use crate::{
+    discovery::{Datapath, Device},
+    fastpath::FastpathHook,
+    kernel_btf::{self, BtfError},
+    links::{self, AttachError, error_chain, xdp_mode_name},
+    netns::NetNs,
+    path::{Direction, Hook, ProbePath},
+};
+
+/// Loaded and attached probes. Dropping it detaches everything.
+pub struct ProbeSession {
+    // Links first: they drop before the programs they point to.
+    _links: Vec<FdLink>,
+    probes: LoadedProbes,
+    /// Holds the kernel's run-time statistics on, when costs are measured.
+    stats: Option<OwnedFd>,
+    path: ProbePath,
+    unobserved: Vec<Unobserved>,
+    xdp_mode: Option<XdpMode>,
+}
+
+/// What keeps a session from starting: a hook this kernel lacks (observe
+/// without it) or a real failure.
+enum StartError {
+    Unavailable(Hook, String),
+    Fatal(ProbeError),
+}
+
+impl From<ProbeError> for StartError {
+    fn from(error: ProbeError) -> Self {
+        StartError::Fatal(error)
+    }
+}
+
+impl ProbeSession {
+    /// Loads the probes and attaches them along the datapath. Hooks this
+    /// kernel lacks are left out and listed in [`Self::unobserved`].
+    pub fn start(
+        datapath: &Datapath,
+        node: &NetNs,
+        options: &ProbeOptions,
+    ) -> Result<Self, ProbeError> {
+        let offsets = kernel_btf::kernel_offsets()?;
+        let btf = Btf::from_sys_fs().map_err(|_| ProbeError::Btf(BtfError::Missing))?;
+        let mut unobserved = Vec::new();
+        let with_xdp = match datapath.nic_xdp_prog_id {
+            Some(_) if datapath.fastpath == Some(FastpathHook::Xdp) => {
+                unobserved.push(Unobserved {
+                    hook: Hook::Xdp,
+                    reason: format!(
+                        "netprobe's XDP fast path holds {}: packets it takes are seen from the pod on",
+                        datapath.nic
+                    ),
+                });
+                false
+            }
+            Some(prog_id) if !options.force => {
+                return Err(ProbeError::ForeignXdp {
+                    interface: datapath.nic.to_string(),
+                    prog_id,
+                });
+            }
+            Some(prog_id) => {
+                unobserved.push(Unobserved {
+                    hook: Hook::Xdp,
+                    reason: format!("XDP program {prog_id} already holds {}", datapath.nic),
+                });
+                false
+            }
+            // XDP on a veth changes the path it would measure: native XDP
+            // moves the veth to NAPI and rebuilds every skb, generic XDP
+            // copies every skb for headroom (10-15% of throughput here).
+            // On a real NIC native XDP is all but free.
+            None if options.xdp_mode == XdpModeChoice::Auto && datapath.nic.kind == "veth" => {
+                unobserved.push(Unobserved {
+                    hook: Hook::Xdp,
+                    reason: format!(
+                        "{} is a veth, where XDP would change the datapath; \
+                         --xdp-mode native|generic attaches it anyway",
+                        datapath.nic
+                    ),
+                });
+                false
+            }
+            None => true,
+        };
+        let mut path = ProbePath::new(datapath, with_xdp);
+        loop {
+            match Self::try_start(&path, datapath, node, options, &offsets, &btf) {
+                Ok(mut session) => {
+                    session.unobserved = unobserved;
+                    return Ok(session);
+                }
+                Err(StartError::Unavailable(hook, reason)) => {
+                    log::warn!("{} unavailable: {reason}", hook.describe());
+                    path.without_hook(hook);
+                    unobserved.push(Unobserved { hook, reason });
+                }
+                Err(StartError::Fatal(error)) => return Err(error),
+            }
+        }
+    }
+
+    fn try_start(
+        path: &ProbePath,
+        datapath: &Datapath,
+        node: &NetNs,
+        options: &ProbeOptions,
+        offsets: &KernelOffsets,
+        btf: &Btf,
+    ) -> Result<Self, StartError> {
+        let config = probe_config(path, &datapath.nic, node, options, offsets);
+        let mut probes = LoadedProbes::load(&config, btf)?;
+        for (key, point) in path.points() {
+            probes.add_point(key, point)?;
+        }
+        for netns in path.socket_namespaces(datapath) {
+            probes.watch_sockets(netns)?;
+        }
+        let stats = if options.skip_cost {
+            None
+        } else {
+            Some(enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?)
+        };
+
+        let mut links = Vec::new();
+        let mut xdp_mode = None;
+        for hook in Hook::ALL.into_iter().filter(|hook| path.uses(*hook)) {
+            match hook {
+                Hook::Xdp => {
+                    let (link, mode) = attach_xdp(&mut probes, datapath, node, options.xdp_mode)?;
+                    links.push(link);
+                    xdp_mode = Some(mode);
+                }
+                Hook::TcIngress | Hook::TcEgress => {
+                    links.push(attach_tc(&mut probes, hook, datapath, node)?);
+                }
+                _ => attach_tracepoint(&mut probes, hook, btf)?,
+            }
+        }
+        Ok(Self {
+            _links: links,
+            probes,
+            stats,
+            path: path.clone(),
+            unobserved: Vec::new(),
+            xdp_mode,
+        })
+    }
+
+    pub fn path(&self) -> &ProbePath {
+        &self.path
+    }
+
+    pub fn unobserved(&self) -> &[Unobserved] {
+        &self.unobserved
+    }
+
+    /// `native` or `generic`, when XDP is attached.
+    pub fn xdp_mode(&self) -> Option<&'static str> {
+        self.xdp_mode.map(xdp_mode_name)
+    }
+
+    /// Histograms and join counts so far, summed over CPUs.
+    pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
+        self.probes.snapshot()
+    }
+
+    /// Flights still unfinished and not seen for [`FLIGHT_EXPIRY_NS`]:
+    /// packets that stopped on the way and whose slot was not reused.
+    pub fn stale_flights(&self) -> Result<u64, ProbeError> {
+        let now = monotonic_ns();
+        let stale = self
+            .probes
+            .flights()?
+            .iter()
+            .filter(|flight| now.saturating_sub(flight.last_ns()) > FLIGHT_EXPIRY_NS)
+            .count();
+        Ok(stale as u64)
+    }
+
+    /// The sampled flights' ring buffer (`--sample`).
+    pub fn take_traces(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let traces = self
+            .probes
+            .ebpf
+            .take_map("TRACES")
+            .ok_or(ProbeError::Missing("TRACES"))?;
+        RingBuf::try_from(traces).map_err(|source| ProbeError::Map {
+            name: "TRACES",
+            source,
+        })
+    }
+
+    /// Run count and total run time of each attached program, from the
+    /// kernel's bpf statistics.
+    pub fn program_costs(&self) -> Result<Vec<ProgramCost>, ProbeError> {
+        let mut costs = Vec::new();
+        if self.stats.is_none() {
+            return Ok(costs);
+        }
+        for hook in Hook::ALL.into_iter().filter(|hook| self.path.uses(*hook)) {
+            let program = self
+                .probes
+                .ebpf
+                .program(hook.program())
+                .ok_or(ProbeError::Missing(hook.program()))?;
+            let info = program.info().map_err(|source| ProbeError::Program {
+                program: hook.program(),
+                source,
+            })?;
+            costs.push(ProgramCost::new(
+                hook.program(),
+                info.run_count(),
+                info.run_time(),
+            ));
+        }
+        Ok(costs)
+    }
+}
+
+/// The settings the probes are loaded with for `path`.
+pub fn probe_config(
+    path: &ProbePath,
+    nic: &Device,
+    node: &NetNs,
+    options: &ProbeOptions,
+    offsets: &KernelOffsets,
+) -> ProbeConfig {
+    let socket_read = path
+        .ingress
+        .last()
+        .is_some_and(|hop| hop.hook == Hook::SocketRead);
+    let socket_write = path
+        .egress
+        .first()
+        .is_some_and(|hop| hop.hook == Hook::SocketWrite);
+    // Hooks the path lacks are never attached; any value does.
+    let nic_hop = |direction, hook| path.hop_of(direction, hook).unwrap_or(u32::MAX);
+    ProbeConfig {
+        offsets: *offsets,
+        filter: options.filter,
+        node_netns: node.inode(),
+        nic_ifindex: nic.ifindex,
+        nic_hops: [
+            nic_hop(Direction::Ingress, Hook::Xdp),
+            nic_hop(Direction::Ingress, Hook::TcIngress),
+            nic_hop(Direction::Egress, Hook::TcEgress),
+        ],
+        hops: [path.ingress.len() as u32, path.egress.len() as u32],
+        start_hop: [0, u32::from(socket_write)],
+        socket_read: u32::from(socket_read),
+        socket_write: u32::from(socket_write),
+        sample_every: options.sample_every,
+        flight_slot_bits: FLIGHT_SLOT_BITS,
+    }
+}
+
+fn attach_xdp(
+    probes: &mut LoadedProbes,
+    datapath: &Datapath,
+    node: &NetNs,
+    choice: XdpModeChoice,
+) -> Result<(FdLink, XdpMode), StartError> {
+    let program = Hook::Xdp.program();
+    let xdp: &mut Xdp = probes.program(Hook::Xdp)?;
+    xdp.load()
+        .map_err(|source| ProbeError::Program { program, source })?;
+    links::attach_xdp(xdp, datapath.nic.ifindex, node, choice)
+        .map_err(|error| attach_error(error, Hook::Xdp, datapath))
+}
+
+fn attach_tc(
+    probes: &mut LoadedProbes,
+    hook: Hook,
+    datapath: &Datapath,
+    node: &NetNs,
+) -> Result<FdLink, StartError> {
+    let program = hook.program();
+    let classifier: &mut SchedClassifier = probes.program(hook)?;
+    classifier
+        .load()
+        .map_err(|source| ProbeError::Program { program, source })?;
+    let attach_type = if hook == Hook::TcIngress {
+        TcAttachType::Ingress
+    } else {
+        TcAttachType::Egress
+    };
+    // First in the tcx chain, so a later program that drops or redirects
+    // cannot hide packets from the probe; the probe always lets the chain go on.
+    links::attach_tcx(
+        classifier,
+        &datapath.nic.name,
+        attach_type,
+        LinkOrder::first(),
+        node,
+    )
+    .map_err(|error| attach_error(error, hook, datapath))
+}
+
+fn attach_error(error: AttachError, hook: Hook, datapath: &Datapath) -> StartError {
+    let interface = datapath.nic.to_string();
+    match error {
+        AttachError::Busy => ProbeError::ForeignXdp {
+            interface,
+            prog_id: 0,
+        }
+        .into(),
+        AttachError::NotALink => ProbeError::NotALink {
+            interface,
+            hook: hook.describe(),
+        }
+        .into(),
+        AttachError::Refused(error) => StartError::Unavailable(hook, error_chain(&error)),
+        AttachError::NetNs(error) => ProbeError::from(error).into(),
+    }
+}
+
+fn attach_tracepoint(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), StartError> {
+    let program = hook.program();
+    let tracepoint = hook.tracepoint().ok_or(ProbeError::Missing(program))?;
+    let traced: &mut BtfTracePoint = probes.program(hook)?;
+    // A kernel without this tracepoint has no btf_trace_<name> type.
+    traced.load(tracepoint, btf).map_err(|error| match error {
+        ProgramError::Btf(_) => StartError::Unavailable(hook, error_chain(&error)),
+        source => ProbeError::Program { program, source }.into(),
+    })?;
+    traced
+        .attach()
+        .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?;
+    Ok(())
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // CLOCK_MONOTONIC cannot fail with a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
