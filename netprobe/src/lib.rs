@@ -17,5 +17,6 @@ pub mod netns;
 pub mod path;
 pub mod privilege;
 pub mod probes;
+pub mod record;
 pub mod report;
 pub mod status;

@@ -20,6 +20,7 @@ use netprobe::{
     status::loaded_netprobe_programs,
 };
 use support::{
+    foreign::TESTING_OBJECT,
     require_root,
     session::{Session, netprobe},
     traffic::{median, round_trips},
@@ -192,9 +193,6 @@ fn pods_on_macvlan() {
     );
 }
 
-/// The eBPF programs that exist only for tests.
-static TESTING_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
 const DELAY_NS: u64 = 50_000;
 
 #[test]

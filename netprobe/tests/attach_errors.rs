@@ -5,17 +5,13 @@ mod support;
 
 use std::process::{Command, Output};
 
-use aya::{
-    Ebpf,
-    programs::{Xdp, XdpMode},
-};
 use netprobe::{
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
-    netlink,
     netns::NetNs,
     status::loaded_netprobe_programs,
 };
 use support::{
+    foreign::{attach_foreign_xdp, xdp_program_on},
     require_root,
     session::{NETPROBE, netprobe},
 };
@@ -96,37 +92,14 @@ fn missing_privileges() {
     );
 }
 
-static TESTING_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
-
 #[test]
 fn someone_elses_xdp_program_is_refused_and_never_touched() {
     require_root();
     let lab = LabGuard::up(&LabSpec::new(unique_prefix("npae"), Mode::Host)).expect("lab up");
     let node_name = &lab.nodes()[1].netns;
     let node = NetNs::named(node_name).expect("server node");
-    let mut foreign = Ebpf::load(TESTING_OBJECT).expect("testing object");
-    let program: &mut Xdp = foreign
-        .program_mut("foreign_pass")
-        .expect("foreign program")
-        .try_into()
-        .expect("xdp");
-    program.load().expect("loads");
-    {
-        let _in_node = node.enter().expect("enter node");
-        program
-            .attach("eth0", XdpMode::Skb)
-            .expect("attach foreign XDP");
-    }
-    let foreign_id = program.info().expect("info").id();
-    let xdp_on_eth0 = || {
-        let links = node.run(netlink::links).expect("enter").expect("links");
-        links
-            .into_iter()
-            .find(|link| link.name == "eth0")
-            .expect("eth0")
-            .xdp_prog_id
-    };
+    let (_foreign, foreign_id) = attach_foreign_xdp(&node, "eth0");
+    let xdp_on_eth0 = || xdp_program_on(&node, "eth0");
     assert_eq!(xdp_on_eth0(), Some(foreign_id));
 
     let refused = netprobe(&["attach", "eth0", "--netns", node_name, "--duration", "1s"]);

@@ -5,18 +5,14 @@ mod support;
 
 use std::process::Output;
 
-use aya::{
-    Ebpf,
-    programs::{Xdp, XdpMode},
-};
 use netprobe::{
     ethtool::Feature,
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
-    netlink,
     netns::NetNs,
 };
 use support::{
     fastpath::{assert_no_fastpath, disable, enable, feature},
+    foreign::{attach_foreign_xdp, xdp_program_on},
     require_root,
     session::netprobe,
 };
@@ -134,37 +130,13 @@ fn unparsable_arguments() {
     }
 }
 
-static TESTING_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
-
 #[test]
 fn someone_elses_xdp_program_is_refused_and_never_touched() {
     let lab = lab(Mode::FlannelVxlan);
     let node_name = &lab.nodes()[1].netns;
     let node = NetNs::named(node_name).expect("node");
-    let mut foreign = Ebpf::load(TESTING_OBJECT).expect("testing object");
-    let program: &mut Xdp = foreign
-        .program_mut("foreign_pass")
-        .expect("foreign program")
-        .try_into()
-        .expect("xdp");
-    program.load().expect("loads");
-    {
-        let _in_node = node.enter().expect("enter node");
-        program
-            .attach("eth0", XdpMode::Skb)
-            .expect("attach foreign XDP");
-    }
-    let foreign_id = program.info().expect("info").id();
-    let xdp_on_eth0 = || {
-        node.run(netlink::links)
-            .expect("enter")
-            .expect("links")
-            .into_iter()
-            .find(|link| link.name == "eth0")
-            .expect("eth0")
-            .xdp_prog_id
-    };
+    let (_foreign, foreign_id) = attach_foreign_xdp(&node, "eth0");
+    let xdp_on_eth0 = || xdp_program_on(&node, "eth0");
     assert_eq!(xdp_on_eth0(), Some(foreign_id));
     for mode in ["auto", "native", "generic"] {
         let output = netprobe(&enable_args(node_name, &["--xdp-mode", mode]));

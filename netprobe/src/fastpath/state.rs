@@ -13,10 +13,13 @@ use std::{
 
 use aya::programs::XdpMode;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use super::{FastpathHook, devices::DeviceChange};
-use crate::{links::xdp_mode_name, status::PIN_DIR};
+use crate::{
+    links::xdp_mode_name,
+    record::{self, io_error},
+    status::PIN_DIR,
+};
 
 pub const STATE_DIR: &str = "/run/netprobe/fastpath";
 /// The pinned bpf_link: while it exists, the program stays attached.
@@ -25,29 +28,7 @@ const STATE_FILE: &str = "state.json";
 const PID_FILE: &str = "sync.pid";
 const LOG_FILE: &str = "sync.log";
 
-#[derive(Debug, Error)]
-pub enum StateError {
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("fast path record {} is not valid: {source}", path.display())]
-    Format {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-}
-
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError {
-    let path = path.to_owned();
-    move |source| StateError::Io {
-        action,
-        path,
-        source,
-    }
-}
+pub use crate::record::RecordError as StateError;
 
 /// What identifies a fast path: its interface in its namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,24 +135,12 @@ pub(crate) fn create_dir(id: &FastpathId) -> Result<(), StateError> {
 
 /// Records `state`; written whole, then renamed, so readers never see half.
 pub(crate) fn save(state: &FastpathState) -> Result<(), StateError> {
-    let path = state.id.state_dir().join(STATE_FILE);
-    let partial = path.with_extension("json.partial");
-    let json = serde_json::to_vec_pretty(state).expect("a fast path state serializes");
-    fs::write(&partial, json).map_err(io_error("write", &partial))?;
-    fs::rename(&partial, &path).map_err(io_error("write", &path))
+    record::save(&state.id.state_dir().join(STATE_FILE), state)
 }
 
 /// The record in `dir`, if there is one.
 fn load_dir(dir: &Path) -> Result<Option<FastpathState>, StateError> {
-    let path = dir.join(STATE_FILE);
-    let json = match fs::read(&path) {
-        Ok(json) => json,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io_error("read", &path)(error)),
-    };
-    serde_json::from_slice(&json)
-        .map(Some)
-        .map_err(|source| StateError::Format { path, source })
+    record::load(&dir.join(STATE_FILE))
 }
 
 /// The record of the fast path `id`, if it is enabled.

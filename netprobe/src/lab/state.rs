@@ -7,26 +7,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use thiserror::Error;
-
 use super::layout::Lab;
+use crate::record::{self, io_error};
 
 pub const STATE_DIR: &str = "/run/netprobe/lab";
 
-#[derive(Debug, Error)]
-pub enum StateError {
-    #[error("cannot {action} lab state {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("lab state {} is not valid: {source}", path.display())]
-    Format {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-}
+pub use crate::record::RecordError as StateError;
 
 pub fn state_file(prefix: &str) -> PathBuf {
     Path::new(STATE_DIR).join(format!("{prefix}.json"))
@@ -35,15 +21,6 @@ pub fn state_file(prefix: &str) -> PathBuf {
 /// The lab's own directory: nginx's configuration, pid file and logs.
 pub fn lab_dir(prefix: &str) -> PathBuf {
     Path::new(STATE_DIR).join(prefix)
-}
-
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError {
-    let path = path.to_owned();
-    move |source| StateError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// Creates the lab's (empty) directory.
@@ -55,24 +32,12 @@ pub(crate) fn create_dir(prefix: &str) -> Result<PathBuf, StateError> {
 
 /// Records `lab`; written whole, then renamed, so readers never see half.
 pub(crate) fn save(lab: &Lab) -> Result<(), StateError> {
-    let path = state_file(lab.prefix());
-    let partial = path.with_extension("json.partial");
-    let json = serde_json::to_vec_pretty(lab).expect("a lab serializes");
-    fs::write(&partial, json).map_err(io_error("write", &partial))?;
-    fs::rename(&partial, &path).map_err(io_error("write", &path))
+    record::save(&state_file(lab.prefix()), lab)
 }
 
 /// The recorded lab, if there is one.
 pub(crate) fn load(prefix: &str) -> Result<Option<Lab>, StateError> {
-    let path = state_file(prefix);
-    let json = match fs::read(&path) {
-        Ok(json) => json,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(io_error("read", &path)(err)),
-    };
-    serde_json::from_slice(&json)
-        .map(Some)
-        .map_err(|source| StateError::Format { path, source })
+    record::load(&state_file(prefix))
 }
 
 /// Removes the record and the lab's directory, whichever exist.

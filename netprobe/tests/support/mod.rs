@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test crate uses part of the support code")]
 
 pub mod fastpath;
+pub mod foreign;
 pub mod frames;
 pub mod loopback;
 pub mod session;

@@ -1,0 +1,62 @@
+//! Records kept as JSON files, so that one netprobe process finds what
+//! another set up (a lab, a fast path): written whole and then renamed, so a
+//! reader never sees half of one; read if present.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{} is not a valid netprobe record: {source}", path.display())]
+    Format {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Wraps an I/O error on `path` with what was being done.
+pub fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RecordError {
+    let path = path.to_owned();
+    move |source| RecordError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Writes `value` to `path`.
+pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
+    let partial = path.with_extension("json.partial");
+    let json = serde_json::to_vec_pretty(value).map_err(|source| RecordError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    fs::write(&partial, json).map_err(io_error("write", &partial))?;
+    fs::rename(&partial, path).map_err(io_error("write", path))
+}
+
+/// The record at `path`, if there is one.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RecordError> {
+    let json = match fs::read(path) {
+        Ok(json) => json,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("read", path)(error)),
+    };
+    serde_json::from_slice(&json)
+        .map(Some)
+        .map_err(|source| RecordError::Format {
+            path: path.to_owned(),
+            source,
+        })
+}
