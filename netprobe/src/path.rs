@@ -153,8 +153,6 @@ pub enum SegmentKind {
     Veth,
     /// Crossing a macvlan/ipvlan device, with no bridge and no routing.
     Macvlan,
-    /// netprobe's VXLAN fast path, from the NIC straight into the pod.
-    Fastpath,
     /// The endpoint's IP/TCP stack and the application's wake-up.
     Stack,
     /// VXLAN encapsulation and the node's UDP and IP output.
@@ -176,30 +174,19 @@ impl SegmentKind {
             (Nic | Vxlan, Bridge) | (Bridge, Nic | Vxlan) => SegmentKind::Routing,
             (Bridge, BridgePort) | (BridgePort, Bridge) => SegmentKind::Bridge,
             (BridgePort, Pod) | (Pod, BridgePort) => SegmentKind::Veth,
-            // A pod's veth next to the NIC: only the fast path does that.
-            (Nic, Pod) | (Pod, Nic)
-                if to
-                    .devices
-                    .iter()
-                    .chain(&from.devices)
-                    .any(|device| device.kind == "veth") =>
-            {
-                SegmentKind::Fastpath
-            }
             (Nic, Pod) | (Pod, Nic) => SegmentKind::Macvlan,
             (Vxlan, Nic) => SegmentKind::VxlanEncap,
             _ => SegmentKind::Stack,
         }
     }
 
-    pub const ALL: [SegmentKind; 11] = [
+    pub const ALL: [SegmentKind; 10] = [
         SegmentKind::Nic,
         SegmentKind::VxlanDecap,
         SegmentKind::Routing,
         SegmentKind::Bridge,
         SegmentKind::Veth,
         SegmentKind::Macvlan,
-        SegmentKind::Fastpath,
         SegmentKind::Stack,
         SegmentKind::VxlanEncap,
         SegmentKind::Qdisc,
@@ -214,7 +201,6 @@ impl SegmentKind {
             SegmentKind::Bridge => "bridge",
             SegmentKind::Veth => "veth",
             SegmentKind::Macvlan => "macvlan",
-            SegmentKind::Fastpath => "fast path",
             SegmentKind::Stack => "stack",
             SegmentKind::VxlanEncap => "vxlan encap",
             SegmentKind::Qdisc => "qdisc",

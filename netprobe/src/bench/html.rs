@@ -10,9 +10,9 @@ use crate::{path::SegmentKind, report::format_ns};
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 320.0;
 const MARGIN: f64 = 60.0;
-const COLORS: [&str; 11] = [
+const COLORS: [&str; 10] = [
     "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
-    "#1f78b4", "#b15928", "#6a3d9a",
+    "#1f78b4", "#b15928",
 ];
 
 pub struct Page<'a>(pub &'a BenchResults);

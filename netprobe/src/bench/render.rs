@@ -138,11 +138,10 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
 
 /// The kinds that differ between modes; `nic` and `qdisc` are the same
 /// device in every mode and are left to the sum.
-const ATTRIBUTED: [SegmentKind; 9] = [
+const ATTRIBUTED: [SegmentKind; 8] = [
     SegmentKind::Bridge,
     SegmentKind::Veth,
     SegmentKind::Macvlan,
-    SegmentKind::Fastpath,
     SegmentKind::Routing,
     SegmentKind::VxlanEncap,
     SegmentKind::VxlanDecap,
