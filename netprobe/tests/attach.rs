@@ -5,7 +5,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
 
 use aya::{
     EbpfLoader,
@@ -16,7 +19,7 @@ use netprobe::{
     netlink,
     netns::NetNs,
     path::{Direction, SegmentKind},
-    report::{Report, Segment},
+    report::{Latency, Report, Segment},
     status::loaded_netprobe_programs,
 };
 use support::{
@@ -28,6 +31,15 @@ use support::{
 
 /// Requests per measurement: enough for stable medians, quick to send.
 const REQUESTS: usize = 3000;
+
+/// The tests here time the datapath: run one at a time, so that another
+/// test's traffic does not land in their latencies.
+fn alone() -> MutexGuard<'static, ()> {
+    static TIMING: Mutex<()> = Mutex::new(());
+    TIMING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn lab(mode: Mode) -> LabGuard {
     require_root();
@@ -105,6 +117,7 @@ fn check_segment(segment: &Segment, report: &Report) {
 
 #[test]
 fn two_nodes_on_the_host_network() {
+    let _alone = alone();
     let lab = lab(Mode::Host);
     // Auto leaves XDP off a veth; asked for, it is the first hop.
     let (report, rtt) = measure(&lab, &["--xdp-mode", "generic"]);
@@ -118,6 +131,7 @@ fn two_nodes_on_the_host_network() {
 
 #[test]
 fn pods_behind_a_bridge() {
+    let _alone = alone();
     let lab = lab(Mode::FlannelHostgw);
     let pod = format!("pod eth0@{}", lab.server_netns());
     let (report, rtt) = measure(&lab, &[]);
@@ -146,6 +160,7 @@ fn pods_behind_a_bridge() {
 
 #[test]
 fn pods_behind_a_vxlan_overlay() {
+    let _alone = alone();
     let lab = lab(Mode::FlannelVxlan);
     let pod = format!("pod eth0@{}", lab.server_netns());
     let (report, rtt) = measure(&lab, &[]);
@@ -174,6 +189,7 @@ fn pods_behind_a_vxlan_overlay() {
 
 #[test]
 fn pods_on_macvlan() {
+    let _alone = alone();
     let lab = lab(Mode::Macvlan);
     let pod = format!("pod eth0@{}", lab.server_netns());
     let (report, rtt) = measure(&lab, &[]);
@@ -197,6 +213,7 @@ const DELAY_NS: u64 = 50_000;
 
 #[test]
 fn a_delay_at_one_device_shows_in_exactly_its_segment() {
+    let _alone = alone();
     let lab = lab(Mode::FlannelHostgw);
     let (baseline, _) = measure(&lab, &[]);
 
@@ -252,6 +269,7 @@ fn a_delay_at_one_device_shows_in_exactly_its_segment() {
 
 #[test]
 fn kill_9_leaves_nothing_attached() {
+    let _alone = alone();
     let lab = lab(Mode::FlannelVxlan);
     let session = Session::start("eth0", server_node(&lab), &[]);
     let pid = session.pid();
@@ -295,6 +313,7 @@ fn kill_9_leaves_nothing_attached() {
 
 #[test]
 fn with_and_without_adjust_the_discovered_path() {
+    let _alone = alone();
     let lab = lab(Mode::FlannelVxlan);
     let node = server_node(&lab);
     let output = netprobe(&[
@@ -345,28 +364,37 @@ fn with_and_without_adjust_the_discovered_path() {
 
 #[test]
 fn the_fast_path_removes_the_vxlan_and_bridge_segments() {
+    let _alone = alone();
     let lab = lab(Mode::FlannelVxlan);
-    let (kernel, _) = measure(&lab, &[]);
-    let enable = netprobe(&[
-        "fastpath",
-        "enable",
-        "eth0",
-        "--netns",
-        server_node(&lab),
-        "--hook",
-        "tc",
-    ]);
-    assert!(enable.status.success(), "{enable:?}");
-    let (fast, _) = measure(&lab, &[]);
-    let disable = netprobe(&["fastpath", "disable", "eth0", "--netns", server_node(&lab)]);
-    assert!(disable.status.success(), "{disable:?}");
-
-    let points = |report: &Report| report.path.ingress.clone();
-    assert!(
-        points(&kernel).iter().any(|point| point == "flannel.1"),
-        "{kernel}"
-    );
-    assert_eq!(points(&fast), ["eth0 TC ingress", "socket read"], "{fast}");
+    let node = server_node(&lab);
+    // Kernel path and fast path in turn, three times each: one run's
+    // fastest request and median swing with the server's wake-ups.
+    let mut kernel_runs = Vec::new();
+    let mut fast_runs = Vec::new();
+    for _ in 0..3 {
+        kernel_runs.push(measure(&lab, &[]).0);
+        let enable = netprobe(&[
+            "fastpath", "enable", "eth0", "--netns", node, "--hook", "tc",
+        ]);
+        assert!(enable.status.success(), "{enable:?}");
+        fast_runs.push(measure(&lab, &[]).0);
+        let disable = netprobe(&["fastpath", "disable", "eth0", "--netns", node]);
+        assert!(disable.status.success(), "{disable:?}");
+    }
+    let (kernel, fast) = (&kernel_runs[0], &fast_runs[0]);
+    for report in &kernel_runs {
+        assert!(
+            report.path.ingress.iter().any(|point| point == "flannel.1"),
+            "{report}"
+        );
+    }
+    for report in &fast_runs {
+        assert_eq!(
+            report.path.ingress,
+            ["eth0 TC ingress", "socket read"],
+            "{report}"
+        );
+    }
     let ingress = |report: &Report| {
         report
             .end_to_end
@@ -375,16 +403,22 @@ fn the_fast_path_removes_the_vxlan_and_bridge_segments() {
             .map(|total| total.latency.clone())
             .expect("ingress end to end")
     };
-    let (kernel_path, fast_path) = (ingress(&kernel), ingress(&fast));
+    let median_of = |runs: &[Report], pick: fn(&Latency) -> u64| {
+        let mut values: Vec<u64> = runs.iter().map(|report| pick(&ingress(report))).collect();
+        values.sort_unstable();
+        values[values.len() / 2]
+    };
+    let min = |latency: &Latency| latency.min_ns;
+    let p50 = |latency: &Latency| latency.p50_ns;
     // What the vxlan device, the routing and the bridge took does not
     // reappear elsewhere: the fastest request is faster, and the median,
     // which the server's wake-up dominates, is not slower beyond its noise.
     assert!(
-        fast_path.min_ns < kernel_path.min_ns,
+        median_of(&fast_runs, min) < median_of(&kernel_runs, min),
         "kernel path:\n{kernel}\nfast path:\n{fast}"
     );
     assert!(
-        fast_path.p50_ns as f64 <= 1.2 * kernel_path.p50_ns as f64,
+        median_of(&fast_runs, p50) as f64 <= 1.2 * median_of(&kernel_runs, p50) as f64,
         "kernel path:\n{kernel}\nfast path:\n{fast}"
     );
 }
