@@ -77,7 +77,8 @@ pub struct ProbeConfig {
     pub socket_read: u32,
     /// 1 when hop 0 of egress is the socket write, else 0.
     pub socket_write: u32,
-    /// Send one complete flight in `sample_every` to userspace; 0 for none.
+    /// Send one complete flight in `sample_every` to userspace, chosen by a
+    /// hash of the packet ([`crate::probe::FlightKey::sampled`]); 0 for none.
     pub sample_every: u32,
     /// log2 of the flight table's slots; the table is created this big.
     pub flight_slot_bits: u32,

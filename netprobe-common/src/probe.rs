@@ -102,11 +102,23 @@ impl FlightKey {
     /// Slot of this key in a table of `1 << bits` slots (Fibonacci hashing).
     #[inline(always)]
     pub fn slot(&self, bits: u32) -> u32 {
-        let head =
-            u64::from(self.direction) | u64::from(self.protocol) << 8 | u64::from(self.ip_id) << 32;
+        (self.mix(u64::from(self.direction)) >> (64 - bits)) as u32
+    }
+
+    /// Whether the packet is one of the one in `every` that are sampled. It
+    /// depends on the packet alone, not on the direction it is seen in, so
+    /// the probes on two nodes sample the same packets.
+    #[inline(always)]
+    pub fn sampled(&self, every: u32) -> bool {
+        // The hash's top bits are its best mixed.
+        every != 0 && (self.mix(0) >> 32) as u32 <= u32::MAX / every
+    }
+
+    #[inline(always)]
+    fn mix(&self, direction: u64) -> u64 {
+        let head = direction | u64::from(self.protocol) << 8 | u64::from(self.ip_id) << 32;
         let tail = u64::from(self.word0) | u64::from(self.word1) << 32;
-        let mixed = (head ^ tail.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (mixed >> (64 - bits)) as u32
+        (head ^ tail.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 
@@ -214,4 +226,48 @@ impl SocketRead {
 /// A flight not seen for this long stopped on the way; its slot is free.
 pub const FLIGHT_EXPIRY_NS: u64 = 1_000_000_000;
 /// Ring buffer for sampled flights.
-pub const TRACE_RING_BYTES: u32 = 256 * 1024;
+pub const TRACE_RING_BYTES: u32 = 4 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(direction: u32, n: u32) -> FlightKey {
+        FlightKey {
+            direction: direction as u8,
+            protocol: 6,
+            ip_id: n & 0xffff,
+            word0: n.wrapping_mul(1448),
+            word1: 0x1234_5678,
+            ..FlightKey::default()
+        }
+    }
+
+    #[test]
+    fn both_directions_sample_the_same_packets() {
+        let mut sampled = 0;
+        for n in 0..64_000 {
+            let (egress, ingress) = (key(DIRECTION_EGRESS, n), key(DIRECTION_INGRESS, n));
+            assert_eq!(egress.sampled(32), ingress.sampled(32), "packet {n}");
+            sampled += u32::from(egress.sampled(32));
+        }
+        // One in 32 of 64,000 is 2,000.
+        assert!((1_800..2_200).contains(&sampled), "{sampled} sampled");
+    }
+
+    #[test]
+    fn sampling_every_zero_takes_none_and_every_one_takes_all() {
+        for n in 0..1_000 {
+            assert!(!key(DIRECTION_INGRESS, n).sampled(0));
+            assert!(key(DIRECTION_INGRESS, n).sampled(1));
+        }
+    }
+
+    #[test]
+    fn directions_of_a_packet_take_different_slots() {
+        let differ = (0..1_000)
+            .filter(|n| key(DIRECTION_EGRESS, *n).slot(12) != key(DIRECTION_INGRESS, *n).slot(12))
+            .count();
+        assert!(differ > 990, "{differ} of 1000");
+    }
+}

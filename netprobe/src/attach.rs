@@ -46,7 +46,9 @@ pub struct AttachArgs {
     /// Also write the final report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Record one packet in N with all its hop timestamps.
+    /// Record one packet in N with all its hop timestamps. Packets are
+    /// picked by a hash of their headers, so probes on two nodes pick the
+    /// same ones.
     #[arg(long, default_value_t = 0)]
     pub sample: u32,
     /// How XDP attaches to the interface: auto is native where the driver
@@ -278,11 +280,7 @@ fn print_live(report: &Report, terminal: bool) {
 }
 
 fn drain_samples(traces: &mut RingBuf<MapData>, path: &ProbePath, samples: &mut Vec<Sample>) {
-    while let Some(item) = traces.next() {
-        if item.len() < size_of::<Trace>() {
-            continue;
-        }
-        let trace = unsafe { item.as_ptr().cast::<Trace>().read_unaligned() };
+    for trace in ProbeSession::drain_traces(traces) {
         if samples.len() < MAX_SAMPLES {
             samples.push(sample_from(&trace, path));
         }

@@ -159,6 +159,10 @@ pub enum SegmentKind {
     VxlanEncap,
     /// The NIC's queueing discipline until the driver takes the packet.
     Qdisc,
+    /// The link from one node's NIC to another's: one veth in the lab, the
+    /// router too in aws-vpc. No path has it; the bench times it by joining
+    /// the two nodes' samples of the same packets.
+    Link,
     /// The server application, from reading a request to writing the reply.
     Application,
 }
@@ -180,7 +184,7 @@ impl SegmentKind {
         }
     }
 
-    pub const ALL: [SegmentKind; 10] = [
+    pub const ALL: [SegmentKind; 11] = [
         SegmentKind::Nic,
         SegmentKind::VxlanDecap,
         SegmentKind::Routing,
@@ -190,6 +194,7 @@ impl SegmentKind {
         SegmentKind::Stack,
         SegmentKind::VxlanEncap,
         SegmentKind::Qdisc,
+        SegmentKind::Link,
         SegmentKind::Application,
     ];
 
@@ -204,6 +209,7 @@ impl SegmentKind {
             SegmentKind::Stack => "stack",
             SegmentKind::VxlanEncap => "vxlan encap",
             SegmentKind::Qdisc => "qdisc",
+            SegmentKind::Link => "node link",
             SegmentKind::Application => "application",
         }
     }

@@ -367,8 +367,8 @@ fn the_fast_path_removes_the_vxlan_and_bridge_segments() {
     let _alone = alone();
     let lab = lab(Mode::FlannelVxlan);
     let node = server_node(&lab);
-    // Kernel path and fast path in turn, three times each: one run's
-    // fastest request and median swing with the server's wake-ups.
+    // Kernel path and fast path in turn, three times each: one run's median
+    // swings with the server's wake-ups.
     let mut kernel_runs = Vec::new();
     let mut fast_runs = Vec::new();
     for _ in 0..3 {
@@ -408,17 +408,13 @@ fn the_fast_path_removes_the_vxlan_and_bridge_segments() {
         values.sort_unstable();
         values[values.len() / 2]
     };
-    let min = |latency: &Latency| latency.min_ns;
     let p50 = |latency: &Latency| latency.p50_ns;
     // What the vxlan device, the routing and the bridge took does not
-    // reappear elsewhere: the fastest request is faster, and the median,
-    // which the server's wake-up dominates, is not slower beyond its noise.
+    // reappear elsewhere: the median request reaches nginx sooner.
+    let (fast_p50, kernel_p50) = (median_of(&fast_runs, p50), median_of(&kernel_runs, p50));
     assert!(
-        median_of(&fast_runs, min) < median_of(&kernel_runs, min),
-        "kernel path:\n{kernel}\nfast path:\n{fast}"
-    );
-    assert!(
-        median_of(&fast_runs, p50) as f64 <= 1.2 * median_of(&kernel_runs, p50) as f64,
-        "kernel path:\n{kernel}\nfast path:\n{fast}"
+        fast_p50 < kernel_p50,
+        "median of the runs' medians: fast path {fast_p50} ns, kernel path {kernel_p50} ns\n\
+         kernel path:\n{kernel}\nfast path:\n{fast}"
     );
 }

@@ -50,7 +50,7 @@ fn a_short_bench_writes_results_tables_and_a_page() {
         "lab",
         "bench",
         "--modes",
-        "host,flannel-vxlan",
+        "host,flannel-vxlan,aws-vpc",
         "--rates",
         "2000",
         "--sizes",
@@ -63,7 +63,15 @@ fn a_short_bench_writes_results_tables_and_a_page() {
     assert!(output.status.success(), "{output:?}");
 
     let results = BenchResults::load(out.path()).expect("results.json");
-    assert_eq!(results.settings.modes, [Mode::Host, Mode::FlannelVxlan]);
+    assert_eq!(
+        results.settings.modes,
+        [Mode::Host, Mode::FlannelVxlan, Mode::AwsVpc]
+    );
+    assert!(
+        results.settings.cpu_idle.starts_with("polling"),
+        "{}",
+        results.settings.cpu_idle
+    );
     for mode in &results.modes {
         let run = mode.run(2000.0, 350).expect("the run");
         assert!(
@@ -79,7 +87,28 @@ fn a_short_bench_writes_results_tables_and_a_page() {
                 .all(|segment| segment.latency.count > 0)
         );
         assert!(!run.system.cpus.is_empty() && !run.system.devices.is_empty());
+        let link = run.link.as_ref().expect("packets sampled on both nodes");
+        assert!(
+            link.request.count > 20 && link.response.count > 20,
+            "{}: {link:?}",
+            mode.mode
+        );
     }
+    // aws-vpc's link is two veths and the router's forwarding; host's is
+    // one veth.
+    let link_p50 = |mode| {
+        let run = results.mode(mode).and_then(|mode| mode.run(2000.0, 350));
+        run.and_then(|run| run.link.as_ref())
+            .expect("the link")
+            .request
+            .p50_ns
+    };
+    assert!(
+        link_p50(Mode::AwsVpc) > link_p50(Mode::Host),
+        "aws-vpc {} ns, host {} ns",
+        link_p50(Mode::AwsVpc),
+        link_p50(Mode::Host)
+    );
     let table = fs::read_to_string(out.path().join("table.txt")).expect("table.txt");
     assert!(
         table.contains("flannel-vxlan") && table.contains("2000/s"),
@@ -87,7 +116,10 @@ fn a_short_bench_writes_results_tables_and_a_page() {
     );
     let attribution =
         fs::read_to_string(out.path().join("attribution.txt")).expect("attribution.txt");
-    assert!(attribution.contains("vxlan encap"), "{attribution}");
+    assert!(
+        attribution.contains("vxlan encap") && attribution.contains("node link"),
+        "{attribution}"
+    );
     let page = fs::read_to_string(out.path().join("report.html")).expect("report.html");
     // Self-contained: nothing for a browser to fetch.
     assert!(page.contains("<svg"), "{page}");

@@ -14,8 +14,8 @@ use std::{
 
 use netprobe::{
     lab::{
-        Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize, SpecError, lab_dir, state_file,
-        unique_prefix,
+        CpuSplit, Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize, SpecError, lab_dir,
+        state_file, unique_prefix,
     },
     netns::named_namespaces,
 };
@@ -158,12 +158,37 @@ fn serves_and_cleans_up(mode: Mode, went_its_way: impl Fn(&Lab)) {
     assert_gone(&spec.prefix);
 }
 
+/// The CPUs each child of `master` may run on (`Cpus_allowed_list`).
+fn children_cpus(master: libc::pid_t) -> Vec<String> {
+    let field = |status: &str, name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|value| value.trim().to_owned())
+    };
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| fs::read_to_string(entry.ok()?.path().join("status")).ok())
+        .filter(|status| field(status, "PPid:") == Some(master.to_string()))
+        .filter_map(|status| field(&status, "Cpus_allowed_list:"))
+        .collect()
+}
+
 #[test]
 fn host_mode_serves_from_node_to_node() {
     serves_and_cleans_up(Mode::Host, |lab| {
         assert_eq!(lab.client_netns(), netns(lab, "node1"));
         assert_eq!(lab.server_netns(), netns(lab, "node2"));
         assert!(lab.pod_ips().is_empty());
+        // One nginx worker on each of the server's CPUs.
+        let mut workers = children_cpus(lab.server_pid().expect("nginx runs"));
+        workers.sort();
+        let server: Vec<String> = CpuSplit::of_this_process()
+            .server
+            .iter()
+            .map(usize::to_string)
+            .collect();
+        assert_eq!(workers, server);
     });
 }
 
@@ -223,6 +248,12 @@ fn aws_vpc_mode_routes_through_the_router() {
         assert!(table.contains("10.78.1.0/24 via 10.77.0.1"), "{table}");
         assert!(table.contains("10.78.2.0/24 via 10.77.0.2"), "{table}");
         assert!(forwarded(router) > 0);
+        // No switch: the nodes reach each other through the router, which
+        // answers ARP for every address, as the VPC fabric does.
+        assert_eq!(lab.switch_netns(), None);
+        let before = forwarded(router);
+        exec(netns(lab, "node1"), "ping -c 1 -W 1 10.77.0.2");
+        assert!(forwarded(router) >= before + 2);
     });
 }
 

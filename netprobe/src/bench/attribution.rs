@@ -4,8 +4,8 @@
 //! kind over both nodes and both directions, with the server application's
 //! time and the time requests waited in the load generator for their
 //! connection (which slower responses lengthen). Those parts are set
-//! against the generator's mean difference; its median difference is kept
-//! beside them.
+//! against the generator's mean difference in the same (probed) runs; its
+//! median difference is kept beside them.
 
 use std::collections::BTreeMap;
 
@@ -39,12 +39,15 @@ impl Attribution {
 }
 
 /// Mean time per segment kind, summed over both nodes and both directions,
-/// with the server's application time. (The client's gap between reading
+/// with the link between them and the server's application time. (The client's gap between reading
 /// and writing is the load generator's schedule, not part of a request.)
 pub fn time_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
     let mut sums = BTreeMap::new();
     for segment in run.client.segments.iter().chain(&run.server.segments) {
         *sums.entry(segment.kind).or_default() += segment.latency.mean_ns;
+    }
+    if let Some(link) = &run.link {
+        sums.insert(SegmentKind::Link, link.round_trip_mean_ns());
     }
     if let Some(application) = &run.server.application {
         sums.insert(SegmentKind::Application, application.mean_ns);
@@ -74,7 +77,9 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
                 })
                 .collect();
             let delta = |ours: u64, theirs: u64| ours as i64 - theirs as i64;
-            let client_wait_ns = delta(run.load.send_lag.mean_ns, baseline.load.send_lag.mean_ns);
+            // The generator's figures from the same runs as the breakdown's.
+            let (load, host_load) = (&run.probed_load, &baseline.probed_load);
+            let client_wait_ns = delta(load.send_lag.mean_ns, host_load.send_lag.mean_ns);
             attributions.push(Attribution {
                 mode: mode.mode,
                 rate: run.rate,
@@ -82,8 +87,8 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
                 parts_ns: by_kind.values().sum::<i64>() + client_wait_ns,
                 by_kind,
                 client_wait_ns,
-                mean_ns: delta(run.load.latency.mean_ns, baseline.load.latency.mean_ns),
-                median_ns: delta(run.load.latency.p50_ns, baseline.load.latency.p50_ns),
+                mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
+                median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
             });
         }
     }

@@ -16,7 +16,7 @@ use super::{
     runner::{BENCH_PREFIX, Load, NodeProbes, run_load},
 };
 use crate::{
-    lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize},
+    lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize},
     load::LoadReport,
     probes::ProgramCost,
 };
@@ -91,27 +91,23 @@ pub fn find_max_rate(
 /// Each probe program's time per run on the server's node, with the kernel's
 /// statistics on, at `rate`.
 fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result<Vec<ProgramCost>> {
-    let server = NodeProbes::attach(&lab.nodes()[1].netns, true)?;
+    let mut server = NodeProbes::attach(&lab.nodes()[1].netns, true)?;
     let before = server.mark()?;
     let started = Instant::now();
     run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
-    Ok(server
-        .report_since(&before, started.elapsed().as_secs_f64())?
-        .probe_cost)
+    let (report, _samples) = server.report_since(&before, started.elapsed().as_secs_f64())?;
+    Ok(report.probe_cost)
 }
 
-/// `wrk -t1 -c50 -d3s` from the client's namespace: its requests/s.
+/// `wrk -t1 -c50 -d3s` from the client's namespace and CPUs, as the load
+/// generator runs: its requests/s.
 fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
+    let cpus = CpuSplit::of_this_process().client;
+    let cpus: Vec<String> = cpus.iter().map(usize::to_string).collect();
     let output = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.client_netns(),
-            "wrk",
-            "-t1",
-            "-c50",
-            "-d3s",
-        ])
+        .args(["netns", "exec", lab.client_netns(), "taskset", "-c"])
+        .arg(cpus.join(","))
+        .args(["wrk", "-t1", "-c50", "-d3s"])
         .arg(lab.server_url(size))
         .output()
         .context("running wrk (apt-get install wrk)")?;

@@ -1,14 +1,16 @@
 //! `netprobe lab bench`: the seed study rerun on one host. For each mode it
-//! builds the lab, starts nginx, attaches the probes on both nodes, runs
-//! the load at each rate and size, records system metrics, and takes the
-//! lab down; then it writes `results.json`, the study-shaped latency table,
+//! builds the lab, starts nginx, runs the load at each rate and size alone
+//! (latency, system metrics) and again with the probes on both nodes (the
+//! per-hop breakdown), and takes the lab down; then it writes `results.json`, the study-shaped latency table,
 //! the attribution of each mode's extra latency to segments, and a
 //! self-contained `report.html`. `netprobe report DIR` renders saved
 //! results again.
 
 mod attribution;
+mod cpu_idle;
 mod html;
 mod interrupt;
+mod link;
 mod max_rate;
 mod plan;
 mod progress;
@@ -20,6 +22,7 @@ mod tune;
 
 use std::{
     fs::{self, File},
+    io::Write as _,
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -37,7 +40,7 @@ pub use self::{
 use self::{
     plan::{AUTO_SHARES, bytes, mode_time},
     progress::Progress,
-    runner::{Load, bench_mode},
+    runner::{Load, RUNS_PER_POINT, bench_mode},
 };
 use crate::{lab::STATE_DIR, privilege::require_bpf_privileges};
 
@@ -53,8 +56,9 @@ pub struct BenchArgs {
     /// Response sizes in bytes.
     #[arg(long, default_value = "350,4096")]
     pub sizes: Sizes,
-    /// Measured time of each run (after a 1 s warm-up).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// Measured time of each run (after a 0.5 s warm-up); each rate and size
+    /// runs twice, without and with the probes.
+    #[arg(long, default_value = "2500ms", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Keep-alive connections of the load generator.
     #[arg(long, default_value_t = crate::load::DEFAULT_CONNECTIONS)]
@@ -67,12 +71,17 @@ pub struct BenchArgs {
     /// (about 20 s more per mode).
     #[arg(long)]
     pub max_rates: bool,
+    /// Let idle CPUs halt. By default the bench keeps them polling (PM QoS
+    /// /dev/cpu_dma_latency 0): waking a halted vCPU takes tens of
+    /// microseconds, at random, and would swamp the modes' differences.
+    #[arg(long)]
+    pub allow_idle_states: bool,
     /// Where results.json, table.txt, attribution.txt and report.html go.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
 }
 
-const WARMUP: Duration = Duration::from_secs(1);
+const WARMUP: Duration = Duration::from_millis(500);
 const TABLE_FILE: &str = "table.txt";
 const ATTRIBUTION_FILE: &str = "attribution.txt";
 const HTML_FILE: &str = "report.html";
@@ -85,6 +94,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     let _lock = BenchLock::take()?;
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
+    let idle = cpu_idle::IdlePolling::hold(args.allow_idle_states);
     let load = Load {
         duration: args.duration,
         warmup: WARMUP,
@@ -96,7 +106,10 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         Rates::Fixed(rates) => rates.len(),
         Rates::Auto => AUTO_SHARES.len(),
     };
-    let mut progress = Progress::new(args.modes.0.len() * known_rates * sizes.len(), run_time);
+    let mut progress = Progress::new(
+        args.modes.0.len() * known_rates * sizes.len() * RUNS_PER_POINT,
+        run_time,
+    );
     let (global_tuning, tuning) = if args.tune {
         let (guard, steps) = tune::GlobalTuning::apply()?;
         (Some(guard), steps)
@@ -121,7 +134,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     log::info!(
         "about {} for the runs",
         humantime::format_duration(
-            mode_time(rates.len(), sizes.len(), run_time) * args.modes.0.len() as u32
+            mode_time(rates.len() * RUNS_PER_POINT, sizes.len(), run_time)
+                * args.modes.0.len() as u32
         )
     );
     let mut results = BenchResults {
@@ -136,6 +150,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             warmup_s: WARMUP.as_secs_f64(),
             connections: args.connections,
             tune: args.tune,
+            cpu_idle: idle.state.clone(),
         },
         max_rate,
         tuning,
@@ -156,9 +171,11 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     }
     progress.finish();
     write_reports(&results, &args.out)?;
-    print!("{}", render::Summary(&results));
-    println!("\nresults in {}", args.out.display());
-    Ok(())
+    print_out(&format!(
+        "{}\nresults in {}\n",
+        render::Summary(&results),
+        args.out.display()
+    ))
 }
 
 /// Writes the tables and the HTML page for `results` into `dir`.
@@ -191,12 +208,22 @@ pub struct ReportArgs {
 pub fn run_report(args: &ReportArgs) -> Result<()> {
     let results = BenchResults::load(&args.dir)?;
     write_reports(&results, &args.dir)?;
-    print!("{}", render::Summary(&results));
+    let mut text = render::Summary(&results).to_string();
     if let Some(other) = &args.compare {
         let other = BenchResults::load(other)?;
-        print!("\n{}", render::compare(&results, &other));
+        text.push_str(&format!("\n{}", render::compare(&results, &other)));
     }
-    Ok(())
+    print_out(&text)
+}
+
+/// Writes `text` to stdout; a reader that stopped early (`| head`) is fine.
+fn print_out(text: &str) -> Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("writing to stdout")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn kernel_release() -> String {

@@ -27,11 +27,12 @@ impl Progress {
         }
     }
 
-    pub fn start_run(&mut self, mode: Mode, rate: f64, size: usize) {
+    pub fn start_run(&mut self, mode: Mode, rate: f64, size: usize, probed: bool) {
         self.done += 1;
         let left = self.per_run * (self.total + 1 - self.done) as u32;
+        let probes = if probed { "with" } else { "without" };
         self.show(&format!(
-            "[{}/{}] {mode} {size} B at {rate:.0}/s, {} elapsed, about {} left",
+            "[{}/{}] {mode} {size} B at {rate:.0}/s {probes} probes, {} elapsed, about {} left",
             self.done,
             self.total,
             humantime::format_duration(round(self.started.elapsed())),

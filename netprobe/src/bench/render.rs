@@ -34,6 +34,9 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
         settings.connections,
         if settings.tune { ", tuned" } else { "" }
     )?;
+    if !settings.cpu_idle.is_empty() {
+        writeln!(f, "idle CPUs: {}", settings.cpu_idle)?;
+    }
     if let Some(max) = &results.max_rate {
         let lost = 100.0 * (1.0 - max.rate / max.rate_without_probes.max(f64::MIN_POSITIVE));
         writeln!(
@@ -100,7 +103,7 @@ impl Display for LatencyTables<'_> {
 fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> fmt::Result {
     writeln!(
         f,
-        "\nlatency p50/p99 at each requested rate, {size} B responses"
+        "\nlatency p50/p99 at each requested rate, {size} B responses, without probes"
     )?;
     write!(f, "{:<16}", "mode")?;
     for rate in &results.settings.rates {
@@ -138,11 +141,12 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
 
 /// The kinds that differ between modes; `nic` and `qdisc` are the same
 /// device in every mode and are left to the sum.
-const ATTRIBUTED: [SegmentKind; 8] = [
+const ATTRIBUTED: [SegmentKind; 9] = [
     SegmentKind::Bridge,
     SegmentKind::Veth,
     SegmentKind::Macvlan,
     SegmentKind::Routing,
+    SegmentKind::Link,
     SegmentKind::VxlanEncap,
     SegmentKind::VxlanDecap,
     SegmentKind::Stack,
@@ -181,8 +185,8 @@ fn attribution_table(
 ) -> fmt::Result {
     writeln!(
         f,
-        "\nextra latency over host at {rate:.0}/s, {size} B: the load generator's median and mean, \
-         and the mean split by segment kind over both nodes (means add up; medians do not)"
+        "\nextra latency over host at {rate:.0}/s, {size} B, with probes: the load generator's median \
+         and mean, and the mean split by segment kind over both nodes (means add up; medians do not)"
     )?;
     write!(
         f,

@@ -5,17 +5,21 @@
 //! {
 //!   "netprobe": "0.1.0", "kernel": "6.18.44", "cpus": 2,
 //!   "settings": {"modes": ["host", ...], "rates": [12000.0, ...], "sizes": [350, 4096],
-//!                "duration_s": 5.0, "warmup_s": 1.0, "connections": 50, "tune": false},
+//!                "duration_s": 5.0, "warmup_s": 1.0, "connections": 50, "tune": false,
+//!                "cpu_idle": "polling (/dev/cpu_dma_latency held at 0)"},
 //!   "max_rate": {"mode": "host", "size": 350, "rate": 40000.0,
 //!                "rate_without_probes": 41000.0},
 //!   "tuning": [{"setting": "...", "applied": true, "detail": "..."}],
 //!   "modes": [{"mode": "flannel-vxlan", "unavailable": null,
 //!              "runs": [{"rate": 12000.0, "size": 350,
-//!                        "load": {LoadReport: requested_rate, achieved_rate, errors,
-//!                                 timeouts, reconnects, latency: {p50_ns, p90_ns, p99_ns,
-//!                                 p999_ns, max_ns, mean_ns}, ...},
+//!                        "load": {LoadReport without probes: requested_rate,
+//!                                 achieved_rate, errors, timeouts, reconnects,
+//!                                 latency: {p50_ns, p90_ns, p99_ns, p999_ns, max_ns,
+//!                                 mean_ns}, send_lag: {...}, ...},
+//!                        "probed_load": {LoadReport with the probes attached},
 //!                        "client": {Report of node1: segments, end_to_end, probe_cost ...},
 //!                        "server": {Report of node2},
+//!                        "link": {"request": {latency}, "response": {latency}},
 //!                        "system": {"cpus": [{"cpu", "user", "system", "softirq"}],
 //!                                   "context_switches_per_s", "devices":
 //!                                   [{"netns", "device", "rx_packets", "tx_packets"}]}}]}]
@@ -29,7 +33,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::system::SystemMetrics;
+use super::{link::LinkLatency, system::SystemMetrics};
 use crate::{lab::Mode, load::LoadReport, probes::ProgramCost, report::Report};
 
 pub const RESULTS_FILE: &str = "results.json";
@@ -57,6 +61,8 @@ pub struct Settings {
     pub warmup_s: f64,
     pub connections: usize,
     pub tune: bool,
+    /// Whether idle CPUs polled or could halt (see `--allow-idle-states`).
+    pub cpu_idle: String,
 }
 
 /// The highest rate the host mode sustains, which `--rates auto` takes
@@ -105,10 +111,18 @@ pub struct ModeResults {
 pub struct Run {
     pub rate: f64,
     pub size: usize,
+    /// The load generator with no probes attached: the mode's own latency.
     pub load: LoadReport,
-    /// Per-hop breakdown on the client's node and on the server's.
+    /// The load generator with the probes attached, in the run the
+    /// breakdown comes from.
+    pub probed_load: LoadReport,
+    /// Per-hop breakdown on the client's node and on the server's (probed
+    /// run).
     pub client: Report,
     pub server: Report,
+    /// The link between the nodes, from packets sampled on both.
+    pub link: Option<LinkLatency>,
+    /// CPU, context switches and packets of the run without probes.
     pub system: SystemMetrics,
 }
 

@@ -1,13 +1,17 @@
-//! One mode of the bench: its lab, probes on both nodes, and the load at
-//! each rate and size, with the per-hop breakdown and system metrics of
-//! every run.
+//! One mode of the bench: its lab, and the load at each rate and size, once
+//! alone (latency and system metrics) and once with probes on both nodes
+//! (the per-hop breakdown and the link between the nodes).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use netprobe_common::probe::Trace;
 
 use super::{
-    interrupt, max_rate,
+    interrupt,
+    link::{self, LinkLatency},
+    max_rate,
     plan::bytes,
     progress::Progress,
     results::{ModeResults, Run},
@@ -16,12 +20,16 @@ use super::{
 };
 use crate::{
     discovery,
-    lab::{LabError, LabGuard, LabSpec, Mode, ResponseSize},
+    lab::{CpuSplit, LabError, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
     load::{self, LoadConfig, LoadReport},
     netns::NetNs,
     probes::{ProbeOptions, ProbeSession, ProgramCost, Snapshot},
     report::{Report, ReportContext},
 };
+
+/// Each rate and size runs twice: without probes, for the mode's own
+/// latency, and with them, for its breakdown.
+pub const RUNS_PER_POINT: usize = 2;
 
 /// The bench's lab: one at a time, under this prefix.
 pub const BENCH_PREFIX: &str = "npbench";
@@ -44,10 +52,18 @@ impl Load {
     }
 }
 
-/// The probes on one node of the lab.
+/// The probes on one node of the lab, sampling the packets whose link
+/// crossing the bench times.
 pub struct NodeProbes {
     netns: String,
     session: ProbeSession,
+    traces: RingBuf<MapData>,
+}
+
+/// What a node's probes had counted at the start of a run.
+pub struct Mark {
+    snapshot: Snapshot,
+    costs: Vec<ProgramCost>,
 }
 
 impl NodeProbes {
@@ -58,27 +74,32 @@ impl NodeProbes {
         let datapath = discovery::discover("eth0", &node)?;
         let options = ProbeOptions {
             skip_cost: !measure_cost,
+            sample_every: link::SAMPLE_EVERY,
             ..ProbeOptions::default()
         };
-        let session = ProbeSession::start(&datapath, &node, &options)
+        let mut session = ProbeSession::start(&datapath, &node, &options)
             .with_context(|| format!("attaching probes in {netns}"))?;
+        let traces = session.take_traces()?;
         Ok(Self {
             netns: netns.to_owned(),
             session,
+            traces,
         })
     }
 
-    pub fn mark(&self) -> Result<(Snapshot, Vec<ProgramCost>)> {
-        Ok((self.session.snapshot()?, self.session.program_costs()?))
+    /// Marks the start of a run; samples taken before it are dropped.
+    pub fn mark(&mut self) -> Result<Mark> {
+        ProbeSession::drain_traces(&mut self.traces);
+        Ok(Mark {
+            snapshot: self.session.snapshot()?,
+            costs: self.session.program_costs()?,
+        })
     }
 
-    /// The breakdown of what happened since `mark`.
-    pub fn report_since(
-        &self,
-        mark: &(Snapshot, Vec<ProgramCost>),
-        seconds: f64,
-    ) -> Result<Report> {
-        let (snapshot, costs) = self.mark()?;
+    /// The breakdown of what happened since `mark`, and the packets sampled.
+    pub fn report_since(&mut self, mark: &Mark, seconds: f64) -> Result<(Report, Vec<Trace>)> {
+        let traces = ProbeSession::drain_traces(&mut self.traces);
+        let (snapshot, costs) = (self.session.snapshot()?, self.session.program_costs()?);
         let context = ReportContext {
             interface: "eth0",
             netns: Some(&self.netns),
@@ -86,15 +107,16 @@ impl NodeProbes {
             xdp_mode: self.session.xdp_mode(),
             duration_s: seconds,
         };
-        Ok(Report::new(
+        let report = Report::new(
             &context,
             self.session.path(),
-            &snapshot.since(&mark.0),
+            &snapshot.since(&mark.snapshot),
             0,
             self.session.unobserved(),
-            costs_since(&mark.1, &costs),
+            costs_since(&mark.costs, &costs),
             Vec::new(),
-        ))
+        );
+        Ok((report, traces))
     }
 }
 
@@ -127,7 +149,7 @@ pub fn bench_mode(
     let lab = match built {
         Ok(lab) => lab,
         Err(error @ LabError::IpvlanUnavailable) => {
-            progress.skip(mode, rates.len() * sizes.len());
+            progress.skip(mode, RUNS_PER_POINT * rates.len() * sizes.len());
             return Ok(ModeResults {
                 mode,
                 unavailable: Some(error.to_string()),
@@ -143,10 +165,33 @@ pub fn bench_mode(
     } else {
         Vec::new()
     };
+    let namespaces: Vec<&str> = lab
+        .namespaces()
+        .into_iter()
+        .map(|(_, netns)| netns)
+        .collect();
+    let points: Vec<(ResponseSize, f64)> = sizes
+        .iter()
+        .flat_map(|&size| rates.iter().map(move |&rate| (size, rate)))
+        .collect();
+    // The mode's own latency and system load, with nothing attached: the
+    // probes' cost differs between modes (more hops, more runs).
+    let mut alone = Vec::new();
+    for &(size, rate) in &points {
+        progress.start_run(mode, rate, bytes(size), false);
+        let counters = Counters::read(&namespaces)?;
+        let started = Instant::now();
+        let report = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
+        let seconds = started.elapsed().as_secs_f64();
+        alone.push((
+            report,
+            counters.until(&Counters::read(&namespaces)?, seconds),
+        ));
+    }
     // Costs are measured once, by max_rate: the statistics would load the
     // CPU the rates were chosen for.
-    let client = NodeProbes::attach(&lab.nodes()[0].netns, false)?;
-    let server = NodeProbes::attach(&lab.nodes()[1].netns, false)?;
+    let mut client = NodeProbes::attach(&lab.nodes()[0].netns, false)?;
+    let mut server = NodeProbes::attach(&lab.nodes()[1].netns, false)?;
     let max_rate = if find_max {
         progress.note(&format!("finding the highest rate {mode} sustains"));
         Some(max_rate::search(
@@ -157,29 +202,25 @@ pub fn bench_mode(
     } else {
         None
     };
-    let namespaces: Vec<&str> = lab
-        .namespaces()
-        .into_iter()
-        .map(|(_, netns)| netns)
-        .collect();
     let mut runs = Vec::new();
-    for &size in sizes {
-        for &rate in rates {
-            progress.start_run(mode, rate, bytes(size));
-            let marks = (client.mark()?, server.mark()?);
-            let counters = Counters::read(&namespaces)?;
-            let started = Instant::now();
-            let report = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
-            let seconds = started.elapsed().as_secs_f64();
-            runs.push(Run {
-                rate,
-                size: bytes(size),
-                system: counters.until(&Counters::read(&namespaces)?, seconds),
-                client: client.report_since(&marks.0, seconds)?,
-                server: server.report_since(&marks.1, seconds)?,
-                load: report,
-            });
-        }
+    for (&(size, rate), (report, system)) in points.iter().zip(alone) {
+        progress.start_run(mode, rate, bytes(size), true);
+        let marks = (client.mark()?, server.mark()?);
+        let started = Instant::now();
+        let probed = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let (client_report, client_samples) = client.report_since(&marks.0, seconds)?;
+        let (server_report, server_samples) = server.report_since(&marks.1, seconds)?;
+        runs.push(Run {
+            rate,
+            size: bytes(size),
+            load: report,
+            system,
+            probed_load: probed,
+            client: client_report,
+            server: server_report,
+            link: LinkLatency::join(&client_samples, &server_samples),
+        });
     }
     drop((client, server));
     let _change = interrupt::lab_change();
@@ -193,10 +234,15 @@ pub fn bench_mode(
     })
 }
 
-/// The load generator, from inside the client's namespace.
+/// The load generator, from inside the client's namespace and on the
+/// client's side of the CPUs.
 pub fn run_load(client_netns: &str, config: LoadConfig) -> Result<LoadReport> {
+    let cpus = CpuSplit::of_this_process().client;
     let result = NetNs::named(client_netns)?
-        .run(|| load::run(&config))?
+        .run(|| {
+            pin_current_thread(&cpus).context("pinning the load generator")?;
+            load::run(&config).map_err(anyhow::Error::from)
+        })?
         .with_context(|| format!("loading {} at {:.0}/s", config.url, config.rate))?;
     Ok(result.report)
 }

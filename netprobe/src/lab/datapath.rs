@@ -85,7 +85,7 @@ pub(crate) fn build(lab: &Lab) -> Result<(), CommandError> {
                 // The VPC route table: one route per node's pod subnet.
                 sh(
                     Some(router),
-                    &format!("ip route add {subnet} via {} dev eth0", node.ip),
+                    &format!("ip route add {subnet} via {} dev {}", node.ip, node.name),
                 )?;
                 bridged_pods(node, "cni0", cni_gateway(n), mtu)?;
                 sh(

@@ -2,7 +2,8 @@
 //! is built (`topology` and `datapath` build it). Labs are isolated from
 //! each other by their namespaces, so every lab uses the same addresses:
 //!
-//! - nodes `10.77.0.N/16` on `eth0`, the router (aws-vpc) `10.77.0.254/16`;
+//! - nodes `10.77.0.N/16` on `eth0`; the router (aws-vpc) `10.77.0.254`, with
+//!   a port per node;
 //! - pod subnets `10.78.N.0/24`, bridge `cni0` at `.1`, pod K at `.K+1`;
 //! - Docker: `docker0` `172.17.0.1/16` on every node, pod K `172.17.0.K+1`;
 //! - macvlan/ipvlan pods on the node subnet: pod K of node N `10.77.N.K/16`.
@@ -181,7 +182,6 @@ impl Lab {
             })
             .collect();
         let router = spec.mode.has_router().then(|| netns_name(prefix, "router"));
-        let segment_members = nodes.len() + usize::from(router.is_some());
         // Client on node 1 and server on node 2, each in its first pod if
         // the mode has pods.
         let end = |node: &Node| {
@@ -197,7 +197,8 @@ impl Lab {
         };
         Lab {
             spec: spec.clone(),
-            switch: (segment_members > 2).then(|| netns_name(prefix, "switch")),
+            // The router is the segment when there is one.
+            switch: (router.is_none() && nodes.len() > 2).then(|| netns_name(prefix, "switch")),
             router,
             client_netns: end(&nodes[0]),
             server_netns: end(&nodes[1]),
@@ -341,13 +342,13 @@ mod tests {
     }
 
     #[test]
-    fn aws_vpc_routes_through_a_switch() {
-        let lab = plan(Mode::AwsVpc, 2, 1);
+    fn aws_vpc_routes_through_a_router_without_a_switch() {
+        let lab = plan(Mode::AwsVpc, 3, 1);
         assert_eq!(lab.router_netns(), Some("t-router"));
-        assert_eq!(lab.switch_netns(), Some("t-switch"));
+        assert_eq!(lab.switch_netns(), None);
         assert_eq!(lab.netns("router"), Some("t-router"));
-        assert_eq!(lab.netns("node2-pod1"), Some("t-node2-pod1"));
-        assert_eq!(lab.netns("node3"), None);
+        assert_eq!(lab.netns("node3-pod1"), Some("t-node3-pod1"));
+        assert_eq!(lab.netns("node4"), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod cli;
 mod cmd;
+mod cpus;
 mod datapath;
 mod http;
 mod layout;
@@ -39,6 +40,7 @@ use thiserror::Error;
 pub use self::{
     cli::LabArgs,
     cmd::CommandError,
+    cpus::{CpuSplit, pin_current_thread},
     http::HttpResponse,
     layout::{Cidr, Lab, Node, Pod},
     mode::{MAX_NODES, Mode, UnknownMode},
@@ -188,6 +190,7 @@ impl Lab {
             &self.server_netns,
             &dir,
             layout::SERVER_PORT,
+            &CpuSplit::of_this_process().server,
         )?;
         self.wait_ready()?;
         self.wait_served(&fastpaths)?;

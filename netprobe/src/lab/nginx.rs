@@ -11,7 +11,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::cmd::{CommandError, run};
+use super::{
+    cmd::{CommandError, run},
+    cpus,
+};
 
 /// Response header bytes nginx 1.22 sends for these files (status line,
 /// Server, Date, Content-Type, Content-Length, Last-Modified, Connection,
@@ -85,7 +88,13 @@ pub(crate) fn check_installed(nginx: &Path) -> Result<(), NginxError> {
 /// limit to the hard one (as `ulimit -n $(ulimit -Hn)` would) to give the
 /// workers room for their connections; raising the hard one would need
 /// CAP_SYS_RESOURCE, which root may not have.
-pub(crate) fn start(nginx: &Path, netns: &str, dir: &Path, port: u16) -> Result<(), NginxError> {
+pub(crate) fn start(
+    nginx: &Path,
+    netns: &str,
+    dir: &Path,
+    port: u16,
+    cpus: &[usize],
+) -> Result<(), NginxError> {
     raise_open_files_limit();
     let write_error = |source| NginxError::Write {
         dir: dir.to_owned(),
@@ -98,7 +107,7 @@ pub(crate) fn start(nginx: &Path, netns: &str, dir: &Path, port: u16) -> Result<
             .map_err(write_error)?;
     }
     let conf = dir.join(CONFIG_FILE);
-    fs::write(&conf, config(dir, port)).map_err(write_error)?;
+    fs::write(&conf, config(dir, port, cpus)).map_err(write_error)?;
     let (dir, conf, error_log) = (dir.as_os_str(), conf.as_os_str(), dir.join("error.log"));
     // `-e`: the log for startup, before the configuration is read.
     run(
@@ -153,15 +162,16 @@ pub(crate) fn master_pid(dir: &Path) -> Option<libc::pid_t> {
         .then_some(pid)
 }
 
-fn config(dir: &Path, port: u16) -> String {
+fn config(dir: &Path, port: u16, cpus: &[usize]) -> String {
     let dir = dir.display();
+    let (workers, mask) = (cpus.len(), cpus::nginx_mask(cpus));
     format!(
         "# Written by `netprobe lab up`: the study's server.
 daemon on;
 user root;
-# One worker per core, each pinned to its own.
-worker_processes auto;
-worker_cpu_affinity auto;
+# One worker per core of the server's side, each pinned to its own.
+worker_processes {workers};
+worker_cpu_affinity auto {mask};
 pid {dir}/{PID_FILE};
 error_log {dir}/error.log warn;
 

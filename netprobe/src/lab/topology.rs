@@ -2,11 +2,9 @@
 //! switch and router, and the node segment standing for the study's 10 GbE
 //! link. Every link is created inside lab namespaces, none in the caller's.
 
-use std::net::Ipv4Addr;
-
 use super::{
     cmd::{CommandError, sh, sysctl},
-    layout::{Lab, NODE_PREFIX_LEN, ROUTER_IP},
+    layout::{Lab, NODE_PREFIX_LEN, Node, ROUTER_IP},
 };
 
 /// IPv6 off: the links then carry only the traffic under test, no router
@@ -16,20 +14,8 @@ const QUIET: &[&str] = &[
     "net.ipv6.conf.default.disable_ipv6=1",
 ];
 const FORWARDING: &[&str] = &["net.ipv4.ip_forward=1"];
-/// The router sends packets back out the port they came in on; redirects
-/// would teach the nodes to bypass it, which the VPC router never does.
-const ROUTER: &[&str] = &[
-    "net.ipv4.ip_forward=1",
-    "net.ipv4.conf.all.send_redirects=0",
-    "net.ipv4.conf.default.send_redirects=0",
-];
-
-/// A namespace on the node segment.
-struct Member<'a> {
-    name: &'a str,
-    netns: &'a str,
-    ip: Ipv4Addr,
-}
+/// The router forwards between the nodes' ports.
+const ROUTER: &[&str] = &["net.ipv4.ip_forward=1"];
 
 pub(crate) fn build(lab: &Lab) -> Result<(), CommandError> {
     let node_sysctls = if lab.mode().nodes_route() {
@@ -74,51 +60,68 @@ pub(crate) fn veth(
     Ok(())
 }
 
-/// Every member's uplink is `eth0`, as on a real machine. Two members share
-/// a veth pair; more meet on bridge `br0` in the switch namespace, on a
-/// port named after the member.
+/// Every node's uplink is `eth0`, as on a real machine. Two nodes share a
+/// veth pair; more meet on bridge `br0` in the switch namespace, on a port
+/// named after the node. With a router (aws-vpc) nodes share no L2 segment,
+/// as in a VPC: each node's link ends at the router, on a port named after
+/// the node, and the router routes between them.
 fn wire_segment(lab: &Lab) -> Result<(), CommandError> {
     let mtu = lab.spec().mtu;
-    let mut members: Vec<Member> = lab
-        .nodes()
-        .iter()
-        .map(|node| Member {
-            name: &node.name,
-            netns: &node.netns,
-            ip: node.ip,
-        })
-        .collect();
-    if let Some(router) = lab.router_netns() {
-        members.push(Member {
-            name: "router",
-            netns: router,
-            ip: ROUTER_IP,
-        });
+    let nodes = lab.nodes();
+    match (lab.router_netns(), lab.switch_netns(), nodes) {
+        (Some(router), _, _) => wire_router(router, nodes, mtu)?,
+        (None, Some(switch), _) => wire_switch(switch, nodes, mtu)?,
+        (None, None, [a, b]) => veth((&a.netns, "eth0"), (&b.netns, "eth0"), mtu)?,
+        (None, None, _) => unreachable!("the layout adds a switch for more than two nodes"),
     }
-    match (lab.switch_netns(), members.as_slice()) {
-        (None, [a, b]) => veth((a.netns, "eth0"), (b.netns, "eth0"), mtu)?,
-        (Some(switch), _) => {
-            sh(
-                Some(switch),
-                &format!("ip link add br0 mtu {mtu} type bridge"),
-            )?;
-            sh(Some(switch), "ip link set br0 up")?;
-            for member in &members {
-                veth((member.netns, "eth0"), (switch, member.name), mtu)?;
-                sh(
-                    Some(switch),
-                    &format!("ip link set {} master br0 up", member.name),
-                )?;
-            }
-        }
-        (None, _) => unreachable!("the layout adds a switch for more than two members"),
-    }
-    for member in &members {
+    for node in nodes {
         sh(
-            Some(member.netns),
-            &format!("ip addr add {}/{NODE_PREFIX_LEN} dev eth0", member.ip),
+            Some(&node.netns),
+            &format!("ip addr add {}/{NODE_PREFIX_LEN} dev eth0", node.ip),
         )?;
-        sh(Some(member.netns), "ip link set eth0 up")?;
+        sh(Some(&node.netns), "ip link set eth0 up")?;
+    }
+    Ok(())
+}
+
+fn wire_switch(switch: &str, nodes: &[Node], mtu: u32) -> Result<(), CommandError> {
+    sh(
+        Some(switch),
+        &format!("ip link add br0 mtu {mtu} type bridge"),
+    )?;
+    sh(Some(switch), "ip link set br0 up")?;
+    for node in nodes {
+        veth((&node.netns, "eth0"), (switch, &node.name), mtu)?;
+        sh(
+            Some(switch),
+            &format!("ip link set {} master br0 up", node.name),
+        )?;
+    }
+    Ok(())
+}
+
+/// The router's address is on its loopback, so every port answers for it;
+/// each node's address is routed to its port. Like the VPC fabric, the router
+/// answers ARP for every address it routes (proxy ARP), at once rather than
+/// after the default random delay, so nodes on the same subnet reach each
+/// other through it too.
+fn wire_router(router: &str, nodes: &[Node], mtu: u32) -> Result<(), CommandError> {
+    sh(Some(router), &format!("ip addr add {ROUTER_IP}/32 dev lo"))?;
+    for node in nodes {
+        let port = &node.name;
+        veth((&node.netns, "eth0"), (router, port), mtu)?;
+        sysctl(
+            router,
+            &[
+                format!("net.ipv4.conf.{port}.proxy_arp=1").as_str(),
+                format!("net.ipv4.neigh.{port}.proxy_delay=0").as_str(),
+            ],
+        )?;
+        sh(Some(router), &format!("ip link set {port} up"))?;
+        sh(
+            Some(router),
+            &format!("ip route add {}/32 dev {port}", node.ip),
+        )?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use aya::{
 };
 use netprobe_common::{
     config::{KernelOffsets, ProbeConfig},
-    probe::{FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS},
+    probe::{FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS, Trace},
 };
 
 use super::{
@@ -211,6 +211,18 @@ impl ProbeSession {
             name: "TRACES",
             source,
         })
+    }
+
+    /// Every sampled flight waiting in `traces` (from [`Self::take_traces`]).
+    pub fn drain_traces(traces: &mut RingBuf<MapData>) -> Vec<Trace> {
+        let mut drained = Vec::new();
+        while let Some(item) = traces.next() {
+            if item.len() >= size_of::<Trace>() {
+                // SAFETY: the probes write whole `Trace`s, at any alignment.
+                drained.push(unsafe { item.as_ptr().cast::<Trace>().read_unaligned() });
+            }
+        }
+        drained
     }
 
     /// Run count and total run time of each attached program, from the

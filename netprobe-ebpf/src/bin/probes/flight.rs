@@ -11,7 +11,7 @@ use netprobe_ebpf::packet::{IPPROTO_TCP, Packet};
 
 use crate::{
     config::config,
-    maps::{FLIGHTS, HISTOGRAMS, HOP_STATS, POINTS, SAMPLE_TICKS, SOCKET_WRITES, TRACES, WATCHED},
+    maps::{FLIGHTS, HISTOGRAMS, HOP_STATS, POINTS, SOCKET_WRITES, TRACES, WATCHED},
 };
 
 #[inline(always)]
@@ -218,19 +218,9 @@ fn socket_write_slot(seq: u32) -> u32 {
 
 #[inline(always)]
 fn maybe_sample(point: Point, flight: &Flight) {
-    let every = config!(sample_every);
-    if every == 0 {
+    if !flight.key.sampled(config!(sample_every)) {
         return;
     }
-    let Some(ticks) = SAMPLE_TICKS.get_ptr_mut(0) else {
-        return;
-    };
-    let ticks = unsafe { &mut *ticks };
-    *ticks += 1;
-    if *ticks < every {
-        return;
-    }
-    *ticks = 0;
     // A full ring loses the sample, never the measurement.
     if let Some(mut entry) = TRACES.reserve::<Trace>(0) {
         entry.write(Trace {

@@ -46,10 +46,6 @@ pub static HISTOGRAMS: PerCpuArray<Histogram> = PerCpuArray::with_max_entries(SL
 #[map]
 pub static HOP_STATS: PerCpuArray<HopStats> = PerCpuArray::with_max_entries(SLOTS as u32, 0);
 
-/// Flights completed since the last sample, per CPU.
-#[map]
-pub static SAMPLE_TICKS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-
 /// Complete flights for `--sample N`.
 #[map]
 pub static TRACES: RingBuf = RingBuf::with_byte_size(TRACE_RING_BYTES, 0);

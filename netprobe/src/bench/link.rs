@@ -1,0 +1,146 @@
+//! The link between the nodes: the one stretch of a request's path that
+//! neither node's probes see whole, from the sending node's NIC to the
+//! receiving node's. In the lab it is one veth; in aws-vpc it is also the
+//! router standing for the VPC fabric. Both nodes sample the same packets
+//! (picked by a hash of their headers), so the two samples of a packet give
+//! the time it took to cross.
+
+use std::collections::HashMap;
+
+use hdrhistogram::Histogram;
+use netprobe_common::probe::{DIRECTION_EGRESS, Flight, Trace};
+use serde::{Deserialize, Serialize};
+
+use crate::report::{Latency, new_hdr};
+
+/// One packet in this many is sampled on both nodes.
+pub const SAMPLE_EVERY: u32 = 32;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkLatency {
+    /// Client's node to server's: requests.
+    pub request: Latency,
+    /// Server's node to client's: responses.
+    pub response: Latency,
+}
+
+impl LinkLatency {
+    /// Joins the two nodes' samples; `None` if no packet was sampled on both.
+    pub fn join(client: &[Trace], server: &[Trace]) -> Option<Self> {
+        let request = crossings(client, server)?;
+        let response = crossings(server, client)?;
+        Some(Self {
+            request: Latency::from_hdr(&request),
+            response: Latency::from_hdr(&response),
+        })
+    }
+
+    /// Mean time of a request and its response on the link together.
+    pub fn round_trip_mean_ns(&self) -> u64 {
+        self.request.mean_ns + self.response.mean_ns
+    }
+}
+
+/// The time each packet sampled leaving `sender` took to reach `receiver`.
+fn crossings(sender: &[Trace], receiver: &[Trace]) -> Option<Histogram<u64>> {
+    let arrivals: HashMap<Packet, u64> = receiver
+        .iter()
+        .filter(|trace| trace.direction != DIRECTION_EGRESS)
+        .map(|trace| (Packet::of(&trace.flight), trace.flight.start_ns))
+        .collect();
+    let mut histogram = new_hdr();
+    for trace in sender
+        .iter()
+        .filter(|trace| trace.direction == DIRECTION_EGRESS)
+    {
+        let left = trace.flight.last_ns();
+        if let Some(crossed) = arrivals
+            .get(&Packet::of(&trace.flight))
+            .and_then(|arrived| arrived.checked_sub(left))
+        {
+            histogram.saturating_record(crossed);
+        }
+    }
+    (!histogram.is_empty()).then_some(histogram)
+}
+
+/// A packet's fingerprint, whichever direction a node saw it in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Packet {
+    protocol: u8,
+    ip_id: u32,
+    words: (u32, u32),
+}
+
+impl Packet {
+    fn of(flight: &Flight) -> Self {
+        Self {
+            protocol: flight.key.protocol,
+            ip_id: flight.key.ip_id,
+            words: (flight.key.word0, flight.key.word1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netprobe_common::probe::{DIRECTION_INGRESS, FlightKey};
+
+    use super::*;
+
+    /// A complete flight of packet `id` seen from `start_ns`, its last hop
+    /// `last_offset` later.
+    fn trace(direction: u32, id: u32, start_ns: u64, last_offset: u32) -> Trace {
+        let mut flight = Flight {
+            key: FlightKey {
+                direction: direction as u8,
+                protocol: 6,
+                ip_id: id,
+                word0: 1000 + id,
+                word1: 7,
+                ..FlightKey::default()
+            },
+            start_ns,
+            last_hop: 2,
+            ..Flight::default()
+        };
+        flight.hop_ns[2] = last_offset;
+        Trace {
+            direction,
+            hops: 3,
+            flight,
+        }
+    }
+
+    #[test]
+    fn times_each_packet_from_the_senders_last_hop_to_the_receivers_first() {
+        let client = [
+            trace(DIRECTION_EGRESS, 1, 1_000, 500), // request 1 leaves at 1_500
+            trace(DIRECTION_EGRESS, 2, 5_000, 500), // request 2 leaves at 5_500
+            trace(DIRECTION_INGRESS, 3, 9_000, 300), // response arrives at 9_000
+            trace(DIRECTION_EGRESS, 4, 20_000, 100), // never sampled by the server
+        ];
+        let server = [
+            trace(DIRECTION_INGRESS, 1, 2_500, 800),  // +1_000
+            trace(DIRECTION_INGRESS, 2, 8_500, 800),  // +3_000
+            trace(DIRECTION_EGRESS, 3, 7_000, 1_000), // leaves at 8_000: +1_000
+        ];
+        let link = LinkLatency::join(&client, &server).expect("packets were joined");
+        // HdrHistogram values are exact to 1%.
+        let near = |ns: u64, expected: u64| ns.abs_diff(expected) <= expected / 100;
+        assert_eq!(link.request.count, 2);
+        assert!(near(link.request.min_ns, 1_000), "{link:?}");
+        assert!(near(link.request.max_ns, 3_000), "{link:?}");
+        assert_eq!(link.response.count, 1);
+        assert!(near(link.response.p50_ns, 1_000), "{link:?}");
+        assert!(near(link.round_trip_mean_ns(), 2_000 + 1_000), "{link:?}");
+    }
+
+    #[test]
+    fn a_direction_without_joined_packets_gives_nothing() {
+        let client = [trace(DIRECTION_EGRESS, 1, 1_000, 500)];
+        let server = [trace(DIRECTION_INGRESS, 1, 2_500, 800)];
+        assert_eq!(LinkLatency::join(&client, &server), None);
+        assert_eq!(LinkLatency::join(&client, &[]), None);
+    }
+}
