@@ -14,6 +14,7 @@ mod link;
 mod max_rate;
 mod plan;
 mod progress;
+mod ranking;
 mod render;
 mod results;
 mod runner;
@@ -182,7 +183,14 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
 fn write_reports(results: &BenchResults, dir: &Path) -> Result<()> {
     results.save(dir)?;
     for (file, text) in [
-        (TABLE_FILE, render::LatencyTables(results).to_string()),
+        (
+            TABLE_FILE,
+            format!(
+                "{}{}",
+                render::LatencyTables(results),
+                ranking::Ranking(results)
+            ),
+        ),
         (
             ATTRIBUTION_FILE,
             render::AttributionTables(results).to_string(),

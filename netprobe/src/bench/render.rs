@@ -6,6 +6,7 @@ use std::fmt::{self, Display, Formatter};
 
 use super::{
     attribution::{Attribution, attribute},
+    ranking::Ranking,
     results::BenchResults,
 };
 use crate::{path::SegmentKind, report::format_ns};
@@ -17,6 +18,7 @@ impl Display for Summary<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         settings(f, self.0)?;
         LatencyTables(self.0).fmt(f)?;
+        Ranking(self.0).fmt(f)?;
         AttributionTables(self.0).fmt(f)
     }
 }
