@@ -50,8 +50,8 @@ pub struct BenchArgs {
     /// Modes to compare: "all" or a comma-separated list.
     #[arg(long, default_value = "all")]
     pub modes: Modes,
-    /// Requested rates (requests/s, comma-separated), or "auto": 30, 50, 70
-    /// and 90% of the highest rate host sustains.
+    /// Requested rates (requests/s, comma-separated), or "auto": 10, 30, 50,
+    /// 70 and 90% of the highest rate host sustains.
     #[arg(long, default_value = "auto")]
     pub rates: Rates,
     /// Response sizes in bytes.
@@ -59,7 +59,7 @@ pub struct BenchArgs {
     pub sizes: Sizes,
     /// Measured time of each run (after a 0.5 s warm-up); each rate and size
     /// runs twice, without and with the probes.
-    #[arg(long, default_value = "2500ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Keep-alive connections of the load generator.
     #[arg(long, default_value_t = crate::load::DEFAULT_CONNECTIONS)]

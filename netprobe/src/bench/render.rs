@@ -155,24 +155,26 @@ const ATTRIBUTED: [SegmentKind; 9] = [
     SegmentKind::Application,
 ];
 
-/// Each mode's extra latency over host, split by segment kind, at the
-/// lowest rate of each size (the study looks at 30-50% of the maximum).
+/// Each mode's extra latency over host, split by segment kind, at the two
+/// lowest rates of each size (unloaded, and the study's 30%).
 pub struct AttributionTables<'a>(pub &'a BenchResults);
+
+/// How many of the lowest rates get an attribution table.
+const ATTRIBUTED_RATES: usize = 2;
 
 impl Display for AttributionTables<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let results = self.0;
         let attributions = attribute(results);
-        let Some(&rate) = results.settings.rates.first() else {
-            return Ok(());
-        };
         for &size in &results.settings.sizes {
-            let rows: Vec<&Attribution> = attributions
-                .iter()
-                .filter(|row| row.size == size && (row.rate - rate).abs() < 0.5)
-                .collect();
-            if !rows.is_empty() {
-                attribution_table(f, &rows, rate, size)?;
+            for &rate in results.settings.rates.iter().take(ATTRIBUTED_RATES) {
+                let rows: Vec<&Attribution> = attributions
+                    .iter()
+                    .filter(|row| row.size == size && (row.rate - rate).abs() < 0.5)
+                    .collect();
+                if !rows.is_empty() {
+                    attribution_table(f, &rows, rate, size)?;
+                }
             }
         }
         Ok(())
