@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use hdrhistogram::Histogram;
-use netprobe_common::probe::{DIRECTION_EGRESS, Flight, Trace};
+use netprobe_common::probe::{DIRECTION_EGRESS, Flight, FlightKey, Trace};
 use serde::{Deserialize, Serialize};
 
 use crate::report::{Latency, new_hdr};
@@ -43,10 +43,10 @@ impl LinkLatency {
 
 /// The time each packet sampled leaving `sender` took to reach `receiver`.
 fn crossings(sender: &[Trace], receiver: &[Trace]) -> Option<Histogram<u64>> {
-    let arrivals: HashMap<Packet, u64> = receiver
+    let arrivals: HashMap<FlightKey, u64> = receiver
         .iter()
         .filter(|trace| trace.direction != DIRECTION_EGRESS)
-        .map(|trace| (Packet::of(&trace.flight), trace.flight.start_ns))
+        .map(|trace| (packet(&trace.flight), trace.flight.start_ns))
         .collect();
     let mut histogram = new_hdr();
     for trace in sender
@@ -55,7 +55,7 @@ fn crossings(sender: &[Trace], receiver: &[Trace]) -> Option<Histogram<u64>> {
     {
         let left = trace.flight.last_ns();
         if let Some(crossed) = arrivals
-            .get(&Packet::of(&trace.flight))
+            .get(&packet(&trace.flight))
             .and_then(|arrived| arrived.checked_sub(left))
         {
             histogram.saturating_record(crossed);
@@ -65,26 +65,16 @@ fn crossings(sender: &[Trace], receiver: &[Trace]) -> Option<Histogram<u64>> {
 }
 
 /// A packet's fingerprint, whichever direction a node saw it in.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Packet {
-    protocol: u8,
-    ip_id: u32,
-    words: (u32, u32),
-}
-
-impl Packet {
-    fn of(flight: &Flight) -> Self {
-        Self {
-            protocol: flight.key.protocol,
-            ip_id: flight.key.ip_id,
-            words: (flight.key.word0, flight.key.word1),
-        }
+fn packet(flight: &Flight) -> FlightKey {
+    FlightKey {
+        direction: 0,
+        ..flight.key
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use netprobe_common::probe::{DIRECTION_INGRESS, FlightKey};
+    use netprobe_common::probe::DIRECTION_INGRESS;
 
     use super::*;
 
