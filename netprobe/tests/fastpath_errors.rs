@@ -65,26 +65,30 @@ fn vxlan_devices_that_do_not_match_are_refused() {
         assert_refused(&netprobe(&enable_args(node, args)), 1, message, node);
         assert!(untouched(), "{args:?} changed a device");
     }
-    // An interface no vxlan device sends through.
-    let output = netprobe(&["fastpath", "enable", "veth1", "--netns", node]);
-    assert_refused(
-        &output,
-        1,
-        "error: no vxlan device sends through veth1",
-        node,
-    );
-    let output = netprobe(&["fastpath", "enable", "nosuch0", "--netns", node]);
-    assert_refused(&output, 1, "error: no interface nosuch0 in", node);
-    let output = netprobe(&["fastpath", "enable", "eth0", "--netns", "nosuch-netns"]);
-    assert_refused(
-        &output,
-        1,
-        "network namespace \"nosuch-netns\" does not exist",
-        node,
-    );
-    // Disabling what is not enabled, enabling twice.
-    let output = netprobe(&["fastpath", "disable", "eth0", "--netns", node]);
-    assert_refused(&output, 1, "error: no fast path on eth0@", node);
+    for (args, message) in [
+        // An interface no vxlan device sends through.
+        (
+            ["enable", "veth1", "--netns", node],
+            "error: no vxlan device sends through veth1",
+        ),
+        (
+            ["enable", "nosuch0", "--netns", node],
+            "error: no interface nosuch0 in",
+        ),
+        (
+            ["enable", "eth0", "--netns", "nosuch-netns"],
+            "network namespace \"nosuch-netns\" does not exist",
+        ),
+        // Disabling what is not enabled.
+        (
+            ["disable", "eth0", "--netns", node],
+            "error: no fast path on eth0@",
+        ),
+    ] {
+        let output = netprobe(&[&["fastpath"][..], &args].concat());
+        assert_refused(&output, 1, message, node);
+    }
+    // Enabling twice.
     enable(node, &[]);
     for hook in ["xdp", "tc"] {
         let output = netprobe(&enable_args(node, &["--hook", hook]));

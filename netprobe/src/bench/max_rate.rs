@@ -2,9 +2,11 @@
 //! doubling then bisecting; measured without and with the probes, which is
 //! the throughput the probes cost.
 
-use std::time::Duration;
-
-use std::{process::Command, time::Instant};
+use std::{
+    os::unix::process::CommandExt as _,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -16,7 +18,7 @@ use super::{
     runner::{BENCH_PREFIX, Load, NodeProbes, run_load},
 };
 use crate::{
-    lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize},
+    lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
     load::LoadReport,
     probes::ProgramCost,
 };
@@ -103,14 +105,21 @@ fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result
 /// generator runs: its requests/s.
 fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
     let cpus = CpuSplit::of_this_process().client;
-    let cpus: Vec<String> = cpus.iter().map(usize::to_string).collect();
-    let output = Command::new("ip")
-        .args(["netns", "exec", lab.client_netns(), "taskset", "-c"])
-        .arg(cpus.join(","))
-        .args(["wrk", "-t1", "-c50", "-d3s"])
-        .arg(lab.server_url(size))
-        .output()
-        .context("running wrk (apt-get install wrk)")?;
+    let mut wrk = Command::new("ip");
+    wrk.args([
+        "netns",
+        "exec",
+        lab.client_netns(),
+        "wrk",
+        "-t1",
+        "-c50",
+        "-d3s",
+    ])
+    .arg(lab.server_url(size));
+    // SAFETY: between fork and exec the child only makes the one
+    // sched_setaffinity call, which allocates nothing.
+    unsafe { wrk.pre_exec(move || pin_current_thread(&cpus)) };
+    let output = wrk.output().context("running wrk (apt-get install wrk)")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!(

@@ -1,9 +1,10 @@
 //! `netprobe lab bench`: the seed study rerun on one host. For each mode it
 //! builds the lab, starts nginx, runs the load at each rate and size alone
 //! (latency, system metrics) and again with the probes on both nodes (the
-//! per-hop breakdown), and takes the lab down; then it writes `results.json`, the study-shaped latency table,
-//! the attribution of each mode's extra latency to segments, and a
-//! self-contained `report.html`. `netprobe report DIR` renders saved
+//! per-hop breakdown), and takes the lab down; then it writes
+//! `results.json`, the study-shaped latency table with the check of the
+//! study's order, the attribution of each mode's extra latency to segments,
+//! and a self-contained `report.html`. `netprobe report DIR` renders saved
 //! results again.
 
 mod attribution;
