@@ -15,10 +15,12 @@ use aya::{
     programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
 };
 use netprobe::{
+    discovery,
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netlink,
     netns::NetNs,
-    path::{Direction, SegmentKind},
+    path::{Direction, Hook, SegmentKind},
+    probes::{ProbeOptions, ProbeSession},
     report::{Latency, Report, Segment},
     status::loaded_netprobe_programs,
 };
@@ -210,6 +212,58 @@ fn pods_on_macvlan() {
 }
 
 const DELAY_NS: u64 = 50_000;
+
+#[test]
+fn a_paused_session_runs_no_tracepoint_program() {
+    let _alone = alone();
+    let lab = lab(Mode::Host);
+    let node = NetNs::named(server_node(&lab)).expect("server node");
+    let datapath = discovery::discover("eth0", &node).expect("the node's path");
+    let options = ProbeOptions {
+        skip_cost: false,
+        ..ProbeOptions::default()
+    };
+    let mut session = ProbeSession::start(&datapath, &node, &options).expect("probes attach");
+    // Each program's runs over some round trips.
+    let runs = |session: &ProbeSession| {
+        let before = session.program_costs().expect("costs");
+        round_trips(
+            lab.client_netns(),
+            lab.server_addr(),
+            ResponseSize::Small.path(),
+            200,
+        );
+        let after = session.program_costs().expect("costs");
+        after
+            .into_iter()
+            .zip(before)
+            .map(|(after, before)| (after.program, after.run_cnt - before.run_cnt))
+            .collect::<Vec<_>>()
+    };
+    session.pause();
+    let paused = runs(&session);
+    session.resume().expect("probes resume");
+    let resumed = runs(&session);
+
+    let tracepoint = |program: &str| {
+        Hook::ALL
+            .into_iter()
+            .any(|hook| hook.program() == program && hook.tracepoint().is_some())
+    };
+    assert!(
+        paused.iter().any(|(program, _)| tracepoint(program)),
+        "{paused:?}"
+    );
+    for ((program, paused_runs), (_, resumed_runs)) in paused.iter().zip(&resumed) {
+        assert!(*resumed_runs >= 200, "{program}: {resumed:?}");
+        if tracepoint(program) {
+            assert_eq!(*paused_runs, 0, "{program} ran while paused: {paused:?}");
+        } else {
+            // The interface's own hooks stay: they see only its traffic.
+            assert!(*paused_runs >= 200, "{program}: {paused:?}");
+        }
+    }
+}
 
 #[test]
 fn a_delay_at_one_device_shows_in_exactly_its_segment() {

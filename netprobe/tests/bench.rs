@@ -15,7 +15,7 @@ use std::{
 };
 
 use netprobe::{
-    bench::{BENCH_PREFIX, BenchResults},
+    bench::{BENCH_PREFIX, BenchResults, bench_prefix},
     lab::{Lab, Mode, STATE_DIR},
     netns::named_namespaces,
 };
@@ -36,7 +36,7 @@ fn bench_namespaces() -> Vec<String> {
     named_namespaces()
         .expect("list namespaces")
         .into_iter()
-        .filter(|name| name.starts_with(&format!("{BENCH_PREFIX}-")))
+        .filter(|name| name.starts_with(&format!("{BENCH_PREFIX}_")))
         .collect()
 }
 
@@ -191,7 +191,7 @@ fn start_long_bench() -> std::process::Child {
         .spawn()
         .expect("bench starts");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while Lab::load(BENCH_PREFIX).is_err() {
+    while Lab::load(&bench_prefix(Mode::FlannelVxlan)).is_err() {
         assert!(Instant::now() < deadline, "the bench's lab never came up");
         thread::sleep(Duration::from_millis(50));
     }
@@ -223,7 +223,11 @@ fn lab_down_cleans_up_after_a_killed_bench() {
         !bench_namespaces().is_empty(),
         "the lab stays after kill -9"
     );
-    let down = netprobe(&["lab", "down", "--prefix", BENCH_PREFIX]);
+    let down = netprobe(&["lab", "down", "--all"]);
     assert!(down.status.success(), "{down:?}");
+    assert!(
+        String::from_utf8_lossy(&down.stdout).contains("lab npbench_flannel_vxlan removed"),
+        "{down:?}"
+    );
     assert!(bench_namespaces().is_empty(), "{:?}", bench_namespaces());
 }

@@ -203,7 +203,8 @@ fn a_stall_stays_in_the_latency_of_every_request_it_held_up() {
         stall: Some((1000, stall)),
         ..Behavior::default()
     });
-    let LoadResult { report, histogram } = run(&config(server.url(), rate, 4, 1000));
+    let result = run(&config(server.url(), rate, 4, 1000));
+    let (report, histogram) = (&result.report, result.histogram());
     assert!(report.latency.max_ns >= 100 * MS, "{report:#?}");
     assert!(report.latency.max_ns < 300 * MS, "{report:#?}");
     // The held-up requests went out late, once their connection was free.
@@ -222,7 +223,7 @@ fn a_stall_stays_in_the_latency_of_every_request_it_held_up() {
         "{late} requests over 50ms, expected about {expected}"
     );
     assert_eq!((report.errors, report.timeouts), (0, 0), "{report:#?}");
-    assert_rate_within(&report, 0.01);
+    assert_rate_within(report, 0.01);
 }
 
 #[test]
@@ -235,6 +236,36 @@ fn holds_the_requested_rate() {
         (report.errors, report.timeouts, report.reconnects),
         (0, 0, 0),
         "{report:#?}"
+    );
+}
+
+#[test]
+fn runs_added_up_read_as_one_run_over_both_windows() {
+    let _exclusive = exclusive();
+    let quick = Server::start(Behavior::default());
+    let slow = Server::start(Behavior {
+        delay: Duration::from_millis(5),
+        ..Behavior::default()
+    });
+    let mut total = run(&config(quick.url(), 1000.0, 8, 600));
+    let second = run(&config(slow.url(), 1000.0, 8, 400));
+    let first = total.report.clone();
+    total.add(&second);
+    let report = &total.report;
+    println!("{report}");
+    assert_eq!(report.requests, first.requests + second.report.requests);
+    assert_eq!(report.duration_ns, 1_000_000_000);
+    assert_eq!(report.warmup_ns, 200_000_000);
+    assert_rate_within(report, 0.01);
+    assert_eq!(total.histogram().len(), report.requests);
+    // Percentiles of the merged histogram, not averages: 40% of the
+    // requests took 5 ms more, so p50 is the quick server's and p90 the
+    // slow one's.
+    assert!(report.latency.p50_ns < 2 * MS, "{report:#?}");
+    assert!(report.latency.p90_ns >= 5 * MS, "{report:#?}");
+    assert_eq!(
+        report.latency.max_ns,
+        first.latency.max_ns.max(second.report.latency.max_ns)
     );
 }
 

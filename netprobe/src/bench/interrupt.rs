@@ -1,5 +1,5 @@
-//! Ctrl-C and SIGTERM during a bench: remove what the bench built (its lab,
-//! with any fast path in it; the probes go with the process) and put back
+//! Ctrl-C and SIGTERM during a bench: remove what the bench built (its labs,
+//! with any fast path in them; the probes go with the process) and put back
 //! the machine-wide tuning, then exit. A run blocks for its whole duration,
 //! so this happens on a thread of its own, not between runs.
 
@@ -15,8 +15,8 @@ use signal_hook::{
     iterator::Signals,
 };
 
-use super::{runner::BENCH_PREFIX, tune::GlobalTuning};
-use crate::lab::Lab;
+use super::{runner::bench_prefix, tune::GlobalTuning};
+use crate::lab::{Lab, Mode};
 
 /// Held while a lab is built or removed, so that the interrupt never tears
 /// down a lab half-built (and so misses what comes after).
@@ -38,10 +38,12 @@ pub fn tear_down_on_interrupt(tuning: Arc<Mutex<Option<GlobalTuning>>>) -> Resul
             if signals.forever().next().is_none() {
                 return;
             }
-            eprintln!("\ninterrupted: removing the bench's lab");
+            eprintln!("\ninterrupted: removing the bench's labs");
             let _change = lab_change();
-            if let Err(error) = Lab::down(BENCH_PREFIX) {
-                eprintln!("error: {error:#} (netprobe lab down --prefix {BENCH_PREFIX})");
+            for mode in Mode::ALL {
+                if let Err(error) = Lab::down(&bench_prefix(mode)) {
+                    eprintln!("error: {error:#} (netprobe lab down --all)");
+                }
             }
             drop(
                 tuning

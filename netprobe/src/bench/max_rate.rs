@@ -15,7 +15,7 @@ use super::{
     plan::bytes,
     progress::Progress,
     results::MaxRate,
-    runner::{BENCH_PREFIX, Load, NodeProbes, run_load},
+    runner::{Load, NodeProbes, bench_prefix, run_load},
 };
 use crate::{
     lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
@@ -53,7 +53,7 @@ pub fn find_max_rate(
 ) -> Result<MaxRate> {
     let lab = {
         let _change = interrupt::lab_change();
-        LabGuard::up(&LabSpec::new(BENCH_PREFIX, Mode::Host))?
+        LabGuard::up(&LabSpec::new(bench_prefix(Mode::Host), Mode::Host))?
     };
     let load = search_load(connections);
     progress.note("measuring wrk's closed-loop maximum and the load generator against it");
@@ -65,7 +65,8 @@ pub fn find_max_rate(
     let generator = run_load(
         lab.client_netns(),
         check.config(lab.server_url(size), 0.8 * wrk_rate),
-    )?;
+    )?
+    .report;
     progress.note("finding the highest rate host sustains, without probes");
     let without = search(&lab, size, &load)?;
     let probes = (
@@ -145,8 +146,8 @@ pub fn search_load(connections: usize) -> Load {
 /// The highest rate of `size` responses the lab sustains.
 pub fn search(lab: &Lab, size: ResponseSize, load: &Load) -> Result<f64> {
     let holds = |rate: f64| -> Result<bool> {
-        let report = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
-        Ok(sustained(&report))
+        let result = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
+        Ok(sustained(&result.report))
     };
     let (mut good, mut bad) = (0.0, FIRST_RATE);
     while bad < CEILING && holds(bad)? {

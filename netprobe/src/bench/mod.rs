@@ -1,7 +1,8 @@
-//! `netprobe lab bench`: the seed study rerun on one host. For each mode it
-//! builds the lab, starts nginx, runs the load at each rate and size alone
-//! (latency, system metrics) and again with the probes on both nodes (the
-//! per-hop breakdown), and takes the lab down; then it writes
+//! `netprobe lab bench`: the seed study rerun on one host. It builds every
+//! mode's lab, starts nginx in each, runs the load at each rate and size
+//! alone (latency, system metrics) and again with the probes on both nodes
+//! (the per-hop breakdown), the modes taking turns so that the machine's
+//! drift weighs on all alike, and takes the labs down; then it writes
 //! `results.json`, the study-shaped latency table with the check of the
 //! study's order, the attribution of each mode's extra latency to segments,
 //! and a self-contained `report.html`. `netprobe report DIR` renders saved
@@ -37,12 +38,12 @@ pub use self::{
     attribution::{Attribution, attribute},
     plan::{Modes, PlanError, Rates, Sizes},
     results::{BenchResults, MaxRate, ModeResults, Run, Settings, TuningStep},
-    runner::BENCH_PREFIX,
+    runner::{BENCH_PREFIX, bench_prefix},
 };
 use self::{
     plan::{AUTO_SHARES, bytes, mode_time},
     progress::Progress,
-    runner::{Load, RUNS_PER_POINT, bench_mode},
+    runner::{Load, RUNS_PER_POINT, Runs, SLICES, bench_modes},
 };
 use crate::{lab::STATE_DIR, privilege::require_bpf_privileges};
 
@@ -58,8 +59,9 @@ pub struct BenchArgs {
     /// Response sizes in bytes.
     #[arg(long, default_value = "350,4096")]
     pub sizes: Sizes,
-    /// Measured time of each run (after a 0.5 s warm-up); each rate and size
-    /// runs twice, without and with the probes.
+    /// Measured time of each run; each rate and size runs twice, without
+    /// and with the probes, and each run in two slices (each after a 0.25 s
+    /// warm-up) for which the modes take turns.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Keep-alive connections of the load generator.
@@ -83,7 +85,8 @@ pub struct BenchArgs {
     pub out: PathBuf,
 }
 
-const WARMUP: Duration = Duration::from_millis(500);
+/// Before each slice of a run: the connections are new.
+const WARMUP: Duration = Duration::from_millis(250);
 const TABLE_FILE: &str = "table.txt";
 const ATTRIBUTION_FILE: &str = "attribution.txt";
 const HTML_FILE: &str = "report.html";
@@ -103,14 +106,14 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         connections: args.connections,
     };
     let sizes = &args.sizes.0;
-    let run_time = args.duration + WARMUP;
+    let slice_time = args.duration / SLICES as u32 + WARMUP;
     let known_rates = match &args.rates {
         Rates::Fixed(rates) => rates.len(),
         Rates::Auto => AUTO_SHARES.len(),
     };
     let mut progress = Progress::new(
-        args.modes.0.len() * known_rates * sizes.len() * RUNS_PER_POINT,
-        run_time,
+        args.modes.0.len() * known_rates * sizes.len() * RUNS_PER_POINT * SLICES,
+        slice_time,
     );
     let (global_tuning, tuning) = if args.tune {
         let (guard, steps) = tune::GlobalTuning::apply()?;
@@ -136,8 +139,11 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     log::info!(
         "about {} for the runs",
         humantime::format_duration(
-            mode_time(rates.len() * RUNS_PER_POINT, sizes.len(), run_time)
-                * args.modes.0.len() as u32
+            mode_time(
+                rates.len() * RUNS_PER_POINT * SLICES,
+                sizes.len(),
+                slice_time
+            ) * args.modes.0.len() as u32
         )
     );
     let mut results = BenchResults {
@@ -150,6 +156,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             sizes: sizes.iter().map(|size| bytes(*size)).collect(),
             duration_s: args.duration.as_secs_f64(),
             warmup_s: WARMUP.as_secs_f64(),
+            slices: SLICES,
             connections: args.connections,
             tune: args.tune,
             cpu_idle: idle.state.clone(),
@@ -158,19 +165,24 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         tuning,
         modes: Vec::new(),
     };
-    for &mode in &args.modes.0 {
-        results.modes.push(bench_mode(
-            mode,
-            &rates,
-            sizes,
-            &load,
-            args.tune,
-            args.max_rates,
-            &mut progress,
-        )?);
+    let runs = Runs {
+        rates: &rates,
+        sizes,
+        load,
+        tune_labs: args.tune,
+        find_max: args.max_rates,
+    };
+    let modes = bench_modes(
+        &args.modes.0,
+        &runs,
+        &mut progress,
         // What is done so far survives a later failure or interruption.
-        results.save(&args.out)?;
-    }
+        |modes| {
+            results.modes = modes.to_vec();
+            results.save(&args.out)
+        },
+    )?;
+    results.modes = modes;
     progress.finish();
     write_reports(&results, &args.out)?;
     print_out(&format!(
@@ -253,7 +265,10 @@ impl BenchLock {
         let path = Path::new(STATE_DIR).join("bench.lock");
         let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            bail!("another netprobe lab bench is running (its lab {BENCH_PREFIX} is in use)");
+            bail!(
+                "another netprobe lab bench is running (its labs {}, ... are in use)",
+                bench_prefix(crate::lab::Mode::Host)
+            );
         }
         Ok(Self { _file: file })
     }

@@ -16,6 +16,10 @@ pub const STUDY_ORDER: [Mode; 5] = [
     Mode::FlannelVxlan,
 ];
 
+/// The load generator's histograms tell values apart to three significant
+/// digits: medians closer than this share of their value are a tie.
+const RESOLUTION: f64 = 1e-3;
+
 /// Neighbours in the study's order whose medians are the other way round:
 /// (the mode that should be faster, its p50, the next mode, its p50).
 pub fn breaks(p50s: &[u64; STUDY_ORDER.len()]) -> Vec<(Mode, u64, Mode, u64)> {
@@ -23,10 +27,11 @@ pub fn breaks(p50s: &[u64; STUDY_ORDER.len()]) -> Vec<(Mode, u64, Mode, u64)> {
     (0..=last)
         .filter(|&i| {
             let (faster, slower) = (p50s[i], p50s[i + 1]);
+            let tie = faster.abs_diff(slower) as f64 <= RESOLUTION * slower as f64;
             if i == last {
-                faster >= slower
+                faster >= slower || tie
             } else {
-                faster > slower
+                faster > slower && !tie
             }
         })
         .map(|i| (STUDY_ORDER[i], p50s[i], STUDY_ORDER[i + 1], p50s[i + 1]))
@@ -85,6 +90,15 @@ mod tests {
         assert_eq!(
             breaks(&[40, 40, 51, 56, 56]),
             [(Mode::AwsVpc, 56, Mode::FlannelVxlan, 56)]
+        );
+    }
+
+    #[test]
+    fn medians_the_histograms_cannot_tell_apart_are_a_tie() {
+        assert_eq!(breaks(&[40_000, 40_030, 71_640, 71_600, 87_000]), []);
+        assert_eq!(
+            breaks(&[40_000, 40_030, 51_000, 56_000, 56_040]),
+            [(Mode::AwsVpc, 56_000, Mode::FlannelVxlan, 56_040)]
         );
     }
 

@@ -27,11 +27,12 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
     let settings = &results.settings;
     writeln!(
         f,
-        "netprobe {} on Linux {}, {} CPUs: {} s per run after {} s warm-up, {} connections{}",
+        "netprobe {} on Linux {}, {} CPUs: {} s per run in {} slices after {} s warm-up each, {} connections{}",
         results.netprobe,
         results.kernel,
         results.cpus,
         settings.duration_s,
+        settings.slices.max(1),
         settings.warmup_s,
         settings.connections,
         if settings.tune { ", tuned" } else { "" }

@@ -5,7 +5,8 @@
 //! {
 //!   "netprobe": "0.1.0", "kernel": "6.18.44", "cpus": 2,
 //!   "settings": {"modes": ["host", ...], "rates": [12000.0, ...], "sizes": [350, 4096],
-//!                "duration_s": 5.0, "warmup_s": 1.0, "connections": 50, "tune": false,
+//!                "duration_s": 2.0, "warmup_s": 0.25, "slices": 2, "connections": 50,
+//!                "tune": false,
 //!                "cpu_idle": "polling (/dev/cpu_dma_latency held at 0)"},
 //!   "max_rate": {"mode": "host", "size": 350, "rate": 40000.0,
 //!                "rate_without_probes": 41000.0},
@@ -57,8 +58,13 @@ pub struct Settings {
     pub rates: Vec<f64>,
     /// Response sizes in bytes.
     pub sizes: Vec<usize>,
+    /// Measured time of each run, all its slices together.
     pub duration_s: f64,
+    /// Warm-up before each slice.
     pub warmup_s: f64,
+    /// The slices each run is split into, the modes taking turns.
+    #[serde(default)]
+    pub slices: usize,
     pub connections: usize,
     pub tune: bool,
     /// Whether idle CPUs polled or could halt (see `--allow-idle-states`).
@@ -146,6 +152,17 @@ impl BenchResults {
 }
 
 impl ModeResults {
+    /// A mode before its runs, or one that cannot run here and why.
+    pub fn new(mode: Mode, unavailable: Option<String>) -> Self {
+        Self {
+            mode,
+            unavailable,
+            tuning: Vec::new(),
+            max_rate: None,
+            runs: Vec::new(),
+        }
+    }
+
     pub fn run(&self, rate: f64, size: usize) -> Option<&Run> {
         self.runs
             .iter()

@@ -1,6 +1,7 @@
-//! One mode of the bench: its lab, and the load at each rate and size, once
-//! alone (latency and system metrics) and once with probes on both nodes
-//! (the per-hop breakdown and the link between the nodes).
+//! The bench's runs: every mode's lab up at once, and the load at each rate
+//! and size run once alone (latency and system metrics) and once with the
+//! probes on both nodes (the per-hop breakdown and the link between the
+//! nodes), each run in slices for which the modes take turns.
 
 use std::time::{Duration, Instant};
 
@@ -15,13 +16,13 @@ use super::{
     plan::bytes,
     progress::Progress,
     results::{ModeResults, Run},
-    system::Counters,
+    system::{self, Counters},
     tune,
 };
 use crate::{
     discovery,
     lab::{CpuSplit, LabError, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
-    load::{self, LoadConfig, LoadReport},
+    load::{self, LoadConfig, LoadResult},
     netns::NetNs,
     probes::{ProbeOptions, ProbeSession, ProgramCost, Snapshot},
     report::{Report, ReportContext},
@@ -31,8 +32,22 @@ use crate::{
 /// latency, and with them, for its breakdown.
 pub const RUNS_PER_POINT: usize = 2;
 
-/// The bench's lab: one at a time, under this prefix.
+/// Each run is split into slices, the modes taking turns between them.
+pub const SLICES: usize = 2;
+
+/// Before the runs, the machine is left to finish what building the labs
+/// started, until each CPU idles this share of one window.
+const SETTLED_IDLE: f64 = 0.95;
+const SETTLE_WINDOW: Duration = Duration::from_millis(250);
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bench's labs are named after it: `npbench_host`, ...
 pub const BENCH_PREFIX: &str = "npbench";
+
+/// The prefix of `mode`'s lab in the bench.
+pub fn bench_prefix(mode: Mode) -> String {
+    format!("{BENCH_PREFIX}_{}", mode.name().replace('-', "_"))
+}
 
 /// How each run loads the server.
 #[derive(Clone, Debug)]
@@ -48,6 +63,15 @@ impl Load {
             connections: self.connections,
             warmup: self.warmup,
             ..LoadConfig::new(url, rate, self.duration)
+        }
+    }
+
+    /// One of a run's [`SLICES`]: its share of the measured time, after a
+    /// warm-up of its own.
+    fn slice_config(&self, url: String, rate: f64) -> LoadConfig {
+        LoadConfig {
+            duration: self.duration / SLICES as u32,
+            ..self.config(url, rate)
         }
     }
 }
@@ -85,6 +109,15 @@ impl NodeProbes {
             session,
             traces,
         })
+    }
+
+    /// Detaches what would run for other labs' traffic too.
+    pub fn pause(&mut self) {
+        self.session.pause();
+    }
+
+    pub fn resume(&mut self) -> Result<()> {
+        Ok(self.session.resume()?)
     }
 
     /// Marks the start of a run; samples taken before it are dropped.
@@ -132,117 +165,263 @@ fn costs_since(before: &[ProgramCost], after: &[ProgramCost]) -> Vec<ProgramCost
         .collect()
 }
 
-/// Runs `mode` at every rate and size.
-pub fn bench_mode(
+/// One mode's lab, up for the whole bench, with the probes loaded on both
+/// nodes and paused outside its probed slices.
+struct ModeLab {
     mode: Mode,
-    rates: &[f64],
-    sizes: &[ResponseSize],
-    load: &Load,
-    tune_lab: bool,
-    find_max: bool,
-    progress: &mut Progress,
-) -> Result<ModeResults> {
-    let built = {
-        let _change = interrupt::lab_change();
-        LabGuard::up(&LabSpec::new(BENCH_PREFIX, mode))
-    };
-    let lab = match built {
-        Ok(lab) => lab,
-        Err(error @ LabError::IpvlanUnavailable) => {
-            progress.skip(mode, RUNS_PER_POINT * rates.len() * sizes.len());
-            return Ok(ModeResults {
-                mode,
-                unavailable: Some(error.to_string()),
-                tuning: Vec::new(),
-                max_rate: None,
-                runs: Vec::new(),
-            });
+    /// Where its results are among all the modes'.
+    index: usize,
+    lab: LabGuard,
+    namespaces: Vec<String>,
+    client: NodeProbes,
+    server: NodeProbes,
+}
+
+/// What a run measured, from one slice or several added up.
+struct Measured {
+    load: LoadResult,
+    system: Counters,
+    seconds: f64,
+}
+
+impl Measured {
+    /// A run from its slices.
+    fn sum(slices: Vec<Measured>) -> Measured {
+        let mut slices = slices.into_iter();
+        let mut run = slices.next().expect("a run has slices");
+        for slice in slices {
+            run.load.add(&slice.load);
+            run.system.add(&slice.system);
+            run.seconds += slice.seconds;
         }
-        Err(error) => return Err(error).with_context(|| format!("building the {mode} lab")),
-    };
-    let tuning = if tune_lab {
-        tune::tune_lab(&lab)?
-    } else {
-        Vec::new()
-    };
-    let namespaces: Vec<&str> = lab
-        .namespaces()
-        .into_iter()
-        .map(|(_, netns)| netns)
-        .collect();
+        run
+    }
+}
+
+impl ModeLab {
+    fn new(mode: Mode, index: usize, lab: LabGuard) -> Result<Self> {
+        let namespaces = lab
+            .namespaces()
+            .into_iter()
+            .map(|(_, netns)| netns.to_owned())
+            .collect();
+        let mut client = NodeProbes::attach(&lab.nodes()[0].netns, false)?;
+        let mut server = NodeProbes::attach(&lab.nodes()[1].netns, false)?;
+        client.pause();
+        server.pause();
+        Ok(Self {
+            mode,
+            index,
+            lab,
+            namespaces,
+            client,
+            server,
+        })
+    }
+
+    fn resume(&mut self) -> Result<()> {
+        self.client.resume()?;
+        self.server.resume()
+    }
+
+    fn pause(&mut self) {
+        self.client.pause();
+        self.server.pause();
+    }
+
+    /// One slice of the load at `rate` and `size`, with the probes on or not.
+    fn slice(
+        &mut self,
+        load: &Load,
+        size: ResponseSize,
+        rate: f64,
+        probed: bool,
+    ) -> Result<Measured> {
+        if probed {
+            self.resume()?;
+        }
+        let namespaces: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
+        let measured = (|| {
+            let before = Counters::read(&namespaces)?;
+            let started = Instant::now();
+            let config = load.slice_config(self.lab.server_url(size), rate);
+            let load = run_load(self.lab.client_netns(), config)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let system = Counters::read(&namespaces)?.since(&before);
+            Ok(Measured {
+                load,
+                system,
+                seconds,
+            })
+        })();
+        self.pause();
+        measured
+    }
+}
+
+/// Runs `slice` on every lab, [`SLICES`] times: in order, then in reverse,
+/// and so on; returns each lab's slices. The machine drifts by tens of
+/// microseconds over minutes: taking turns, every mode sees the same drift,
+/// and a steady one cancels.
+fn take_turns<L, M>(
+    labs: &mut [L],
+    mut slice: impl FnMut(&mut L) -> Result<M>,
+) -> Result<Vec<Vec<M>>> {
+    let mut slices: Vec<Vec<M>> = labs.iter().map(|_| Vec::new()).collect();
+    for round in 0..SLICES {
+        let mut order: Vec<usize> = (0..labs.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            slices[index].push(slice(&mut labs[index])?);
+        }
+    }
+    Ok(slices)
+}
+
+/// What every mode runs.
+pub struct Runs<'a> {
+    pub rates: &'a [f64],
+    pub sizes: &'a [ResponseSize],
+    pub load: Load,
+    /// `--tune`: apply the study's tuning in each lab.
+    pub tune_labs: bool,
+    /// `--max-rates`: find the highest rate each mode sustains.
+    pub find_max: bool,
+}
+
+/// Builds every mode's lab (all stay up for the whole bench, each under its
+/// own prefix) and does `runs` in each, the modes taking turns; `save` gets
+/// the results after every rate and size.
+pub fn bench_modes(
+    modes: &[Mode],
+    runs: &Runs,
+    progress: &mut Progress,
+    mut save: impl FnMut(&[ModeResults]) -> Result<()>,
+) -> Result<Vec<ModeResults>> {
+    let Runs {
+        rates,
+        sizes,
+        load,
+        tune_labs,
+        find_max,
+    } = runs;
     let points: Vec<(ResponseSize, f64)> = sizes
         .iter()
         .flat_map(|&size| rates.iter().map(move |&rate| (size, rate)))
         .collect();
-    // The mode's own latency and system load, with nothing attached: the
-    // probes' cost differs between modes (more hops, more runs).
-    let mut alone = Vec::new();
+    let mut results = Vec::new();
+    let mut labs = Vec::new();
+    for &mode in modes {
+        progress.note(&format!("building the {mode} lab"));
+        let built = {
+            let _change = interrupt::lab_change();
+            LabGuard::up(&LabSpec::new(bench_prefix(mode), mode))
+        };
+        let lab = match built {
+            Ok(lab) => lab,
+            Err(error @ LabError::IpvlanUnavailable) => {
+                progress.skip(mode, RUNS_PER_POINT * SLICES * points.len());
+                results.push(ModeResults::new(mode, Some(error.to_string())));
+                continue;
+            }
+            Err(error) => return Err(error).with_context(|| format!("building the {mode} lab")),
+        };
+        let mut mode_results = ModeResults::new(mode, None);
+        if *tune_labs {
+            mode_results.tuning = tune::tune_lab(&lab)?;
+        }
+        labs.push(ModeLab::new(mode, results.len(), lab)?);
+        results.push(mode_results);
+    }
+    if !system::settle(SETTLED_IDLE, SETTLE_WINDOW, SETTLE_TIMEOUT)? {
+        log::warn!(
+            "the CPUs were still busy {SETTLE_TIMEOUT:?} after the labs were built: the first runs may be slower"
+        );
+    }
+    if *find_max {
+        for lab in &mut labs {
+            progress.note(&format!("finding the highest rate {} sustains", lab.mode));
+            lab.resume()?;
+            let search =
+                max_rate::search(&lab.lab, sizes[0], &max_rate::search_load(load.connections));
+            lab.pause();
+            results[lab.index].max_rate = Some(search?);
+        }
+    }
     for &(size, rate) in &points {
-        progress.start_run(mode, rate, bytes(size), false);
-        let counters = Counters::read(&namespaces)?;
-        let started = Instant::now();
-        let report = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
-        let seconds = started.elapsed().as_secs_f64();
-        alone.push((
-            report,
-            counters.until(&Counters::read(&namespaces)?, seconds),
-        ));
+        // The mode's own latency and system load, with nothing attached:
+        // the probes' cost differs between modes (more hops, more runs).
+        let alone = take_turns(&mut labs, |lab| {
+            progress.start_run(lab.mode, rate, bytes(size), false);
+            lab.slice(load, size, rate, false)
+        })?;
+        let marks = labs
+            .iter_mut()
+            .map(|lab| Ok((lab.client.mark()?, lab.server.mark()?)))
+            .collect::<Result<Vec<_>>>()?;
+        let probed = take_turns(&mut labs, |lab| {
+            progress.start_run(lab.mode, rate, bytes(size), true);
+            lab.slice(load, size, rate, true)
+        })?;
+        for ((lab, marks), (alone, probed)) in labs
+            .iter_mut()
+            .zip(marks)
+            .zip(alone.into_iter().zip(probed))
+        {
+            let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
+            let (client, client_samples) = lab.client.report_since(&marks.0, probed.seconds)?;
+            let (server, server_samples) = lab.server.report_since(&marks.1, probed.seconds)?;
+            results[lab.index].runs.push(Run {
+                rate,
+                size: bytes(size),
+                load: alone.load.report,
+                system: alone.system.metrics(alone.seconds),
+                probed_load: probed.load.report,
+                client,
+                server,
+                link: LinkLatency::join(&client_samples, &server_samples),
+            });
+        }
+        save(&results)?;
     }
-    // Costs are measured once, by max_rate: the statistics would load the
-    // CPU the rates were chosen for.
-    let mut client = NodeProbes::attach(&lab.nodes()[0].netns, false)?;
-    let mut server = NodeProbes::attach(&lab.nodes()[1].netns, false)?;
-    let max_rate = if find_max {
-        progress.note(&format!("finding the highest rate {mode} sustains"));
-        Some(max_rate::search(
-            &lab,
-            sizes[0],
-            &max_rate::search_load(load.connections),
-        )?)
-    } else {
-        None
-    };
-    let mut runs = Vec::new();
-    for (&(size, rate), (report, system)) in points.iter().zip(alone) {
-        progress.start_run(mode, rate, bytes(size), true);
-        let marks = (client.mark()?, server.mark()?);
-        let started = Instant::now();
-        let probed = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
-        let seconds = started.elapsed().as_secs_f64();
-        let (client_report, client_samples) = client.report_since(&marks.0, seconds)?;
-        let (server_report, server_samples) = server.report_since(&marks.1, seconds)?;
-        runs.push(Run {
-            rate,
-            size: bytes(size),
-            load: report,
-            system,
-            probed_load: probed,
-            client: client_report,
-            server: server_report,
-            link: LinkLatency::join(&client_samples, &server_samples),
-        });
+    for lab in labs {
+        let _change = interrupt::lab_change();
+        lab.lab
+            .down()
+            .with_context(|| format!("removing the {} lab", lab.mode))?;
     }
-    drop((client, server));
-    let _change = interrupt::lab_change();
-    lab.down().context("removing the bench lab")?;
-    Ok(ModeResults {
-        mode,
-        unavailable: None,
-        tuning,
-        max_rate,
-        runs,
-    })
+    Ok(results)
 }
 
 /// The load generator, from inside the client's namespace and on the
 /// client's side of the CPUs.
-pub fn run_load(client_netns: &str, config: LoadConfig) -> Result<LoadReport> {
+pub fn run_load(client_netns: &str, config: LoadConfig) -> Result<LoadResult> {
     let cpus = CpuSplit::of_this_process().client;
-    let result = NetNs::named(client_netns)?
+    NetNs::named(client_netns)?
         .run(|| {
             pin_current_thread(&cpus).context("pinning the load generator")?;
             load::run(&config).map_err(anyhow::Error::from)
         })?
-        .with_context(|| format!("loading {} at {:.0}/s", config.url, config.rate))?;
-    Ok(result.report)
+        .with_context(|| format!("loading {} at {:.0}/s", config.url, config.rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_take_turns_in_order_then_in_reverse() {
+        let mut labs = ['a', 'b', 'c'];
+        let mut order = String::new();
+        let slices = take_turns(&mut labs, |lab| {
+            order.push(*lab);
+            Ok(order.len())
+        })
+        .unwrap();
+        assert_eq!(order, "abccba");
+        // Each lab's slices, centred on the same instant.
+        assert_eq!(slices, [[1, 6], [2, 5], [3, 4]]);
+    }
 }

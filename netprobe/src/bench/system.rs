@@ -1,7 +1,10 @@
 //! System metrics around one benchmark run: CPU time per core (user,
 //! system, softirq), context switches, and packets per device of the lab.
 
-use std::{fs, io};
+use std::{
+    fs, io, thread,
+    time::{Duration, Instant},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -73,18 +76,60 @@ impl Counters {
         Ok(counters)
     }
 
-    /// What happened between `self` (earlier) and `later`, `seconds` apart.
-    pub fn until(&self, later: &Counters, seconds: f64) -> SystemMetrics {
+    /// What was counted from `earlier` to `self`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut delta = self.clone();
+        delta.combine(earlier, u64::saturating_sub);
+        delta
+    }
+
+    /// Adds the counts of another interval (`since` of both).
+    pub fn add(&mut self, other: &Counters) {
+        if self.cpus.is_empty() {
+            self.cpus = vec![[0; 4]; other.cpus.len()];
+        }
+        self.combine(other, u64::saturating_add);
+    }
+
+    /// Each counter of `self` with the same one of `other`, by `op`; devices
+    /// `other` has and `self` lacks count from zero.
+    fn combine(&mut self, other: &Counters, op: fn(u64, u64) -> u64) {
+        for (mine, theirs) in self.cpus.iter_mut().zip(&other.cpus) {
+            for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                *mine = op(*mine, *theirs);
+            }
+        }
+        self.context_switches = op(self.context_switches, other.context_switches);
+        for theirs in &other.devices {
+            let mine = match self
+                .devices
+                .iter_mut()
+                .find(|mine| mine.netns == theirs.netns && mine.device == theirs.device)
+            {
+                Some(mine) => mine,
+                None => {
+                    self.devices.push(DevicePackets {
+                        rx_packets: 0,
+                        tx_packets: 0,
+                        ..theirs.clone()
+                    });
+                    self.devices.last_mut().expect("just pushed")
+                }
+            };
+            mine.rx_packets = op(mine.rx_packets, theirs.rx_packets);
+            mine.tx_packets = op(mine.tx_packets, theirs.tx_packets);
+        }
+    }
+
+    /// CPU shares, rates and packets of counts taken over `seconds`.
+    pub fn metrics(&self, seconds: f64) -> SystemMetrics {
         let cpus = self
             .cpus
             .iter()
-            .zip(&later.cpus)
             .enumerate()
-            .map(|(cpu, (before, after))| {
-                let total = after[3].saturating_sub(before[3]).max(1) as f64;
-                let share = |field: usize| {
-                    100.0 * after[field].saturating_sub(before[field]) as f64 / total
-                };
+            .map(|(cpu, counts)| {
+                let total = counts[3].max(1) as f64;
+                let share = |field: usize| 100.0 * counts[field] as f64 / total;
                 CpuUsage {
                     cpu,
                     user: share(0),
@@ -93,30 +138,37 @@ impl Counters {
                 }
             })
             .collect();
-        let devices = later
-            .devices
-            .iter()
-            .map(|after| {
-                let before = self
-                    .devices
-                    .iter()
-                    .find(|before| before.netns == after.netns && before.device == after.device);
-                DevicePackets {
-                    rx_packets: after.rx_packets - before.map_or(0, |before| before.rx_packets),
-                    tx_packets: after.tx_packets - before.map_or(0, |before| before.tx_packets),
-                    ..after.clone()
-                }
-            })
-            .filter(|device| device.rx_packets + device.tx_packets > 0)
-            .collect();
         SystemMetrics {
             cpus,
-            context_switches_per_s: later.context_switches.saturating_sub(self.context_switches)
-                as f64
-                / seconds.max(f64::MIN_POSITIVE),
-            devices,
+            context_switches_per_s: self.context_switches as f64 / seconds.max(f64::MIN_POSITIVE),
+            devices: self
+                .devices
+                .iter()
+                .filter(|device| device.rx_packets + device.tx_packets > 0)
+                .cloned()
+                .collect(),
         }
     }
+}
+
+/// Waits until every CPU spent at least `idle_share` of one `window` idle
+/// or `timeout` passes; whether it did. Labs just built or removed leave
+/// the kernel work for a while (freeing namespaces, above all), which
+/// would land in the first runs' latency.
+pub fn settle(idle_share: f64, window: Duration, timeout: Duration) -> Result<bool, MetricsError> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let before = Counters::read(&[])?;
+        thread::sleep(window);
+        let busy = Counters::read(&[])?.since(&before);
+        let quiet = busy.cpus.iter().all(|[user, system, softirq, total]| {
+            (user + system + softirq) as f64 <= (1.0 - idle_share) * *total as f64
+        });
+        if quiet {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `cpuN user nice system idle iowait irq softirq steal ...` and `ctxt N`.
@@ -171,7 +223,7 @@ mod tests {
     fn cpu_shares_and_context_switches() {
         let before = parse_stat("cpu  9 9 9 9\ncpu0 10 0 20 70 0 0 0 0\nctxt 100\n");
         let after = parse_stat("cpu  9 9 9 9\ncpu0 30 0 30 120 0 0 20 0\nctxt 300\n");
-        let metrics = before.until(&after, 2.0);
+        let metrics = after.since(&before).metrics(2.0);
         assert_eq!(
             metrics.cpus,
             vec![CpuUsage {
@@ -182,6 +234,28 @@ mod tests {
             }]
         );
         assert_eq!(metrics.context_switches_per_s, 100.0);
+    }
+
+    #[test]
+    fn intervals_add_up() {
+        let device = |rx_packets, tx_packets| DevicePackets {
+            netns: "ns".into(),
+            device: "eth0".into(),
+            rx_packets,
+            tx_packets,
+        };
+        let at = |user, total, ctxt, rx| Counters {
+            cpus: vec![[user, 0, 0, total]],
+            context_switches: ctxt,
+            devices: vec![device(rx, rx)],
+        };
+        let mut total = at(10, 100, 100, 5).since(&at(0, 0, 0, 0));
+        total.add(&at(50, 500, 400, 20).since(&at(40, 400, 300, 15)));
+        let metrics = total.metrics(2.0);
+        assert_eq!(metrics.context_switches_per_s, 100.0);
+        assert_eq!(metrics.devices, vec![device(10, 10)]);
+        // 20 ticks of 200, not the mean of each interval's share.
+        assert_eq!(metrics.cpus[0].user, 10.0);
     }
 
     #[test]

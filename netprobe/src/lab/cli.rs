@@ -45,7 +45,12 @@ enum LabCommand {
         mtu: u32,
     },
     /// Stop nginx and remove the lab's namespaces, links and state.
-    Down,
+    Down {
+        /// Every lab on this machine, whatever its prefix (the bench's
+        /// `npbench_*` after it was killed, say).
+        #[arg(long)]
+        all: bool,
+    },
     /// Show the lab: namespaces, addresses, server URLs.
     Status,
     /// Compare the modes: for each, build its lab, load nginx at each rate
@@ -82,9 +87,18 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             print!("{}", describe(&lab));
         }
         LabCommand::Bench(bench) => crate::bench::run_bench(&bench)?,
-        LabCommand::Down => {
+        LabCommand::Down { all: false } => {
             Lab::down(&prefix)?;
             println!("lab {prefix} removed");
+        }
+        LabCommand::Down { all: true } => {
+            let removed = Lab::down_all()?;
+            if removed.is_empty() {
+                println!("no labs");
+            }
+            for prefix in removed {
+                println!("lab {prefix} removed");
+            }
         }
         LabCommand::Status => status(&prefix)?,
         LabCommand::Exec { name, command } => {

@@ -86,6 +86,8 @@ pub enum LabError {
     Fetch { url: String, source: io::Error },
     #[error("no lab with prefix {0} (start one with `netprobe lab up`)")]
     NoLab(String),
+    #[error("listing the labs: {0}")]
+    List(io::Error),
     #[error("{error} (and rolling back failed: {cleanup})")]
     RollbackFailed {
         error: Box<LabError>,
@@ -124,6 +126,23 @@ impl Lab {
     pub fn down(prefix: &str) -> Result<(), LabError> {
         spec::validate_prefix(prefix)?;
         Ok(teardown::down(prefix)?)
+    }
+
+    /// Removes every lab on this machine, whatever its prefix; returns
+    /// their prefixes.
+    pub fn down_all() -> Result<Vec<String>, LabError> {
+        let prefixes = teardown::all_prefixes().map_err(LabError::List)?;
+        // On past a lab that resists, to remove all the others.
+        let mut failure = None;
+        for prefix in &prefixes {
+            if let Err(error) = teardown::down(prefix) {
+                failure.get_or_insert(error);
+            }
+        }
+        match failure {
+            Some(error) => Err(error.into()),
+            None => Ok(prefixes),
+        }
     }
 
     /// The lab recorded under `prefix` by `up`, from any process.

@@ -11,7 +11,7 @@ use std::{
 
 use thiserror::Error;
 
-use super::{cmd::sh, layout::is_lab_netns, nginx, state};
+use super::{cmd::sh, layout::is_lab_netns, nginx, spec::validate_prefix, state};
 use crate::{
     fastpath,
     netns::{NetNs, NetNsError, named_namespaces, processes_in},
@@ -37,6 +37,42 @@ pub(crate) fn lab_namespaces(prefix: &str) -> std::io::Result<Vec<String>> {
         .into_iter()
         .filter(|name| is_lab_netns(prefix, name))
         .collect())
+}
+
+/// The prefixes of every lab on this machine: those recorded, and those
+/// whose namespaces are left without a record (a `kill -9` while building).
+pub(crate) fn all_prefixes() -> std::io::Result<Vec<String>> {
+    let mut prefixes: Vec<String> = named_namespaces()?
+        .into_iter()
+        .filter_map(|name| {
+            let (prefix, _) = name.split_once('-')?;
+            is_lab_netns(prefix, &name).then(|| prefix.to_owned())
+        })
+        .collect();
+    match fs::read_dir(state::STATE_DIR) {
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry?.path();
+                // `PREFIX.json` and `PREFIX/`; the bench's lock files are
+                // neither.
+                let recorded = match path.extension() {
+                    Some(extension) => extension == "json",
+                    None => path.is_dir(),
+                };
+                if let Some(prefix) = path.file_stem().and_then(|stem| stem.to_str())
+                    && recorded
+                    && validate_prefix(prefix).is_ok()
+                {
+                    prefixes.push(prefix.to_owned());
+                }
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    prefixes.sort();
+    prefixes.dedup();
+    Ok(prefixes)
 }
 
 /// Stops every process in the lab, deletes its namespaces (and with them

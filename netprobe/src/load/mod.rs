@@ -167,13 +167,58 @@ pub enum LoadError {
     WorkerPanicked,
 }
 
-/// A run's report and the latency histogram it summarizes.
+/// A run's report and the counts and histograms it summarizes.
 #[derive(Debug, Clone)]
 pub struct LoadResult {
     pub report: LoadReport,
-    /// Nanoseconds from each request's due time to the end of its response;
-    /// it resizes itself, so other runs' histograms can be added to it.
-    pub histogram: Histogram<u64>,
+    stats: Stats,
+}
+
+impl LoadResult {
+    fn new(config: &LoadConfig, threads: usize, stats: Stats) -> Self {
+        let report = LoadReport {
+            url: config.url.clone(),
+            connections: config.connections,
+            threads,
+            requested_rate: config.rate,
+            duration_ns: config.duration.as_nanos() as u64,
+            warmup_ns: config.warmup.as_nanos() as u64,
+            ..LoadReport::default()
+        };
+        let mut result = Self { report, stats };
+        result.summarize();
+        result
+    }
+
+    /// Nanoseconds from each request's due time to the end of its response.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.stats.latency
+    }
+
+    /// Adds another run of the same load, as if one run had measured both
+    /// windows: counts add up and histograms merge (the bench splits each
+    /// run into slices taken at different times).
+    pub fn add(&mut self, other: &LoadResult) {
+        self.stats.merge(&other.stats);
+        self.report.duration_ns += other.report.duration_ns;
+        self.report.warmup_ns += other.report.warmup_ns;
+        self.summarize();
+    }
+
+    /// The report's counts, rate and percentiles, from the stats.
+    fn summarize(&mut self) {
+        let (report, stats) = (&mut self.report, &self.stats);
+        report.achieved_rate = stats.requests as f64 / (report.duration_ns as f64 / 1e9);
+        report.requests = stats.requests;
+        report.errors = stats.status_errors + stats.protocol_errors + stats.io_errors;
+        report.status_errors = stats.status_errors;
+        report.protocol_errors = stats.protocol_errors;
+        report.io_errors = stats.io_errors;
+        report.timeouts = stats.timeouts;
+        report.reconnects = stats.reconnects;
+        report.latency = Latency::from_hdr(&stats.latency);
+        report.send_lag = Latency::from_hdr(&stats.send_lag);
+    }
 }
 
 /// Runs the load and waits for it to finish, blocking the calling thread
@@ -239,28 +284,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, LoadError> {
             .map_err(LoadError::Worker)?;
         stats.merge(&worker_stats);
     }
-    let report = LoadReport {
-        url: config.url.clone(),
-        connections: config.connections,
-        threads,
-        requested_rate: config.rate,
-        achieved_rate: stats.requests as f64 / config.duration.as_secs_f64(),
-        duration_ns: config.duration.as_nanos() as u64,
-        warmup_ns: config.warmup.as_nanos() as u64,
-        requests: stats.requests,
-        errors: stats.status_errors + stats.protocol_errors + stats.io_errors,
-        status_errors: stats.status_errors,
-        protocol_errors: stats.protocol_errors,
-        io_errors: stats.io_errors,
-        timeouts: stats.timeouts,
-        reconnects: stats.reconnects,
-        latency: Latency::from_hdr(&stats.latency),
-        send_lag: Latency::from_hdr(&stats.send_lag),
-    };
-    Ok(LoadResult {
-        report,
-        histogram: stats.latency,
-    })
+    Ok(LoadResult::new(config, threads, stats))
 }
 
 /// Half the CPUs, at least one. The server under test shares the machine in

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::{Latency, format_ns};
 
 /// The summary of one run. All times are nanoseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadReport {
     pub url: String,
     pub connections: usize,

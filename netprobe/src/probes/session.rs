@@ -32,6 +32,9 @@ use crate::{
 pub struct ProbeSession {
     // Links first: they drop before the programs they point to.
     _links: Vec<FdLink>,
+    /// Apart from the others: a tracepoint fires in every namespace, so a
+    /// paused session lets these go and costs other traffic nothing.
+    tracepoint_links: Vec<FdLink>,
     probes: LoadedProbes,
     /// Holds the kernel's run-time statistics on, when costs are measured.
     stats: Option<OwnedFd>,
@@ -145,6 +148,7 @@ impl ProbeSession {
         };
 
         let mut links = Vec::new();
+        let mut tracepoint_links = Vec::new();
         let mut xdp_mode = None;
         for hook in Hook::ALL.into_iter().filter(|hook| path.uses(*hook)) {
             match hook {
@@ -156,17 +160,50 @@ impl ProbeSession {
                 Hook::TcIngress | Hook::TcEgress => {
                     links.push(attach_tc(&mut probes, hook, datapath, node)?);
                 }
-                _ => attach_tracepoint(&mut probes, hook, btf)?,
+                _ => {
+                    load_tracepoint(&mut probes, hook, btf)?;
+                    let link =
+                        attach_tracepoint(&mut probes, hook).map_err(|error| match error {
+                            ProbeError::Program { source, .. } => {
+                                StartError::Unavailable(hook, error_chain(&source))
+                            }
+                            error => error.into(),
+                        })?;
+                    tracepoint_links.push(link);
+                }
             }
         }
         Ok(Self {
             _links: links,
+            tracepoint_links,
             probes,
             stats,
             path: path.clone(),
             unobserved: Vec::new(),
             xdp_mode,
         })
+    }
+
+    /// Detaches the tracepoint programs until [`Self::resume`]; the probes
+    /// on the interface's own hooks stay, as they see only its traffic.
+    /// Other namespaces' traffic then runs no program of this session.
+    pub fn pause(&mut self) {
+        self.tracepoint_links.clear();
+    }
+
+    /// Attaches again what [`Self::pause`] detached.
+    pub fn resume(&mut self) -> Result<(), ProbeError> {
+        if !self.tracepoint_links.is_empty() {
+            return Ok(());
+        }
+        for hook in Hook::ALL
+            .into_iter()
+            .filter(|hook| self.path.uses(*hook) && hook.tracepoint().is_some())
+        {
+            self.tracepoint_links
+                .push(attach_tracepoint(&mut self.probes, hook)?);
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &ProbePath {
@@ -349,7 +386,7 @@ fn attach_error(error: AttachError, hook: Hook, datapath: &Datapath) -> StartErr
     }
 }
 
-fn attach_tracepoint(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), StartError> {
+fn load_tracepoint(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), StartError> {
     let program = hook.program();
     let tracepoint = hook.tracepoint().ok_or(ProbeError::Missing(program))?;
     let traced: &mut BtfTracePoint = probes.program(hook)?;
@@ -357,11 +394,20 @@ fn attach_tracepoint(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result
     traced.load(tracepoint, btf).map_err(|error| match error {
         ProgramError::Btf(_) => StartError::Unavailable(hook, error_chain(&error)),
         source => ProbeError::Program { program, source }.into(),
-    })?;
-    traced
+    })
+}
+
+/// Attaches a loaded tracepoint program; the link detaches when dropped.
+fn attach_tracepoint(probes: &mut LoadedProbes, hook: Hook) -> Result<FdLink, ProbeError> {
+    let traced: &mut BtfTracePoint = probes.program(hook)?;
+    let link = traced
         .attach()
-        .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?;
-    Ok(())
+        .and_then(|id| traced.take_link(id))
+        .map_err(|source| ProbeError::Program {
+            program: hook.program(),
+            source,
+        })?;
+    Ok(link.into())
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
