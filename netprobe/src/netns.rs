@@ -49,6 +49,18 @@ impl NetNs {
         Self::open(&path, name)
     }
 
+    /// Another handle on the same namespace.
+    pub fn try_clone(&self) -> Result<Self, NetNsError> {
+        Ok(Self {
+            file: self.file.try_clone().map_err(|source| NetNsError::Open {
+                path: PathBuf::from(&self.name),
+                source,
+            })?,
+            inode: self.inode,
+            name: self.name.clone(),
+        })
+    }
+
     /// The namespace of the calling thread.
     pub fn current() -> Result<Self, NetNsError> {
         Self::open(

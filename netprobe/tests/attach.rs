@@ -19,7 +19,7 @@ use netprobe::{
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netlink,
     netns::NetNs,
-    path::{Direction, Hook, SegmentKind},
+    path::{Direction, SegmentKind},
     probes::{ProbeOptions, ProbeSession},
     report::{Latency, Report, Segment},
     status::loaded_netprobe_programs,
@@ -214,7 +214,7 @@ fn pods_on_macvlan() {
 const DELAY_NS: u64 = 50_000;
 
 #[test]
-fn a_paused_session_runs_no_tracepoint_program() {
+fn a_paused_session_runs_no_program_until_resumed() {
     let _alone = alone();
     let lab = lab(Mode::Host);
     let node = NetNs::named(server_node(&lab)).expect("server node");
@@ -245,23 +245,10 @@ fn a_paused_session_runs_no_tracepoint_program() {
     session.resume().expect("probes resume");
     let resumed = runs(&session);
 
-    let tracepoint = |program: &str| {
-        Hook::ALL
-            .into_iter()
-            .any(|hook| hook.program() == program && hook.tracepoint().is_some())
-    };
-    assert!(
-        paused.iter().any(|(program, _)| tracepoint(program)),
-        "{paused:?}"
-    );
+    assert!(resumed.len() >= 4, "{resumed:?}");
     for ((program, paused_runs), (_, resumed_runs)) in paused.iter().zip(&resumed) {
+        assert_eq!(*paused_runs, 0, "{program} ran while paused: {paused:?}");
         assert!(*resumed_runs >= 200, "{program}: {resumed:?}");
-        if tracepoint(program) {
-            assert_eq!(*paused_runs, 0, "{program} ran while paused: {paused:?}");
-        } else {
-            // The interface's own hooks stay: they see only its traffic.
-            assert!(*paused_runs >= 200, "{program}: {paused:?}");
-        }
     }
 }
 

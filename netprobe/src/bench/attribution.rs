@@ -1,11 +1,15 @@
-//! Where each mode's extra latency over `host` goes. Means add up where
-//! medians do not (the median of a sum is not the sum of the medians), so a
-//! request's extra time is split with the per-hop means: summed by segment
-//! kind over both nodes and both directions, with the server application's
-//! time and the time requests waited in the load generator for their
-//! connection (which slower responses lengthen). Those parts are set
-//! against the generator's mean difference in the same (probed) runs; its
-//! median difference is kept beside them.
+//! Where each mode's extra latency over `host` goes: the per-hop medians,
+//! summed by segment kind over both nodes and both directions, with the
+//! link between the nodes, the server application's time and the time
+//! requests waited in the load generator to be sent, set against the
+//! generator's median difference in the same (probed) runs.
+//!
+//! Medians rather than means: this VM stalls a request for milliseconds now
+//! and then, anywhere on its way; at 0.1% of the requests that moves a mean
+//! by microseconds, at random, and no segment holds all of it. A request's
+//! hops each take a narrowly spread time, so the medians of its parts add
+//! up to the median of the whole within a few percent, as `closure` shows.
+//! (The generator's mean difference is kept beside them.)
 
 use std::collections::BTreeMap;
 
@@ -19,9 +23,9 @@ pub struct Attribution {
     pub mode: Mode,
     pub rate: f64,
     pub size: usize,
-    /// Extra mean time per segment kind, ns (negative: faster than host).
+    /// Extra median time per segment kind, ns (negative: faster than host).
     pub by_kind: BTreeMap<SegmentKind, i64>,
-    /// Extra mean time requests waited in the generator to be sent.
+    /// Extra median time requests waited in the generator to be sent.
     pub client_wait_ns: i64,
     /// Sum of `by_kind` and `client_wait_ns`.
     pub parts_ns: i64,
@@ -32,25 +36,26 @@ pub struct Attribution {
 }
 
 impl Attribution {
-    /// How much of the end-to-end (mean) difference the parts account for.
+    /// How much of the end-to-end (median) difference the parts account for.
     pub fn closure(&self) -> Option<f64> {
-        (self.mean_ns != 0).then(|| self.parts_ns as f64 / self.mean_ns as f64)
+        (self.median_ns != 0).then(|| self.parts_ns as f64 / self.median_ns as f64)
     }
 }
 
-/// Mean time per segment kind, summed over both nodes and both directions,
-/// with the link between them and the server's application time. (The client's gap between reading
-/// and writing is the load generator's schedule, not part of a request.)
+/// Median time per segment kind, summed over both nodes and both
+/// directions, with the link between them and the server's application
+/// time. (The client's gap between reading and writing is the load
+/// generator's schedule, not part of a request.)
 pub fn time_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
     let mut sums = BTreeMap::new();
     for segment in run.client.segments.iter().chain(&run.server.segments) {
-        *sums.entry(segment.kind).or_default() += segment.latency.mean_ns;
+        *sums.entry(segment.kind).or_default() += segment.latency.p50_ns;
     }
     if let Some(link) = &run.link {
-        sums.insert(SegmentKind::Link, link.round_trip_mean_ns());
+        sums.insert(SegmentKind::Link, link.round_trip_p50_ns());
     }
     if let Some(application) = &run.server.application {
-        sums.insert(SegmentKind::Application, application.mean_ns);
+        sums.insert(SegmentKind::Application, application.p50_ns);
     }
     sums
 }
@@ -79,7 +84,7 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
             let delta = |ours: u64, theirs: u64| ours as i64 - theirs as i64;
             // The generator's figures from the same runs as the breakdown's.
             let (load, host_load) = (&run.probed_load, &baseline.probed_load);
-            let client_wait_ns = delta(load.send_lag.mean_ns, host_load.send_lag.mean_ns);
+            let client_wait_ns = delta(load.send_lag.p50_ns, host_load.send_lag.p50_ns);
             attributions.push(Attribution {
                 mode: mode.mode,
                 rate: run.rate,

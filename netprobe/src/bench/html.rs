@@ -100,7 +100,7 @@ fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
     writeln!(f, "</svg>")
 }
 
-/// A bar per mode, its segment kinds' mean times stacked.
+/// A bar per mode, its segment kinds' median times stacked.
 fn segment_chart(
     f: &mut Formatter<'_>,
     results: &BenchResults,

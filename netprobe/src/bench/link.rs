@@ -35,9 +35,9 @@ impl LinkLatency {
         })
     }
 
-    /// Mean time of a request and its response on the link together.
-    pub fn round_trip_mean_ns(&self) -> u64 {
-        self.request.mean_ns + self.response.mean_ns
+    /// Median time of a request and its response on the link together.
+    pub fn round_trip_p50_ns(&self) -> u64 {
+        self.request.p50_ns + self.response.p50_ns
     }
 }
 
@@ -123,7 +123,7 @@ mod tests {
         assert!(near(link.request.max_ns, 3_000), "{link:?}");
         assert_eq!(link.response.count, 1);
         assert!(near(link.response.p50_ns, 1_000), "{link:?}");
-        assert!(near(link.round_trip_mean_ns(), 2_000 + 1_000), "{link:?}");
+        assert!(near(link.round_trip_p50_ns(), 1_000 + 1_000), "{link:?}");
     }
 
     #[test]

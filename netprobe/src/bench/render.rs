@@ -191,7 +191,7 @@ fn attribution_table(
     writeln!(
         f,
         "\nextra latency over host at {rate:.0}/s, {size} B, with probes: the load generator's median \
-         and mean, and the mean split by segment kind over both nodes (means add up; medians do not)"
+         (and mean), and the median split by segment kind over both nodes; \"closes\": parts / p50"
     )?;
     write!(
         f,

@@ -111,7 +111,7 @@ impl NodeProbes {
         })
     }
 
-    /// Detaches what would run for other labs' traffic too.
+    /// Detaches the probes, loaded still, until [`Self::resume`].
     pub fn pause(&mut self) {
         self.session.pause();
     }

@@ -182,7 +182,11 @@ events {{
 http {{
     access_log off;
     default_type application/octet-stream;
-    sendfile on;
+    # Headers and body in one writev: with sendfile they leave as two
+    # packets, each crossing the datapath, the second behind the first (and
+    # tcp_nopush, which would join them, holds the last partial segment
+    # until the client's delayed ACK, 11 ms at the bench's low rates).
+    sendfile off;
     tcp_nodelay on;
     # Keep-alive connections are never recycled during a run.
     keepalive_requests 1000000000;

@@ -74,6 +74,8 @@ pub enum ProbeError {
         interface: String,
         hook: &'static str,
     },
+    #[error("{hook}: attaching again after a pause: {reason}")]
+    Resume { hook: &'static str, reason: String },
 }
 
 /// A hook that could not be attached here, and why.

@@ -30,17 +30,19 @@ use crate::{
 
 /// Loaded and attached probes. Dropping it detaches everything.
 pub struct ProbeSession {
-    // Links first: they drop before the programs they point to.
-    _links: Vec<FdLink>,
-    /// Apart from the others: a tracepoint fires in every namespace, so a
-    /// paused session lets these go and costs other traffic nothing.
-    tracepoint_links: Vec<FdLink>,
+    // Links first: they drop before the programs they point to. Empty
+    // while paused.
+    links: Vec<FdLink>,
     probes: LoadedProbes,
     /// Holds the kernel's run-time statistics on, when costs are measured.
     stats: Option<OwnedFd>,
     path: ProbePath,
     unobserved: Vec<Unobserved>,
     xdp_mode: Option<XdpMode>,
+    /// Where the interface hooks attach, again on resume.
+    datapath: Datapath,
+    node: NetNs,
+    xdp_choice: XdpModeChoice,
 }
 
 /// What keeps a session from starting: a hook this kernel lacks (observe
@@ -147,63 +149,90 @@ impl ProbeSession {
             Some(enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?)
         };
 
-        let mut links = Vec::new();
-        let mut tracepoint_links = Vec::new();
-        let mut xdp_mode = None;
         for hook in Hook::ALL.into_iter().filter(|hook| path.uses(*hook)) {
-            match hook {
-                Hook::Xdp => {
-                    let (link, mode) = attach_xdp(&mut probes, datapath, node, options.xdp_mode)?;
-                    links.push(link);
-                    xdp_mode = Some(mode);
-                }
-                Hook::TcIngress | Hook::TcEgress => {
-                    links.push(attach_tc(&mut probes, hook, datapath, node)?);
-                }
-                _ => {
-                    load_tracepoint(&mut probes, hook, btf)?;
-                    let link =
-                        attach_tracepoint(&mut probes, hook).map_err(|error| match error {
-                            ProbeError::Program { source, .. } => {
-                                StartError::Unavailable(hook, error_chain(&source))
-                            }
-                            error => error.into(),
-                        })?;
-                    tracepoint_links.push(link);
-                }
-            }
+            load_program(&mut probes, hook, btf)?;
         }
-        Ok(Self {
-            _links: links,
-            tracepoint_links,
+        let mut session = Self {
+            links: Vec::new(),
             probes,
             stats,
             path: path.clone(),
             unobserved: Vec::new(),
-            xdp_mode,
-        })
+            xdp_mode: None,
+            datapath: datapath.clone(),
+            node: node.try_clone().map_err(ProbeError::from)?,
+            xdp_choice: options.xdp_mode,
+        };
+        session.attach()?;
+        Ok(session)
     }
 
-    /// Detaches the tracepoint programs until [`Self::resume`]; the probes
-    /// on the interface's own hooks stay, as they see only its traffic.
-    /// Other namespaces' traffic then runs no program of this session.
+    /// Attaches every loaded program to its hook.
+    fn attach(&mut self) -> Result<(), StartError> {
+        for hook in Hook::ALL.into_iter().filter(|hook| self.path.uses(*hook)) {
+            let link = match hook {
+                Hook::Xdp => {
+                    let (link, mode) = links::attach_xdp(
+                        self.probes.program(hook)?,
+                        self.datapath.nic.ifindex,
+                        &self.node,
+                        self.xdp_choice,
+                    )
+                    .map_err(|error| attach_error(error, hook, &self.datapath))?;
+                    self.xdp_mode = Some(mode);
+                    link
+                }
+                Hook::TcIngress | Hook::TcEgress => {
+                    let attach_type = if hook == Hook::TcIngress {
+                        TcAttachType::Ingress
+                    } else {
+                        TcAttachType::Egress
+                    };
+                    // First in the tcx chain, so a later program that drops
+                    // or redirects cannot hide packets from the probe; the
+                    // probe always lets the chain go on.
+                    links::attach_tcx(
+                        self.probes.program(hook)?,
+                        &self.datapath.nic.name,
+                        attach_type,
+                        LinkOrder::first(),
+                        &self.node,
+                    )
+                    .map_err(|error| attach_error(error, hook, &self.datapath))?
+                }
+                _ => {
+                    let traced: &mut BtfTracePoint = self.probes.program(hook)?;
+                    traced
+                        .attach()
+                        .and_then(|id| traced.take_link(id))
+                        .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?
+                        .into()
+                }
+            };
+            self.links.push(link);
+        }
+        Ok(())
+    }
+
+    /// Detaches every program until [`Self::resume`], keeping them loaded
+    /// with their maps: traffic then runs none of them (tracepoints fire
+    /// for every namespace's), and resuming is quick.
     pub fn pause(&mut self) {
-        self.tracepoint_links.clear();
+        self.links.clear();
     }
 
     /// Attaches again what [`Self::pause`] detached.
     pub fn resume(&mut self) -> Result<(), ProbeError> {
-        if !self.tracepoint_links.is_empty() {
+        if !self.links.is_empty() {
             return Ok(());
         }
-        for hook in Hook::ALL
-            .into_iter()
-            .filter(|hook| self.path.uses(*hook) && hook.tracepoint().is_some())
-        {
-            self.tracepoint_links
-                .push(attach_tracepoint(&mut self.probes, hook)?);
-        }
-        Ok(())
+        self.attach().map_err(|error| match error {
+            StartError::Fatal(error) => error,
+            StartError::Unavailable(hook, reason) => ProbeError::Resume {
+                hook: hook.describe(),
+                reason,
+            },
+        })
     }
 
     pub fn path(&self) -> &ProbePath {
@@ -326,46 +355,25 @@ pub fn probe_config(
     }
 }
 
-fn attach_xdp(
-    probes: &mut LoadedProbes,
-    datapath: &Datapath,
-    node: &NetNs,
-    choice: XdpModeChoice,
-) -> Result<(FdLink, XdpMode), StartError> {
-    let program = Hook::Xdp.program();
-    let xdp: &mut Xdp = probes.program(Hook::Xdp)?;
-    xdp.load()
-        .map_err(|source| ProbeError::Program { program, source })?;
-    links::attach_xdp(xdp, datapath.nic.ifindex, node, choice)
-        .map_err(|error| attach_error(error, Hook::Xdp, datapath))
-}
-
-fn attach_tc(
-    probes: &mut LoadedProbes,
-    hook: Hook,
-    datapath: &Datapath,
-    node: &NetNs,
-) -> Result<FdLink, StartError> {
+/// Loads the program of `hook` into the kernel, not attached yet.
+fn load_program(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), StartError> {
     let program = hook.program();
-    let classifier: &mut SchedClassifier = probes.program(hook)?;
-    classifier
-        .load()
-        .map_err(|source| ProbeError::Program { program, source })?;
-    let attach_type = if hook == Hook::TcIngress {
-        TcAttachType::Ingress
-    } else {
-        TcAttachType::Egress
+    let loaded = match hook {
+        Hook::Xdp => probes.program::<Xdp>(hook)?.load(),
+        Hook::TcIngress | Hook::TcEgress => probes.program::<SchedClassifier>(hook)?.load(),
+        _ => {
+            let tracepoint = hook.tracepoint().ok_or(ProbeError::Missing(program))?;
+            let traced: &mut BtfTracePoint = probes.program(hook)?;
+            // A kernel without this tracepoint has no btf_trace_<name> type.
+            match traced.load(tracepoint, btf) {
+                Err(error @ ProgramError::Btf(_)) => {
+                    return Err(StartError::Unavailable(hook, error_chain(&error)));
+                }
+                result => result,
+            }
+        }
     };
-    // First in the tcx chain, so a later program that drops or redirects
-    // cannot hide packets from the probe; the probe always lets the chain go on.
-    links::attach_tcx(
-        classifier,
-        &datapath.nic.name,
-        attach_type,
-        LinkOrder::first(),
-        node,
-    )
-    .map_err(|error| attach_error(error, hook, datapath))
+    loaded.map_err(|source| ProbeError::Program { program, source }.into())
 }
 
 fn attach_error(error: AttachError, hook: Hook, datapath: &Datapath) -> StartError {
@@ -384,30 +392,6 @@ fn attach_error(error: AttachError, hook: Hook, datapath: &Datapath) -> StartErr
         AttachError::Refused(error) => StartError::Unavailable(hook, error_chain(&error)),
         AttachError::NetNs(error) => ProbeError::from(error).into(),
     }
-}
-
-fn load_tracepoint(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), StartError> {
-    let program = hook.program();
-    let tracepoint = hook.tracepoint().ok_or(ProbeError::Missing(program))?;
-    let traced: &mut BtfTracePoint = probes.program(hook)?;
-    // A kernel without this tracepoint has no btf_trace_<name> type.
-    traced.load(tracepoint, btf).map_err(|error| match error {
-        ProgramError::Btf(_) => StartError::Unavailable(hook, error_chain(&error)),
-        source => ProbeError::Program { program, source }.into(),
-    })
-}
-
-/// Attaches a loaded tracepoint program; the link detaches when dropped.
-fn attach_tracepoint(probes: &mut LoadedProbes, hook: Hook) -> Result<FdLink, ProbeError> {
-    let traced: &mut BtfTracePoint = probes.program(hook)?;
-    let link = traced
-        .attach()
-        .and_then(|id| traced.take_link(id))
-        .map_err(|source| ProbeError::Program {
-            program: hook.program(),
-            source,
-        })?;
-    Ok(link.into())
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
