@@ -33,12 +33,27 @@ pub struct Attribution {
     pub mean_ns: i64,
     /// The load generator's median over host's.
     pub median_ns: i64,
+    /// How far apart parts and median may be from the probes' histograms
+    /// alone: each median is within half a bucket, 1/64 of its value.
+    #[serde(default)]
+    pub resolution_ns: i64,
 }
+
+/// Parts within this share of the median difference close it.
+pub const CLOSURE_TOLERANCE: f64 = 0.25;
 
 impl Attribution {
     /// How much of the end-to-end (median) difference the parts account for.
     pub fn closure(&self) -> Option<f64> {
         (self.median_ns != 0).then(|| self.parts_ns as f64 / self.median_ns as f64)
+    }
+
+    /// Whether the parts add up to the median difference: within the
+    /// tolerance, or within the resolution when the difference is that small.
+    pub fn closes(&self) -> bool {
+        let gap = self.parts_ns.abs_diff(self.median_ns) as f64;
+        gap <= (CLOSURE_TOLERANCE * self.median_ns.unsigned_abs() as f64)
+            .max(self.resolution_ns as f64)
     }
 }
 
@@ -72,6 +87,7 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
                 continue;
             };
             let (ours, theirs) = (time_by_kind(run), time_by_kind(baseline));
+            let both: u64 = ours.values().chain(theirs.values()).sum();
             let by_kind: BTreeMap<SegmentKind, i64> = SegmentKind::ALL
                 .into_iter()
                 .filter(|kind| ours.contains_key(kind) || theirs.contains_key(kind))
@@ -94,8 +110,39 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
                 client_wait_ns,
                 mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
                 median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
+                resolution_ns: (both / 64) as i64,
             });
         }
     }
     attributions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(parts_ns: i64, median_ns: i64, resolution_ns: i64) -> Attribution {
+        Attribution {
+            mode: Mode::Bridge,
+            rate: 1000.0,
+            size: 350,
+            by_kind: BTreeMap::new(),
+            client_wait_ns: 0,
+            parts_ns,
+            mean_ns: median_ns,
+            median_ns,
+            resolution_ns,
+        }
+    }
+
+    #[test]
+    fn parts_close_within_a_quarter_or_the_resolution() {
+        assert!(row(12_000, 10_000, 500).closes());
+        assert!(row(7_500, 10_000, 500).closes());
+        assert!(!row(13_000, 10_000, 500).closes());
+        assert!(!row(-10_000, 10_000, 500).closes());
+        // +300 ns against +30 ns: both below what the histograms resolve.
+        assert!(row(300, 30, 1_200).closes());
+        assert!(!row(3_000, 30, 1_200).closes());
+    }
 }

@@ -5,7 +5,7 @@
 use std::fmt::{self, Display, Formatter};
 
 use super::{
-    attribution::{Attribution, attribute},
+    attribution::{Attribution, CLOSURE_TOLERANCE, attribute},
     ranking::Ranking,
     results::BenchResults,
 };
@@ -178,6 +178,16 @@ impl Display for AttributionTables<'_> {
                 }
             }
         }
+        if !attributions.is_empty() {
+            let closed = attributions.iter().filter(|row| row.closes()).count();
+            writeln!(
+                f,
+                "\nthe parts close the p50 difference (within {:.0}%, or the probes' \
+                 resolution) at {closed} of {} modes, rates and sizes",
+                CLOSURE_TOLERANCE * 100.0,
+                attributions.len()
+            )?;
+        }
         Ok(())
     }
 }
@@ -203,10 +213,14 @@ fn attribution_table(
     }
     writeln!(f)?;
     for row in rows {
-        let closure = row.closure().map_or_else(
-            || "-".to_owned(),
-            |closure| format!("{:.0}%", closure * 100.0),
-        );
+        let closure = match row.closure() {
+            // A difference the histograms cannot resolve has no share.
+            _ if row.median_ns.unsigned_abs() <= row.resolution_ns.unsigned_abs() => {
+                "tie".to_owned()
+            }
+            Some(closure) => format!("{:.0}%", closure * 100.0),
+            None => "-".to_owned(),
+        };
         write!(
             f,
             "{:<16} {:>10} {:>10} {:>10} {closure:>7} {:>11}",

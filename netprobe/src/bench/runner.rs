@@ -15,6 +15,7 @@ use super::{
     max_rate,
     plan::bytes,
     progress::Progress,
+    ranking::STUDY_ORDER,
     results::{ModeResults, Run},
     system::{self, Counters},
     tune,
@@ -259,6 +260,16 @@ impl ModeLab {
     }
 }
 
+/// Where `mode` takes its turn: the study's order first, so that the modes
+/// the ranking sets side by side run next to each other in time (and host,
+/// which every mode is compared with, first and last), then the others.
+fn turn(mode: Mode) -> usize {
+    STUDY_ORDER
+        .iter()
+        .position(|&ranked| ranked == mode)
+        .unwrap_or(STUDY_ORDER.len())
+}
+
 /// Runs `slice` on every lab, [`SLICES`] times: in order, then in reverse,
 /// and so on; returns each lab's slices. The machine drifts by tens of
 /// microseconds over minutes: taking turns, every mode sees the same drift,
@@ -335,6 +346,8 @@ pub fn bench_modes(
         labs.push(ModeLab::new(mode, results.len(), lab)?);
         results.push(mode_results);
     }
+    // Modes the ranking compares take their turns one after the other.
+    labs.sort_by_key(|lab| turn(lab.mode));
     if !system::settle(SETTLED_IDLE, SETTLE_WINDOW, SETTLE_TIMEOUT)? {
         log::warn!(
             "the CPUs were still busy {SETTLE_TIMEOUT:?} after the labs were built: the first runs may be slower"
