@@ -241,22 +241,24 @@ impl ModeLab {
         if probed {
             self.resume()?;
         }
-        let namespaces: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
-        let measured = (|| {
-            let before = Counters::read(&namespaces)?;
-            let started = Instant::now();
-            let config = load.slice_config(self.lab.server_url(size), rate);
-            let load = run_load(self.lab.client_netns(), config)?;
-            let seconds = started.elapsed().as_secs_f64();
-            let system = Counters::read(&namespaces)?.since(&before);
-            Ok(Measured {
-                load,
-                system,
-                seconds,
-            })
-        })();
+        let measured = self.measure(load, size, rate);
         self.pause();
         measured
+    }
+
+    fn measure(&self, load: &Load, size: ResponseSize, rate: f64) -> Result<Measured> {
+        let namespaces: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
+        let before = Counters::read(&namespaces)?;
+        let started = Instant::now();
+        let config = load.slice_config(self.lab.server_url(size), rate);
+        let load = run_load(self.lab.client_netns(), config)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let system = Counters::read(&namespaces)?.since(&before);
+        Ok(Measured {
+            load,
+            system,
+            seconds,
+        })
     }
 }
 
