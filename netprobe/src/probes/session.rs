@@ -226,12 +226,16 @@ impl ProbeSession {
         if !self.links.is_empty() {
             return Ok(());
         }
-        self.attach().map_err(|error| match error {
-            StartError::Fatal(error) => error,
-            StartError::Unavailable(hook, reason) => ProbeError::Resume {
-                hook: hook.describe(),
-                reason,
-            },
+        self.attach().map_err(|error| {
+            // All or nothing: a later resume tries every hook again.
+            self.links.clear();
+            match error {
+                StartError::Fatal(error) => error,
+                StartError::Unavailable(hook, reason) => ProbeError::Resume {
+                    hook: hook.describe(),
+                    reason,
+                },
+            }
         })
     }
 
