@@ -106,7 +106,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         connections: args.connections,
     };
     let sizes = &args.sizes.0;
-    let slice_time = args.duration / SLICES as u32 + WARMUP;
+    let slice_time = load.slice_time();
     let known_rates = match &args.rates {
         Rates::Fixed(rates) => rates.len(),
         Rates::Auto => AUTO_SHARES.len(),

@@ -75,6 +75,11 @@ impl Load {
             ..self.config(url, rate)
         }
     }
+
+    /// How long one slice takes, its warm-up included.
+    pub fn slice_time(&self) -> Duration {
+        self.duration / SLICES as u32 + self.warmup
+    }
 }
 
 /// The probes on one node of the lab, sampling the packets whose link

@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::layout::Lab;
+use super::{layout::Lab, spec::validate_prefix};
 use crate::record::{self, io_error};
 
 pub const STATE_DIR: &str = "/run/netprobe/lab";
@@ -21,6 +21,31 @@ pub fn state_file(prefix: &str) -> PathBuf {
 /// The lab's own directory: nginx's configuration, pid file and logs.
 pub fn lab_dir(prefix: &str) -> PathBuf {
     Path::new(STATE_DIR).join(prefix)
+}
+
+/// The prefixes with a record or a directory here (the bench's lock files
+/// are neither).
+pub(crate) fn recorded_prefixes() -> io::Result<Vec<String>> {
+    let entries = match fs::read_dir(STATE_DIR) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut prefixes = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let recorded = match path.extension() {
+            Some(extension) => extension == "json",
+            None => path.is_dir(),
+        };
+        if let Some(prefix) = path.file_stem().and_then(|stem| stem.to_str())
+            && recorded
+            && validate_prefix(prefix).is_ok()
+        {
+            prefixes.push(prefix.to_owned());
+        }
+    }
+    Ok(prefixes)
 }
 
 /// Creates the lab's (empty) directory.

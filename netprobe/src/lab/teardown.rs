@@ -11,7 +11,7 @@ use std::{
 
 use thiserror::Error;
 
-use super::{cmd::sh, layout::is_lab_netns, nginx, spec::validate_prefix, state};
+use super::{cmd::sh, layout::is_lab_netns, nginx, state};
 use crate::{
     fastpath,
     netns::{NetNs, NetNsError, named_namespaces, processes_in},
@@ -49,27 +49,7 @@ pub(crate) fn all_prefixes() -> std::io::Result<Vec<String>> {
             is_lab_netns(prefix, &name).then(|| prefix.to_owned())
         })
         .collect();
-    match fs::read_dir(state::STATE_DIR) {
-        Ok(entries) => {
-            for entry in entries {
-                let path = entry?.path();
-                // `PREFIX.json` and `PREFIX/`; the bench's lock files are
-                // neither.
-                let recorded = match path.extension() {
-                    Some(extension) => extension == "json",
-                    None => path.is_dir(),
-                };
-                if let Some(prefix) = path.file_stem().and_then(|stem| stem.to_str())
-                    && recorded
-                    && validate_prefix(prefix).is_ok()
-                {
-                    prefixes.push(prefix.to_owned());
-                }
-            }
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err),
-    }
+    prefixes.extend(state::recorded_prefixes()?);
     prefixes.sort();
     prefixes.dedup();
     Ok(prefixes)
