@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
-    load::LoadReport,
+    load::{LoadReport, Pacing},
     probes::ProgramCost,
 };
 
@@ -28,6 +28,7 @@ const PROBE_LOAD: Load = Load {
     duration: Duration::from_secs(2),
     warmup: Duration::from_millis(500),
     connections: 50,
+    pacing: Pacing::Spin,
 };
 const FIRST_RATE: f64 = 4000.0;
 /// Halving the gap between held and not held five times: within 3%.
@@ -46,16 +47,12 @@ fn sustained(report: &LoadReport) -> bool {
         && report.timeouts == 0
 }
 
-pub fn find_max_rate(
-    size: ResponseSize,
-    connections: usize,
-    progress: &Progress,
-) -> Result<MaxRate> {
+pub fn find_max_rate(size: ResponseSize, bench: &Load, progress: &Progress) -> Result<MaxRate> {
     let lab = {
         let _change = interrupt::lab_change();
         LabGuard::up(&LabSpec::new(bench_prefix(Mode::Host), Mode::Host))?
     };
-    let load = search_load(connections);
+    let load = search_load(bench);
     progress.note("measuring wrk's closed-loop maximum and the load generator against it");
     let wrk_rate = wrk_max(&lab, size)?;
     let check = Load {
@@ -135,10 +132,11 @@ fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
         .with_context(|| format!("no Requests/sec in wrk's output: {stdout}"))
 }
 
-/// The short runs of a search, with the bench's connections.
-pub fn search_load(connections: usize) -> Load {
+/// The short runs of a search, with the bench's connections and pacing.
+pub fn search_load(bench: &Load) -> Load {
     Load {
-        connections,
+        connections: bench.connections,
+        pacing: bench.pacing,
         ..PROBE_LOAD
     }
 }

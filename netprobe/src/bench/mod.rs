@@ -45,7 +45,7 @@ use self::{
     progress::Progress,
     runner::{Load, RUNS_PER_POINT, Runs, SLICES, bench_modes},
 };
-use crate::{lab::STATE_DIR, privilege::require_bpf_privileges};
+use crate::{lab::STATE_DIR, load::Pacing, privilege::require_bpf_privileges};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -67,6 +67,13 @@ pub struct BenchArgs {
     /// Keep-alive connections of the load generator.
     #[arg(long, default_value_t = crate::load::DEFAULT_CONNECTIONS)]
     pub connections: usize,
+    /// How the load generator waits for each send time (see `netprobe load
+    /// --pacing`). It spins by default, on the client's own CPUs: on a VM a
+    /// timer's wake-up is late by about 15 us and, worse, keeps the client's
+    /// CPU from responses arriving meanwhile, which left several modes'
+    /// medians on the same plateau at 30% of the maximum rate.
+    #[arg(long, value_enum, default_value_t = Pacing::Spin)]
+    pub pacing: Pacing,
     /// Apply the study's tuning (RPS/XPS, flow tables, NOTRACK, somaxconn,
     /// fs.file-max) and report each setting.
     #[arg(long)]
@@ -104,6 +111,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         duration: args.duration,
         warmup: WARMUP,
         connections: args.connections,
+        pacing: args.pacing,
     };
     let sizes = &args.sizes.0;
     let slice_time = load.slice_time();
@@ -128,7 +136,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     let (rates, max_rate) = match &args.rates {
         Rates::Fixed(rates) => (rates.clone(), None),
         Rates::Auto => {
-            let max = max_rate::find_max_rate(sizes[0], args.connections, &progress)?;
+            let max = max_rate::find_max_rate(sizes[0], &load, &progress)?;
             let rates = AUTO_SHARES
                 .iter()
                 .map(|share| (share * max.rate).round())
@@ -158,6 +166,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             warmup_s: WARMUP.as_secs_f64(),
             slices: SLICES,
             connections: args.connections,
+            pacing: args.pacing,
             tune: args.tune,
             cpu_idle: idle.state.clone(),
         },

@@ -27,7 +27,7 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
     let settings = &results.settings;
     writeln!(
         f,
-        "netprobe {} on Linux {}, {} CPUs: {} s per run in {} slices after {} s warm-up each, {} connections{}",
+        "netprobe {} on Linux {}, {} CPUs: {} s per run in {} slices after {} s warm-up each, {} connections, {} pacing{}",
         results.netprobe,
         results.kernel,
         results.cpus,
@@ -35,6 +35,7 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
         settings.slices.max(1),
         settings.warmup_s,
         settings.connections,
+        settings.pacing,
         if settings.tune { ", tuned" } else { "" }
     )?;
     if !settings.cpu_idle.is_empty() {

@@ -35,7 +35,12 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{link::LinkLatency, system::SystemMetrics};
-use crate::{lab::Mode, load::LoadReport, probes::ProgramCost, report::Report};
+use crate::{
+    lab::Mode,
+    load::{LoadReport, Pacing},
+    probes::ProgramCost,
+    report::Report,
+};
 
 pub const RESULTS_FILE: &str = "results.json";
 
@@ -66,6 +71,9 @@ pub struct Settings {
     #[serde(default)]
     pub slices: usize,
     pub connections: usize,
+    /// How the load generator waited for each send time.
+    #[serde(default)]
+    pub pacing: Pacing,
     pub tune: bool,
     /// Whether idle CPUs polled or could halt (see `--allow-idle-states`).
     pub cpu_idle: String,

@@ -23,7 +23,7 @@ use super::{
 use crate::{
     discovery,
     lab::{CpuSplit, LabError, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
-    load::{self, LoadConfig, LoadResult},
+    load::{self, LoadConfig, LoadResult, Pacing},
     netns::NetNs,
     probes::{ProbeOptions, ProbeSession, ProgramCost, Snapshot},
     report::{Report, ReportContext},
@@ -56,6 +56,7 @@ pub struct Load {
     pub duration: Duration,
     pub warmup: Duration,
     pub connections: usize,
+    pub pacing: Pacing,
 }
 
 impl Load {
@@ -63,6 +64,7 @@ impl Load {
         LoadConfig {
             connections: self.connections,
             warmup: self.warmup,
+            pacing: self.pacing,
             ..LoadConfig::new(url, rate, self.duration)
         }
     }
@@ -364,8 +366,7 @@ pub fn bench_modes(
         for lab in &mut labs {
             progress.note(&format!("finding the highest rate {} sustains", lab.mode));
             lab.resume()?;
-            let search =
-                max_rate::search(&lab.lab, sizes[0], &max_rate::search_load(load.connections));
+            let search = max_rate::search(&lab.lab, sizes[0], &max_rate::search_load(load));
             lab.pause();
             results[lab.index].max_rate = Some(search?);
         }

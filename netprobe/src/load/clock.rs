@@ -4,13 +4,18 @@
 //! tokio's timers round to the millisecond. Since latency runs from the
 //! scheduled send time, every bit of lateness in waking up to send would be
 //! measured as latency; a timerfd fires within microseconds of its deadline.
+//! On a VM those microseconds are many: each timer armed and fired is a
+//! trip through the hypervisor, 15 us late at the median on the lab's VM,
+//! and a vCPU in that trip runs nothing else: a response arriving then
+//! waits for it too. Spinning until the deadline costs a CPU instead.
 
 use std::{
-    io,
+    fmt, io,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     ptr,
 };
 
+use serde::{Deserialize, Serialize};
 use tokio::io::{Interest, unix::AsyncFd};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -26,15 +31,43 @@ pub fn now_ns() -> u64 {
     now.tv_sec as u64 * NANOS_PER_SEC + now.tv_nsec as u64
 }
 
-/// A one-shot CLOCK_MONOTONIC timerfd registered with the current tokio
-/// runtime.
-pub struct Timer {
-    fd: AsyncFd<OwnedFd>,
+/// How a connection waits for its next send time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pacing {
+    /// Sleep on a timerfd: the CPU idles between sends.
+    #[default]
+    Timer,
+    /// Busy-poll the clock and the sockets: sends leave within a few
+    /// microseconds and responses are read as they arrive, for a CPU kept
+    /// busy all the run.
+    Spin,
+}
+
+impl fmt::Display for Pacing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Timer => "timer",
+            Self::Spin => "spin",
+        })
+    }
+}
+
+/// Waits until an instant the way its [`Pacing`] says: on a one-shot
+/// CLOCK_MONOTONIC timerfd registered with the current tokio runtime, or
+/// spinning.
+pub enum Timer {
+    Fd(AsyncFd<OwnedFd>),
+    Spin,
 }
 
 impl Timer {
-    /// Must be called inside a tokio runtime, whose reactor then watches it.
-    pub fn new() -> io::Result<Self> {
+    /// Must be called inside a tokio runtime, whose reactor then watches the
+    /// timerfd.
+    pub fn new(pacing: Pacing) -> io::Result<Self> {
+        if pacing == Pacing::Spin {
+            return Ok(Self::Spin);
+        }
         let fd = unsafe {
             libc::timerfd_create(
                 libc::CLOCK_MONOTONIC,
@@ -49,9 +82,7 @@ impl Timer {
         let fd = unsafe {
             AsyncFd::register_with_interest(OwnedFd::from_raw_fd(fd), Interest::READABLE)
         };
-        Ok(Self {
-            fd: fd.map_err(|err| err.into_parts().1)?,
-        })
+        Ok(Self::Fd(fd.map_err(|err| err.into_parts().1)?))
     }
 
     /// Returns at `deadline` (nanoseconds of [`now_ns`]), at once if it has
@@ -60,6 +91,17 @@ impl Timer {
         if now_ns() >= deadline {
             return Ok(());
         }
+        let fd = match self {
+            Self::Fd(fd) => fd,
+            Self::Spin => {
+                // Each yield lets the runtime poll its sockets first, so
+                // responses are read while waiting.
+                while now_ns() < deadline {
+                    tokio::task::yield_now().await;
+                }
+                return Ok(());
+            }
+        };
         let expiry = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
@@ -70,19 +112,20 @@ impl Timer {
                 tv_nsec: (deadline % NANOS_PER_SEC) as libc::c_long,
             },
         };
-        let fd = self.fd.as_raw_fd();
+        let raw_fd = fd.as_raw_fd();
         // Arming also discards an expiry left unread by a cancelled sleep.
-        if unsafe { libc::timerfd_settime(fd, libc::TFD_TIMER_ABSTIME, &expiry, ptr::null_mut()) }
-            != 0
+        if unsafe {
+            libc::timerfd_settime(raw_fd, libc::TFD_TIMER_ABSTIME, &expiry, ptr::null_mut())
+        } != 0
         {
             return Err(io::Error::last_os_error());
         }
         loop {
-            let mut ready = self.fd.readable().await?;
+            let mut ready = fd.readable().await?;
             let mut expirations = 0u64;
             let read = ready.try_io(|_| {
                 let len = size_of::<u64>();
-                let n = unsafe { libc::read(fd, (&raw mut expirations).cast(), len) };
+                let n = unsafe { libc::read(raw_fd, (&raw mut expirations).cast(), len) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {
@@ -105,15 +148,31 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn sleeps_until_the_deadline_and_not_for_past_ones() {
-        let timer = Timer::new().unwrap();
-        for _ in 0..3 {
-            let deadline = now_ns() + 3_000_000;
-            timer.sleep_until(deadline).await.unwrap();
-            assert!(now_ns() >= deadline);
+        for pacing in [Pacing::Timer, Pacing::Spin] {
+            let timer = Timer::new(pacing).unwrap();
+            for _ in 0..3 {
+                let deadline = now_ns() + 3_000_000;
+                timer.sleep_until(deadline).await.unwrap();
+                assert!(now_ns() >= deadline, "{pacing:?}");
+            }
+            let before = now_ns();
+            timer.sleep_until(before - 1_000_000).await.unwrap();
+            // A past deadline neither arms the timer nor waits for the reactor.
+            assert!(now_ns() - before < 1_000_000, "{pacing:?}");
         }
-        let before = now_ns();
-        timer.sleep_until(before - 1_000_000).await.unwrap();
-        // A past deadline neither arms the timer nor waits for the reactor.
-        assert!(now_ns() - before < 1_000_000);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_spinning_wait_lets_other_tasks_run() {
+        let timer = Timer::new(Pacing::Spin).unwrap();
+        let deadline = now_ns() + 20_000_000;
+        let ran_at = tokio::task::LocalSet::new()
+            .run_until(async {
+                let other = tokio::task::spawn_local(async { now_ns() });
+                timer.sleep_until(deadline).await.unwrap();
+                other.await.unwrap()
+            })
+            .await;
+        assert!(ran_at < deadline, "the other task waited for the spin");
     }
 }

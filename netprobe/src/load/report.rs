@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::Pacing;
 use crate::report::{Latency, format_ns};
 
 /// The summary of one run. All times are nanoseconds.
@@ -12,6 +13,9 @@ pub struct LoadReport {
     pub url: String,
     pub connections: usize,
     pub threads: usize,
+    /// How the generator waited for each send time.
+    #[serde(default)]
+    pub pacing: Pacing,
     /// Requests per second asked for.
     pub requested_rate: f64,
     /// Responses per second of the measured window: `requests / duration`.
@@ -46,10 +50,11 @@ impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: {} on {} for {} after {} of warm-up",
+            "{}: {} on {} ({} pacing) for {} after {} of warm-up",
             self.url,
             Count(self.connections, "connection"),
             Count(self.threads, "thread"),
+            self.pacing,
             format_ns(self.duration_ns),
             format_ns(self.warmup_ns)
         )?;
