@@ -17,6 +17,7 @@ use std::{
 use netprobe::{
     bench::{BENCH_PREFIX, BenchResults, attribute, bench_prefix},
     lab::{Lab, Mode, STATE_DIR},
+    load::Pacing,
     netns::named_namespaces,
 };
 use support::{
@@ -72,6 +73,7 @@ fn a_short_bench_writes_results_tables_and_a_page() {
         "{}",
         results.settings.cpu_idle
     );
+    assert_eq!(results.settings.pacing, Pacing::Spin);
     for mode in &results.modes {
         let run = mode.run(2000.0, 350).expect("the run");
         assert!(
@@ -87,6 +89,20 @@ fn a_short_bench_writes_results_tables_and_a_page() {
                 .all(|segment| segment.latency.count > 0)
         );
         assert!(!run.system.cpus.is_empty() && !run.system.devices.is_empty());
+        // Each slice's median; the run's, of all its requests, lies between
+        // them (to the histograms' three digits).
+        assert_eq!(run.slice_p50_ns.len(), results.settings.slices);
+        let (low, high) = (
+            run.slice_p50_ns.iter().min().unwrap(),
+            run.slice_p50_ns.iter().max().unwrap(),
+        );
+        assert!(
+            (low * 999 / 1000..=high * 1001 / 1000).contains(&run.load.latency.p50_ns),
+            "{}: {:?} vs {}",
+            mode.mode,
+            run.slice_p50_ns,
+            run.load.latency.p50_ns
+        );
         let link = run.link.as_ref().expect("packets sampled on both nodes");
         assert!(
             link.request.count > 20 && link.response.count > 20,

@@ -20,22 +20,102 @@ pub const STUDY_ORDER: [Mode; 5] = [
 /// digits: medians closer than this share of their value are a tie.
 const RESOLUTION: f64 = 1e-3;
 
-/// Neighbours in the study's order whose medians are the other way round:
-/// (the mode that should be faster, its p50, the next mode, its p50).
-pub fn breaks(p50s: &[u64; STUDY_ORDER.len()]) -> Vec<(Mode, u64, Mode, u64)> {
+/// One mode's median at a rate and size, from the run without probes, and
+/// the medians of that run's slices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Median {
+    pub p50: u64,
+    pub slices: Vec<u64>,
+}
+
+/// Two neighbours in the study's order closer than the run can tell apart,
+/// or the wrong way round by more than that.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub faster: Mode,
+    pub faster_p50: u64,
+    pub slower: Mode,
+    pub slower_p50: u64,
+    /// How far apart the two could be by chance.
+    pub margin: u64,
+}
+
+/// The order's steps at one rate and size: those tied (each a break for
+/// the strict last step) and those reversed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Verdict {
+    pub ties: Vec<Step>,
+    pub breaks: Vec<Step>,
+}
+
+/// Half the range over the slices of the slower mode's lead: the modes took
+/// their turns side by side, so this is how much their difference moved
+/// from one turn to the next, the machine's drift left out.
+fn slice_spread(faster: &Median, slower: &Median) -> u64 {
+    if faster.slices.len() != slower.slices.len() || faster.slices.len() < 2 {
+        return 0;
+    }
+    let leads = faster
+        .slices
+        .iter()
+        .zip(&slower.slices)
+        .map(|(&fast, &slow)| slow as i64 - fast as i64);
+    let (low, high) = leads.fold((i64::MAX, i64::MIN), |(low, high), lead| {
+        (low.min(lead), high.max(lead))
+    });
+    (high - low).unsigned_abs() / 2
+}
+
+/// Neighbours in the study's order whose medians are the other way round,
+/// or tied, beyond the histograms' resolution and the slices' spread.
+pub fn verdict(medians: &[Median; STUDY_ORDER.len()]) -> Verdict {
     let last = STUDY_ORDER.len() - 2;
-    (0..=last)
-        .filter(|&i| {
-            let (faster, slower) = (p50s[i], p50s[i + 1]);
-            let tie = faster.abs_diff(slower) as f64 <= RESOLUTION * slower as f64;
+    let mut verdict = Verdict::default();
+    for i in 0..=last {
+        let (faster, slower) = (&medians[i], &medians[i + 1]);
+        let resolution = (RESOLUTION * slower.p50 as f64) as u64;
+        let margin = slice_spread(faster, slower).max(resolution);
+        let step = Step {
+            faster: STUDY_ORDER[i],
+            faster_p50: faster.p50,
+            slower: STUDY_ORDER[i + 1],
+            slower_p50: slower.p50,
+            margin,
+        };
+        let lead = slower.p50 as i64 - faster.p50 as i64;
+        if lead.unsigned_abs() <= margin {
             if i == last {
-                faster >= slower || tie
+                verdict.breaks.push(step);
             } else {
-                faster > slower && !tie
+                verdict.ties.push(step);
             }
-        })
-        .map(|i| (STUDY_ORDER[i], p50s[i], STUDY_ORDER[i + 1], p50s[i + 1]))
-        .collect()
+        } else if lead < 0 {
+            verdict.breaks.push(step);
+        }
+    }
+    verdict
+}
+
+impl Display for Step {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} vs {} {} (±{})",
+            self.faster,
+            format_ns(self.faster_p50),
+            self.slower,
+            format_ns(self.slower_p50),
+            format_ns(self.margin)
+        )
+    }
+}
+
+fn list(steps: &[Step]) -> String {
+    steps
+        .iter()
+        .map(Step::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The check at every rate and size all five modes ran at.
@@ -47,33 +127,44 @@ impl Display for Ranking<'_> {
         let order: Vec<String> = STUDY_ORDER.iter().map(Mode::to_string).collect();
         writeln!(
             f,
-            "\nthe study's order in p50 without probes ({} < {}):",
+            "\nthe study's order in p50 without probes ({} < {}); a pair closer than its \
+             lead moved between the slices (±) is a tie:",
             order[..order.len() - 1].join(" <= "),
             order[order.len() - 1]
         )?;
+        let (mut points, mut held) = (0, 0);
         for &size in &results.settings.sizes {
             for &rate in &results.settings.rates {
-                let p50s: Option<Vec<u64>> = STUDY_ORDER
+                let medians: Option<Vec<Median>> = STUDY_ORDER
                     .iter()
-                    .map(|&mode| Some(results.mode(mode)?.run(rate, size)?.load.latency.p50_ns))
-                    .collect();
-                let Some(Ok(p50s)) = p50s.map(<[u64; STUDY_ORDER.len()]>::try_from) else {
-                    continue;
-                };
-                let broken = breaks(&p50s);
-                write!(f, "{size} B at {rate:.0}/s: ")?;
-                if broken.is_empty() {
-                    writeln!(f, "holds")?;
-                    continue;
-                }
-                let why: Vec<String> = broken
-                    .iter()
-                    .map(|(faster, a, slower, b)| {
-                        format!("{faster} {} vs {slower} {}", format_ns(*a), format_ns(*b))
+                    .map(|&mode| {
+                        let run = results.mode(mode)?.run(rate, size)?;
+                        Some(Median {
+                            p50: run.load.latency.p50_ns,
+                            slices: run.slice_p50_ns.clone(),
+                        })
                     })
                     .collect();
-                writeln!(f, "breaks: {}", why.join(", "))?;
+                let Some(Ok(medians)) = medians.map(<[Median; STUDY_ORDER.len()]>::try_from) else {
+                    continue;
+                };
+                let verdict = verdict(&medians);
+                points += 1;
+                write!(f, "{size} B at {rate:.0}/s: ")?;
+                if verdict.breaks.is_empty() {
+                    held += 1;
+                    write!(f, "holds")?;
+                    if !verdict.ties.is_empty() {
+                        write!(f, "; ties: {}", list(&verdict.ties))?;
+                    }
+                    writeln!(f)?;
+                } else {
+                    writeln!(f, "breaks: {}", list(&verdict.breaks))?;
+                }
             }
+        }
+        if points > 0 {
+            writeln!(f, "the order holds at {held} of {points} rates and sizes")?;
         }
         Ok(())
     }
@@ -83,34 +174,92 @@ impl Display for Ranking<'_> {
 mod tests {
     use super::*;
 
+    /// Medians without slices: only the histograms' resolution ties them.
+    fn medians(p50s: [u64; 5]) -> [Median; 5] {
+        p50s.map(|p50| Median {
+            p50,
+            slices: Vec::new(),
+        })
+    }
+
+    fn broken(verdict: &Verdict) -> Vec<(Mode, Mode)> {
+        verdict
+            .breaks
+            .iter()
+            .map(|step| (step.faster, step.slower))
+            .collect()
+    }
+
     #[test]
     fn an_ordered_row_has_no_breaks_and_ties_pass_but_the_last_step() {
-        assert_eq!(breaks(&[39, 45, 51, 56, 87]), []);
-        assert_eq!(breaks(&[40, 40, 51, 51, 87]), []);
+        assert_eq!(verdict(&medians([39, 45, 51, 56, 87])), Verdict::default());
+        let tied = verdict(&medians([40, 40, 51, 51, 87]));
+        assert_eq!(broken(&tied), []);
+        assert_eq!(tied.ties.len(), 2);
         assert_eq!(
-            breaks(&[40, 40, 51, 56, 56]),
-            [(Mode::AwsVpc, 56, Mode::FlannelVxlan, 56)]
+            broken(&verdict(&medians([40, 40, 51, 56, 56]))),
+            [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
 
     #[test]
     fn medians_the_histograms_cannot_tell_apart_are_a_tie() {
-        assert_eq!(breaks(&[40_000, 40_030, 71_640, 71_600, 87_000]), []);
         assert_eq!(
-            breaks(&[40_000, 40_030, 51_000, 56_000, 56_040]),
-            [(Mode::AwsVpc, 56_000, Mode::FlannelVxlan, 56_040)]
+            broken(&verdict(&medians([40_000, 40_030, 71_640, 71_600, 87_000]))),
+            []
+        );
+        assert_eq!(
+            broken(&verdict(&medians([40_000, 40_030, 51_000, 56_000, 56_040]))),
+            [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
 
     #[test]
     fn each_inversion_is_named() {
         assert_eq!(
-            breaks(&[60, 59, 60, 92, 110]),
-            [(Mode::Host, 60, Mode::Macvlan, 59)]
+            broken(&verdict(&medians([60, 59, 60, 92, 110]))),
+            [(Mode::Host, Mode::Macvlan)]
         );
         assert_eq!(
-            breaks(&[40, 46, 51, 90, 88]),
-            [(Mode::AwsVpc, 90, Mode::FlannelVxlan, 88)]
+            broken(&verdict(&medians([40, 46, 51, 90, 88]))),
+            [(Mode::AwsVpc, Mode::FlannelVxlan)]
+        );
+    }
+
+    #[test]
+    fn a_reversal_within_the_slices_spread_is_a_tie_and_beyond_it_a_break() {
+        let median = |p50, slices: [u64; 2]| Median {
+            p50,
+            slices: slices.to_vec(),
+        };
+        // macvlan's lead over host went from -1.0 to +0.2 us between the
+        // slices: -0.4 us overall is within ±0.6 us.
+        let row = |macvlan| {
+            [
+                median(25_900, [26_000, 25_800]),
+                macvlan,
+                median(33_000, [33_000, 33_000]),
+                median(36_000, [36_000, 36_000]),
+                median(40_000, [40_000, 40_000]),
+            ]
+        };
+        let tied = verdict(&row(median(25_500, [25_000, 26_000])));
+        assert_eq!(broken(&tied), []);
+        assert_eq!(tied.ties[0].margin, 600);
+        // The same medians, slices that agree: a break.
+        let reversed = verdict(&row(median(25_500, [25_600, 25_400])));
+        assert_eq!(broken(&reversed), [(Mode::Host, Mode::Macvlan)]);
+        // The strict step needs a lead beyond the spread.
+        let close = [
+            median(20_000, [20_000, 20_000]),
+            median(21_000, [21_000, 21_000]),
+            median(30_000, [30_000, 30_000]),
+            median(36_000, [35_000, 37_000]),
+            median(36_500, [37_000, 36_000]),
+        ];
+        assert_eq!(
+            broken(&verdict(&close)),
+            [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
 }

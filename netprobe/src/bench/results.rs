@@ -127,6 +127,10 @@ pub struct Run {
     pub size: usize,
     /// The load generator with no probes attached: the mode's own latency.
     pub load: LoadReport,
+    /// The p50 of each of that run's slices, in the order they ran: how
+    /// far the median moved from one turn to the next.
+    #[serde(default)]
+    pub slice_p50_ns: Vec<u64>,
     /// The load generator with the probes attached, in the run the
     /// breakdown comes from.
     pub probed_load: LoadReport,

@@ -391,6 +391,10 @@ pub fn bench_modes(
             .zip(marks)
             .zip(alone.into_iter().zip(probed))
         {
+            let slice_p50_ns = alone
+                .iter()
+                .map(|slice| slice.load.report.latency.p50_ns)
+                .collect();
             let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
             let (client, client_samples) = lab.client.report_since(&marks.0, probed.seconds)?;
             let (server, server_samples) = lab.server.report_since(&marks.1, probed.seconds)?;
@@ -398,6 +402,7 @@ pub fn bench_modes(
                 rate,
                 size: bytes(size),
                 load: alone.load.report,
+                slice_p50_ns,
                 system: alone.system.metrics(alone.seconds),
                 probed_load: probed.load.report,
                 client,
