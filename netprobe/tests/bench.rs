@@ -92,6 +92,7 @@ fn a_short_bench_writes_results_tables_and_a_page() {
         // Each slice's median; the run's, of all its requests, lies between
         // them (to the histograms' three digits).
         assert_eq!(run.slice_p50_ns.len(), results.settings.slices);
+        assert_eq!(run.probed_slice_p50_ns.len(), results.settings.slices);
         let (low, high) = (
             run.slice_p50_ns.iter().min().unwrap(),
             run.slice_p50_ns.iter().max().unwrap(),

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::results::{BenchResults, Run};
+use super::results::{BenchResults, Run, slice_spread};
 use crate::{lab::Mode, path::SegmentKind};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,9 @@ pub struct Attribution {
     /// alone: each median is within half a bucket, 1/64 of its value.
     #[serde(default)]
     pub resolution_ns: i64,
+    /// How much the median difference moved between the run's slices.
+    #[serde(default)]
+    pub noise_ns: i64,
 }
 
 /// Parts within this share of the median difference close it.
@@ -49,11 +52,17 @@ impl Attribution {
     }
 
     /// Whether the parts add up to the median difference: within the
-    /// tolerance, or within the resolution when the difference is that small.
+    /// tolerance, or, when the difference is that small, within what the
+    /// histograms resolve or the difference moved between slices.
     pub fn closes(&self) -> bool {
         let gap = self.parts_ns.abs_diff(self.median_ns) as f64;
         gap <= (CLOSURE_TOLERANCE * self.median_ns.unsigned_abs() as f64)
-            .max(self.resolution_ns as f64)
+            .max(self.margin_ns() as f64)
+    }
+
+    /// How far apart parts and median may be by measurement alone.
+    pub fn margin_ns(&self) -> i64 {
+        self.resolution_ns.max(self.noise_ns)
     }
 }
 
@@ -111,6 +120,8 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
                 mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
                 median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
                 resolution_ns: (both / 64) as i64,
+                noise_ns: slice_spread(&baseline.probed_slice_p50_ns, &run.probed_slice_p50_ns)
+                    as i64,
             });
         }
     }
@@ -132,6 +143,7 @@ mod tests {
             mean_ns: median_ns,
             median_ns,
             resolution_ns,
+            noise_ns: 0,
         }
     }
 
@@ -144,5 +156,15 @@ mod tests {
         // +300 ns against +30 ns: both below what the histograms resolve.
         assert!(row(300, 30, 1_200).closes());
         assert!(!row(3_000, 30, 1_200).closes());
+        // +4.1 us of parts against +2.8 us: off by more than a quarter, but
+        // the difference moved by ±1.5 us between the slices.
+        assert!(!row(4_100, 2_800, 800).closes());
+        assert!(
+            Attribution {
+                noise_ns: 1_500,
+                ..row(4_100, 2_800, 800)
+            }
+            .closes()
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::results::BenchResults;
+use super::results::{BenchResults, slice_spread};
 use crate::{lab::Mode, report::format_ns};
 
 /// The study's order, fastest first; the last step is strict.
@@ -48,24 +48,6 @@ pub struct Verdict {
     pub breaks: Vec<Step>,
 }
 
-/// Half the range over the slices of the slower mode's lead: the modes took
-/// their turns side by side, so this is how much their difference moved
-/// from one turn to the next, the machine's drift left out.
-fn slice_spread(faster: &Median, slower: &Median) -> u64 {
-    if faster.slices.len() != slower.slices.len() || faster.slices.len() < 2 {
-        return 0;
-    }
-    let leads = faster
-        .slices
-        .iter()
-        .zip(&slower.slices)
-        .map(|(&fast, &slow)| slow as i64 - fast as i64);
-    let (low, high) = leads.fold((i64::MAX, i64::MIN), |(low, high), lead| {
-        (low.min(lead), high.max(lead))
-    });
-    (high - low).unsigned_abs() / 2
-}
-
 /// Neighbours in the study's order whose medians are the other way round,
 /// or tied, beyond the histograms' resolution and the slices' spread.
 pub fn verdict(medians: &[Median; STUDY_ORDER.len()]) -> Verdict {
@@ -74,7 +56,7 @@ pub fn verdict(medians: &[Median; STUDY_ORDER.len()]) -> Verdict {
     for i in 0..=last {
         let (faster, slower) = (&medians[i], &medians[i + 1]);
         let resolution = (RESOLUTION * slower.p50 as f64) as u64;
-        let margin = slice_spread(faster, slower).max(resolution);
+        let margin = slice_spread(&faster.slices, &slower.slices).max(resolution);
         let step = Step {
             faster: STUDY_ORDER[i],
             faster_p50: faster.p50,

@@ -183,8 +183,9 @@ impl Display for AttributionTables<'_> {
             let closed = attributions.iter().filter(|row| row.closes()).count();
             writeln!(
                 f,
-                "\nthe parts close the p50 difference (within {:.0}%, or the probes' \
-                 resolution) at {closed} of {} modes, rates and sizes",
+                "\nthe parts close the p50 difference (within {:.0}%, or the margin: the \
+                 probes' resolution or how much the difference moved between slices) at \
+                 {closed} of {} modes, rates and sizes",
                 CLOSURE_TOLERANCE * 100.0,
                 attributions.len()
             )?;
@@ -202,12 +203,13 @@ fn attribution_table(
     writeln!(
         f,
         "\nextra latency over host at {rate:.0}/s, {size} B, with probes: the load generator's median \
-         (and mean), and the median split by segment kind over both nodes; \"closes\": parts / p50"
+         (and mean), and the median split by segment kind over both nodes; \"closes\": parts / p50, \
+         \"margin\": how far apart they may be by measurement alone"
     )?;
     write!(
         f,
-        "{:<16} {:>10} {:>10} {:>10} {:>7} {:>11}",
-        "mode", "p50", "mean", "parts", "closes", "client wait"
+        "{:<16} {:>10} {:>10} {:>10} {:>7} {:>8} {:>11}",
+        "mode", "p50", "mean", "parts", "closes", "margin", "client wait"
     )?;
     for kind in ATTRIBUTED {
         write!(f, " {:>11}", kind.describe())?;
@@ -216,19 +218,18 @@ fn attribution_table(
     for row in rows {
         let closure = match row.closure() {
             // A difference the histograms cannot resolve has no share.
-            _ if row.median_ns.unsigned_abs() <= row.resolution_ns.unsigned_abs() => {
-                "tie".to_owned()
-            }
+            _ if row.median_ns.unsigned_abs() <= row.margin_ns().unsigned_abs() => "tie".to_owned(),
             Some(closure) => format!("{:.0}%", closure * 100.0),
             None => "-".to_owned(),
         };
         write!(
             f,
-            "{:<16} {:>10} {:>10} {:>10} {closure:>7} {:>11}",
+            "{:<16} {:>10} {:>10} {:>10} {closure:>7} {:>8} {:>11}",
             row.mode.to_string(),
             signed_ns(row.median_ns),
             signed_ns(row.mean_ns),
             signed_ns(row.parts_ns),
+            format_ns(row.margin_ns().unsigned_abs()),
             signed_ns(row.client_wait_ns)
         )?;
         for kind in ATTRIBUTED {

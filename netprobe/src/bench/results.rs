@@ -134,6 +134,9 @@ pub struct Run {
     /// The load generator with the probes attached, in the run the
     /// breakdown comes from.
     pub probed_load: LoadReport,
+    /// The p50 of each slice of the run with probes.
+    #[serde(default)]
+    pub probed_slice_p50_ns: Vec<u64>,
     /// Per-hop breakdown on the client's node and on the server's (probed
     /// run).
     pub client: Report,
@@ -142,6 +145,24 @@ pub struct Run {
     pub link: Option<LinkLatency>,
     /// CPU, context switches and packets of the run without probes.
     pub system: SystemMetrics,
+}
+
+/// Half the range that the difference between two modes' medians took over
+/// their slices (`theirs[i] - ours[i]`): the modes ran each slice side by
+/// side, so this is how much the difference moved from one turn to the
+/// next, the machine's drift left out. Zero without two slices each.
+pub fn slice_spread(ours: &[u64], theirs: &[u64]) -> u64 {
+    if ours.len() != theirs.len() || ours.len() < 2 {
+        return 0;
+    }
+    let differences = ours
+        .iter()
+        .zip(theirs)
+        .map(|(&ours, &theirs)| theirs as i64 - ours as i64);
+    let (low, high) = differences.fold((i64::MAX, i64::MIN), |(low, high), difference| {
+        (low.min(difference), high.max(difference))
+    });
+    (high - low).unsigned_abs() / 2
 }
 
 impl BenchResults {

@@ -391,10 +391,13 @@ pub fn bench_modes(
             .zip(marks)
             .zip(alone.into_iter().zip(probed))
         {
-            let slice_p50_ns = alone
-                .iter()
-                .map(|slice| slice.load.report.latency.p50_ns)
-                .collect();
+            let slice_p50s = |slices: &[Measured]| {
+                slices
+                    .iter()
+                    .map(|slice| slice.load.report.latency.p50_ns)
+                    .collect()
+            };
+            let (slice_p50_ns, probed_slice_p50_ns) = (slice_p50s(&alone), slice_p50s(&probed));
             let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
             let (client, client_samples) = lab.client.report_since(&marks.0, probed.seconds)?;
             let (server, server_samples) = lab.server.report_since(&marks.1, probed.seconds)?;
@@ -405,6 +408,7 @@ pub fn bench_modes(
                 slice_p50_ns,
                 system: alone.system.metrics(alone.seconds),
                 probed_load: probed.load.report,
+                probed_slice_p50_ns,
                 client,
                 server,
                 link: LinkLatency::join(&client_samples, &server_samples),
