@@ -40,8 +40,8 @@ pub struct Step {
     pub margin: u64,
 }
 
-/// The order's steps at one rate and size: those tied (each a break for
-/// the strict last step) and those reversed.
+/// The order's steps at one rate and size: those within the margin, and
+/// those reversed beyond it (the strict last step: not ahead at all).
 #[derive(Debug, Default, PartialEq)]
 pub struct Verdict {
     pub ties: Vec<Step>,
@@ -65,12 +65,16 @@ pub fn verdict(medians: &[Median; STUDY_ORDER.len()]) -> Verdict {
             margin,
         };
         let lead = slower.p50 as i64 - faster.p50 as i64;
-        if lead.unsigned_abs() <= margin {
-            if i == last {
+        if i == last {
+            // The strict step: the medians themselves must put the slower
+            // mode behind; a lead within the margin is named.
+            if lead <= resolution as i64 {
                 verdict.breaks.push(step);
-            } else {
+            } else if lead.unsigned_abs() <= margin {
                 verdict.ties.push(step);
             }
+        } else if lead.unsigned_abs() <= margin {
+            verdict.ties.push(step);
         } else if lead < 0 {
             verdict.breaks.push(step);
         }
@@ -109,8 +113,9 @@ impl Display for Ranking<'_> {
         let order: Vec<String> = STUDY_ORDER.iter().map(Mode::to_string).collect();
         writeln!(
             f,
-            "\nthe study's order in p50 without probes ({} < {}); a pair closer than its \
-             lead moved between the slices (±) is a tie:",
+            "\nthe study's order in p50 without probes ({} < {}); neighbours closer than \
+             their difference moved between the slices (±) tie, which passes <= but \
+             not a missing lead for <:",
             order[..order.len() - 1].join(" <= "),
             order[order.len() - 1]
         )?;
@@ -231,16 +236,22 @@ mod tests {
         // The same medians, slices that agree: a break.
         let reversed = verdict(&row(median(25_500, [25_600, 25_400])));
         assert_eq!(broken(&reversed), [(Mode::Host, Mode::Macvlan)]);
-        // The strict step needs a lead beyond the spread.
-        let close = [
-            median(20_000, [20_000, 20_000]),
-            median(21_000, [21_000, 21_000]),
-            median(30_000, [30_000, 30_000]),
-            median(36_000, [35_000, 37_000]),
-            median(36_500, [37_000, 36_000]),
-        ];
+        // The strict step holds on the medians' own lead, named when it is
+        // within the spread, and breaks without one.
+        let close = |vxlan| {
+            [
+                median(20_000, [20_000, 20_000]),
+                median(21_000, [21_000, 21_000]),
+                median(30_000, [30_000, 30_000]),
+                median(36_000, [35_000, 37_000]),
+                median(vxlan, [37_000, 36_000]),
+            ]
+        };
+        let ahead = verdict(&close(36_500));
+        assert_eq!(broken(&ahead), []);
+        assert_eq!(ahead.ties.len(), 1);
         assert_eq!(
-            broken(&verdict(&close)),
+            broken(&verdict(&close(36_000))),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
