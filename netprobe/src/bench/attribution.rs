@@ -53,16 +53,28 @@ impl Attribution {
 
     /// Whether the parts add up to the median difference: within the
     /// tolerance, or, when the difference is that small, within what the
-    /// histograms resolve or the difference moved between slices.
+    /// histograms resolve.
     pub fn closes(&self) -> bool {
-        let gap = self.parts_ns.abs_diff(self.median_ns) as f64;
-        gap <= (CLOSURE_TOLERANCE * self.median_ns.unsigned_abs() as f64)
-            .max(self.margin_ns() as f64)
+        self.gap() <= self.tolerance().max(self.resolution_ns as f64)
+    }
+
+    /// Parts that do not close but are nearer the median difference than it
+    /// moved between the run's slices: the run cannot tell.
+    pub fn within_noise(&self) -> bool {
+        !self.closes() && self.gap() <= self.noise_ns as f64
     }
 
     /// How far apart parts and median may be by measurement alone.
     pub fn margin_ns(&self) -> i64 {
         self.resolution_ns.max(self.noise_ns)
+    }
+
+    fn gap(&self) -> f64 {
+        self.parts_ns.abs_diff(self.median_ns) as f64
+    }
+
+    fn tolerance(&self) -> f64 {
+        CLOSURE_TOLERANCE * self.median_ns.unsigned_abs() as f64
     }
 }
 
@@ -156,15 +168,23 @@ mod tests {
         // +300 ns against +30 ns: both below what the histograms resolve.
         assert!(row(300, 30, 1_200).closes());
         assert!(!row(3_000, 30, 1_200).closes());
+    }
+
+    #[test]
+    fn parts_off_by_less_than_the_slices_moved_are_within_noise_not_closed() {
         // +4.1 us of parts against +2.8 us: off by more than a quarter, but
         // the difference moved by ±1.5 us between the slices.
-        assert!(!row(4_100, 2_800, 800).closes());
-        assert!(
-            Attribution {
-                noise_ns: 1_500,
-                ..row(4_100, 2_800, 800)
-            }
-            .closes()
-        );
+        let noisy = Attribution {
+            noise_ns: 1_500,
+            ..row(4_100, 2_800, 800)
+        };
+        assert!(!noisy.closes() && noisy.within_noise());
+        assert!(!row(4_100, 2_800, 800).within_noise());
+        // Closing rows are not also counted as noise.
+        let closed = Attribution {
+            noise_ns: 1_500,
+            ..row(3_000, 2_800, 800)
+        };
+        assert!(closed.closes() && !closed.within_noise());
     }
 }
