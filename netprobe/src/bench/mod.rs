@@ -45,7 +45,11 @@ use self::{
     progress::Progress,
     runner::{Load, RUNS_PER_POINT, Runs, SLICES, bench_modes},
 };
-use crate::{lab::STATE_DIR, load::Pacing, privilege::require_bpf_privileges};
+use crate::{
+    lab::{CpuSplit, STATE_DIR},
+    load::Pacing,
+    privilege::require_bpf_privileges,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -111,7 +115,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         duration: args.duration,
         warmup: WARMUP,
         connections: args.connections,
-        pacing: args.pacing,
+        pacing: pacing_on(args.pacing, &CpuSplit::of_this_process()),
     };
     let sizes = &args.sizes.0;
     let slice_time = load.slice_time();
@@ -166,7 +170,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             warmup_s: WARMUP.as_secs_f64(),
             slices: SLICES,
             connections: args.connections,
-            pacing: args.pacing,
+            pacing: load.pacing,
             tune: args.tune,
             cpu_idle: idle.state.clone(),
         },
@@ -280,5 +284,32 @@ impl BenchLock {
             );
         }
         Ok(Self { _file: file })
+    }
+}
+
+/// The generator spins only on CPUs of its own: on a CPU nginx shares it
+/// would take the time nginx needs to answer.
+fn pacing_on(asked: Pacing, cpus: &CpuSplit) -> Pacing {
+    if asked == Pacing::Spin && cpus.shared() {
+        log::warn!(
+            "client and server share their CPUs: the load generator sleeps between sends \
+             instead of spinning, which would starve nginx"
+        );
+        return Pacing::Timer;
+    }
+    asked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_spins_only_on_cpus_of_its_own() {
+        let apart = CpuSplit::of(&[0, 1]);
+        let shared = CpuSplit::of(&[0]);
+        assert_eq!(pacing_on(Pacing::Spin, &apart), Pacing::Spin);
+        assert_eq!(pacing_on(Pacing::Spin, &shared), Pacing::Timer);
+        assert_eq!(pacing_on(Pacing::Timer, &apart), Pacing::Timer);
     }
 }

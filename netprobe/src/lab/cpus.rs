@@ -38,6 +38,11 @@ impl CpuSplit {
             client: client.to_vec(),
         }
     }
+
+    /// Whether the client runs on CPUs the server also runs on.
+    pub fn shared(&self) -> bool {
+        self.client.iter().any(|cpu| self.server.contains(cpu))
+    }
 }
 
 /// `cpus` as nginx's `worker_cpu_affinity` mask: CPU 0 rightmost.
