@@ -46,6 +46,15 @@ pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
     fs::rename(&partial, path).map_err(io_error("write", path))
 }
 
+/// What a directory of records holds; nothing before the first is kept.
+pub fn paths_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.map(|entry| Ok(entry?.path())).collect(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(error),
+    }
+}
+
 /// The record at `path`, if there is one.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RecordError> {
     let json = match fs::read(path) {

@@ -155,14 +155,10 @@ pub fn load_key(key: &str) -> Result<Option<FastpathState>, StateError> {
 
 /// Every recorded fast path.
 pub fn all() -> Result<Vec<FastpathState>, StateError> {
-    let entries = match fs::read_dir(STATE_DIR) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(io_error("list", Path::new(STATE_DIR))(error)),
-    };
+    let dir = Path::new(STATE_DIR);
     let mut states = Vec::new();
-    for entry in entries.flatten() {
-        if let Some(state) = load_dir(&entry.path())? {
+    for path in record::paths_in(dir).map_err(io_error("list", dir))? {
+        if let Some(state) = load_dir(&path)? {
             states.push(state);
         }
     }

@@ -26,14 +26,8 @@ pub fn lab_dir(prefix: &str) -> PathBuf {
 /// The prefixes with a record or a directory here (the bench's lock files
 /// are neither).
 pub(crate) fn recorded_prefixes() -> io::Result<Vec<String>> {
-    let entries = match fs::read_dir(STATE_DIR) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err),
-    };
     let mut prefixes = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
+    for path in record::paths_in(Path::new(STATE_DIR))? {
         let recorded = match path.extension() {
             Some(extension) => extension == "json",
             None => path.is_dir(),
