@@ -75,7 +75,8 @@ pub struct BenchArgs {
     /// --pacing`). It spins by default, on the client's own CPUs: on a VM a
     /// timer's wake-up is late by about 15 us and, worse, keeps the client's
     /// CPU from responses arriving meanwhile, which left several modes'
-    /// medians on the same plateau at 30% of the maximum rate.
+    /// medians on the same plateau at 30% of the maximum rate. With a
+    /// single CPU, shared with nginx, it sleeps instead.
     #[arg(long, value_enum, default_value_t = Pacing::Spin)]
     pub pacing: Pacing,
     /// Apply the study's tuning (RPS/XPS, flow tables, NOTRACK, somaxconn,
