@@ -15,6 +15,7 @@ use aya::{
     programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
 };
 use netprobe::{
+    bench::IdlePolling,
     discovery,
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netlink,
@@ -34,13 +35,26 @@ use support::{
 /// Requests per measurement: enough for stable medians, quick to send.
 const REQUESTS: usize = 3000;
 
-/// The tests here time the datapath: run one at a time, so that another
-/// test's traffic does not land in their latencies.
-fn alone() -> MutexGuard<'static, ()> {
+/// While a test that times the datapath runs: no other such test, so that
+/// its traffic does not land in the latencies, and idle CPUs polling, as in
+/// the bench, so that a halted vCPU's wake-up (tens of microseconds, at
+/// random) does not swamp the segments compared.
+struct Alone {
+    _turn: MutexGuard<'static, ()>,
+    _polling: IdlePolling,
+}
+
+fn alone() -> Alone {
     static TIMING: Mutex<()> = Mutex::new(());
-    TIMING
+    let turn = TIMING
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let polling = IdlePolling::hold(false);
+    assert!(polling.holds(), "{}", polling.state);
+    Alone {
+        _turn: turn,
+        _polling: polling,
+    }
 }
 
 fn lab(mode: Mode) -> LabGuard {

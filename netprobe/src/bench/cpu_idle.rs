@@ -12,7 +12,7 @@ const PM_QOS_DEVICE: &str = "/dev/cpu_dma_latency";
 
 /// The held request; dropping it lets the CPUs halt again.
 pub struct IdlePolling {
-    _request: Option<File>,
+    request: Option<File>,
     /// What the bench ran with, for `results.json`.
     pub state: String,
 }
@@ -25,7 +25,7 @@ impl IdlePolling {
         }
         match request_zero_latency() {
             Ok(request) => Self {
-                _request: Some(request),
+                request: Some(request),
                 state: format!("polling ({PM_QOS_DEVICE} held at 0)"),
             },
             Err(error) => {
@@ -36,9 +36,14 @@ impl IdlePolling {
         }
     }
 
+    /// Whether the CPUs are kept polling.
+    pub fn holds(&self) -> bool {
+        self.request.is_some()
+    }
+
     fn without(state: String) -> Self {
         Self {
-            _request: None,
+            request: None,
             state,
         }
     }

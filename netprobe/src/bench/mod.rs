@@ -36,6 +36,7 @@ use anyhow::{Context as _, Result, bail};
 
 pub use self::{
     attribution::{Attribution, attribute},
+    cpu_idle::IdlePolling,
     plan::{Modes, PlanError, Rates, Sizes},
     results::{BenchResults, MaxRate, ModeResults, Run, Settings, TuningStep},
     runner::{BENCH_PREFIX, bench_prefix},
@@ -111,7 +112,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     let _lock = BenchLock::take()?;
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
-    let idle = cpu_idle::IdlePolling::hold(args.allow_idle_states);
+    let idle = IdlePolling::hold(args.allow_idle_states);
     let load = Load {
         duration: args.duration,
         warmup: WARMUP,
