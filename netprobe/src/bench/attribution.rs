@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::results::{BenchResults, Run, slice_spread};
+use super::{
+    noise::{self, slice_spread},
+    results::{BenchResults, ModeResults, Run},
+};
 use crate::{lab::Mode, path::SegmentKind};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,7 +40,9 @@ pub struct Attribution {
     /// alone: each median is within half a bucket, 1/64 of its value.
     #[serde(default)]
     pub resolution_ns: i64,
-    /// How much the median difference moved between the run's slices.
+    /// How far the median difference may be off by chance: two standard
+    /// errors from how every mode's difference at this rate moved between
+    /// the slices, or this one's own move if larger.
     #[serde(default)]
     pub noise_ns: i64,
 }
@@ -59,7 +64,7 @@ impl Attribution {
     }
 
     /// Parts that do not close but are nearer the median difference than it
-    /// moved between the run's slices: the run cannot tell.
+    /// may be off by chance: the run cannot tell.
     pub fn within_noise(&self) -> bool {
         !self.closes() && self.gap() <= self.noise_ns as f64
     }
@@ -94,6 +99,26 @@ pub fn time_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
         sums.insert(SegmentKind::Application, application.p50_ns);
     }
     sums
+}
+
+/// How much a probed run's median difference over host moved between the
+/// slices.
+fn probed_spread(run: &Run, host: &Run) -> Option<u64> {
+    slice_spread(&host.probed_slice_p50_ns, &run.probed_slice_p50_ns)
+}
+
+/// How far a median difference over host at `rate` may be off by chance,
+/// from every mode's there.
+fn margin_at(results: &BenchResults, host: &ModeResults, rate: f64) -> u64 {
+    noise::margin(
+        results
+            .modes
+            .iter()
+            .filter(|mode| mode.mode != Mode::Host)
+            .flat_map(|mode| &mode.runs)
+            .filter(|run| run.rate == rate)
+            .filter_map(|run| probed_spread(run, host.run(run.rate, run.size)?)),
+    )
 }
 
 /// Every mode's runs against host's at the same rate and size.
@@ -132,8 +157,9 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
                 mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
                 median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
                 resolution_ns: (both / 64) as i64,
-                noise_ns: slice_spread(&baseline.probed_slice_p50_ns, &run.probed_slice_p50_ns)
-                    as i64,
+                noise_ns: probed_spread(run, baseline)
+                    .unwrap_or(0)
+                    .max(margin_at(results, host, run.rate)) as i64,
             });
         }
     }
@@ -171,9 +197,9 @@ mod tests {
     }
 
     #[test]
-    fn parts_off_by_less_than_the_slices_moved_are_within_noise_not_closed() {
+    fn parts_off_by_less_than_chance_are_within_noise_not_closed() {
         // +4.1 us of parts against +2.8 us: off by more than a quarter, but
-        // the difference moved by ±1.5 us between the slices.
+        // the difference may be off by ±1.5 us by chance.
         let noisy = Attribution {
             noise_ns: 1_500,
             ..row(4_100, 2_800, 800)

@@ -14,6 +14,7 @@ mod html;
 mod interrupt;
 mod link;
 mod max_rate;
+mod noise;
 mod plan;
 mod progress;
 mod ranking;

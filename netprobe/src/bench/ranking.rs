@@ -4,7 +4,10 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::results::{BenchResults, slice_spread};
+use super::{
+    noise::{self, slice_spread},
+    results::BenchResults,
+};
 use crate::{lab::Mode, report::format_ns};
 
 /// The study's order, fastest first; the last step is strict.
@@ -36,7 +39,8 @@ pub struct Step {
     pub faster_p50: u64,
     pub slower: Mode,
     pub slower_p50: u64,
-    /// How far apart the two could be by chance.
+    /// How far apart the two could be by chance: the rate's margin, or
+    /// their own slices' spread or the histograms' resolution if larger.
     pub margin: u64,
 }
 
@@ -49,14 +53,18 @@ pub struct Verdict {
 }
 
 /// Neighbours in the study's order whose medians are the other way round,
-/// or tied, beyond the histograms' resolution and the slices' spread.
-pub fn verdict(medians: &[Median; STUDY_ORDER.len()]) -> Verdict {
+/// or tied, beyond `margin` (what medians at this rate may differ by
+/// chance), their own slices' spread and the histograms' resolution.
+pub fn verdict(medians: &[Median; STUDY_ORDER.len()], margin: u64) -> Verdict {
     let last = STUDY_ORDER.len() - 2;
     let mut verdict = Verdict::default();
     for i in 0..=last {
         let (faster, slower) = (&medians[i], &medians[i + 1]);
         let resolution = (RESOLUTION * slower.p50 as f64) as u64;
-        let margin = slice_spread(&faster.slices, &slower.slices).max(resolution);
+        let margin = slice_spread(&faster.slices, &slower.slices)
+            .unwrap_or(0)
+            .max(margin)
+            .max(resolution);
         let step = Step {
             faster: STUDY_ORDER[i],
             faster_p50: faster.p50,
@@ -104,6 +112,37 @@ fn list(steps: &[Step]) -> String {
         .join(", ")
 }
 
+/// The five modes' medians at `rate` and `size`, if all ran there.
+fn medians_at(results: &BenchResults, rate: f64, size: usize) -> Option<[Median; 5]> {
+    let medians: Option<Vec<Median>> = STUDY_ORDER
+        .iter()
+        .map(|&mode| {
+            let run = results.mode(mode)?.run(rate, size)?;
+            Some(Median {
+                p50: run.load.latency.p50_ns,
+                slices: run.slice_p50_ns.clone(),
+            })
+        })
+        .collect();
+    medians?.try_into().ok()
+}
+
+/// How far two medians at `rate` may differ by chance, from every step of
+/// the order at every size there.
+fn margin_at(results: &BenchResults, rate: f64) -> u64 {
+    let rows: Vec<[Median; 5]> = results
+        .settings
+        .sizes
+        .iter()
+        .filter_map(|&size| medians_at(results, rate, size))
+        .collect();
+    noise::margin(rows.iter().flat_map(|medians| {
+        medians
+            .windows(2)
+            .filter_map(|pair| slice_spread(&pair[0].slices, &pair[1].slices))
+    }))
+}
+
 /// The check at every rate and size all five modes ran at.
 pub struct Ranking<'a>(pub &'a BenchResults);
 
@@ -114,30 +153,22 @@ impl Display for Ranking<'_> {
         writeln!(
             f,
             "\nthe study's order in p50 without probes ({} < {}); neighbours closer than \
-             their difference moved between the slices (±) tie, which passes <= but \
-             not a missing lead for <:",
+             medians at their rate may differ by chance (±: two standard errors, from how \
+             much every pair's difference there moved between the slices) tie, which \
+             passes <= but not a missing lead for <:",
             order[..order.len() - 1].join(" <= "),
             order[order.len() - 1]
         )?;
         let (mut points, mut held) = (0, 0);
         for &size in &results.settings.sizes {
             for &rate in &results.settings.rates {
-                let medians: Option<Vec<Median>> = STUDY_ORDER
-                    .iter()
-                    .map(|&mode| {
-                        let run = results.mode(mode)?.run(rate, size)?;
-                        Some(Median {
-                            p50: run.load.latency.p50_ns,
-                            slices: run.slice_p50_ns.clone(),
-                        })
-                    })
-                    .collect();
-                let Some(Ok(medians)) = medians.map(<[Median; STUDY_ORDER.len()]>::try_from) else {
+                let Some(medians) = medians_at(results, rate, size) else {
                     continue;
                 };
-                let verdict = verdict(&medians);
+                let margin = margin_at(results, rate);
+                let verdict = verdict(&medians, margin);
                 points += 1;
-                write!(f, "{size} B at {rate:.0}/s: ")?;
+                write!(f, "{size} B at {rate:.0}/s (±{}): ", format_ns(margin))?;
                 if verdict.breaks.is_empty() {
                     held += 1;
                     write!(f, "holds")?;
@@ -162,7 +193,7 @@ mod tests {
     use super::*;
 
     /// Medians without slices: only the histograms' resolution ties them.
-    fn medians(p50s: [u64; 5]) -> [Median; 5] {
+    fn medians_of(p50s: [u64; 5]) -> [Median; 5] {
         p50s.map(|p50| Median {
             p50,
             slices: Vec::new(),
@@ -179,12 +210,15 @@ mod tests {
 
     #[test]
     fn an_ordered_row_has_no_breaks_and_ties_pass_but_the_last_step() {
-        assert_eq!(verdict(&medians([39, 45, 51, 56, 87])), Verdict::default());
-        let tied = verdict(&medians([40, 40, 51, 51, 87]));
+        assert_eq!(
+            verdict(&medians_of([39, 45, 51, 56, 87]), 0),
+            Verdict::default()
+        );
+        let tied = verdict(&medians_of([40, 40, 51, 51, 87]), 0);
         assert_eq!(broken(&tied), []);
         assert_eq!(tied.ties.len(), 2);
         assert_eq!(
-            broken(&verdict(&medians([40, 40, 51, 56, 56]))),
+            broken(&verdict(&medians_of([40, 40, 51, 56, 56]), 0)),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
@@ -192,11 +226,17 @@ mod tests {
     #[test]
     fn medians_the_histograms_cannot_tell_apart_are_a_tie() {
         assert_eq!(
-            broken(&verdict(&medians([40_000, 40_030, 71_640, 71_600, 87_000]))),
+            broken(&verdict(
+                &medians_of([40_000, 40_030, 71_640, 71_600, 87_000]),
+                0
+            )),
             []
         );
         assert_eq!(
-            broken(&verdict(&medians([40_000, 40_030, 51_000, 56_000, 56_040]))),
+            broken(&verdict(
+                &medians_of([40_000, 40_030, 51_000, 56_000, 56_040]),
+                0
+            )),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
@@ -204,11 +244,11 @@ mod tests {
     #[test]
     fn each_inversion_is_named() {
         assert_eq!(
-            broken(&verdict(&medians([60, 59, 60, 92, 110]))),
+            broken(&verdict(&medians_of([60, 59, 60, 92, 110]), 0)),
             [(Mode::Host, Mode::Macvlan)]
         );
         assert_eq!(
-            broken(&verdict(&medians([40, 46, 51, 90, 88]))),
+            broken(&verdict(&medians_of([40, 46, 51, 90, 88]), 0)),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
@@ -230,12 +270,23 @@ mod tests {
                 median(40_000, [40_000, 40_000]),
             ]
         };
-        let tied = verdict(&row(median(25_500, [25_000, 26_000])));
+        let tied = verdict(&row(median(25_500, [25_000, 26_000])), 0);
         assert_eq!(broken(&tied), []);
         assert_eq!(tied.ties[0].margin, 600);
-        // The same medians, slices that agree: a break.
-        let reversed = verdict(&row(median(25_500, [25_600, 25_400])));
-        assert_eq!(broken(&reversed), [(Mode::Host, Mode::Macvlan)]);
+        // The same medians, slices that agree: a break, unless medians at
+        // this rate differ by as much by chance.
+        let agreeing = row(median(25_500, [25_600, 25_400]));
+        assert_eq!(
+            broken(&verdict(&agreeing, 0)),
+            [(Mode::Host, Mode::Macvlan)]
+        );
+        let within_chance = verdict(&agreeing, 450);
+        assert_eq!(broken(&within_chance), []);
+        assert_eq!(within_chance.ties[0].margin, 450);
+        assert_eq!(
+            broken(&verdict(&agreeing, 350)),
+            [(Mode::Host, Mode::Macvlan)]
+        );
         // The strict step holds on the medians' own lead, named when it is
         // within the spread, and breaks without one.
         let close = |vxlan| {
@@ -247,11 +298,11 @@ mod tests {
                 median(vxlan, [37_000, 36_000]),
             ]
         };
-        let ahead = verdict(&close(36_500));
+        let ahead = verdict(&close(36_500), 0);
         assert_eq!(broken(&ahead), []);
         assert_eq!(ahead.ties.len(), 1);
         assert_eq!(
-            broken(&verdict(&close(36_000))),
+            broken(&verdict(&close(36_000), 0)),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }

@@ -157,12 +157,12 @@ const ATTRIBUTED: [SegmentKind; 9] = [
     SegmentKind::Application,
 ];
 
-/// Each mode's extra latency over host, split by segment kind, at the two
-/// lowest rates of each size (unloaded, and the study's 30%).
+/// Each mode's extra latency over host, split by segment kind, at the three
+/// lowest rates of each size (unloaded, and the study's 30 and 50%).
 pub struct AttributionTables<'a>(pub &'a BenchResults);
 
 /// How many of the lowest rates get an attribution table.
-const ATTRIBUTED_RATES: usize = 2;
+const ATTRIBUTED_RATES: usize = 3;
 
 impl Display for AttributionTables<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -187,7 +187,7 @@ impl Display for AttributionTables<'_> {
                 f,
                 "\nthe parts close the p50 difference (within {:.0}%, or the probes' \
                  resolution) at {} of {} modes, rates and sizes; at {} more they miss by \
-                 less than the difference moved between slices",
+                 less than the p50 difference may be off by chance (the margin)",
                 CLOSURE_TOLERANCE * 100.0,
                 count(Attribution::closes),
                 attributions.len(),
@@ -208,7 +208,8 @@ fn attribution_table(
         f,
         "\nextra latency over host at {rate:.0}/s, {size} B, with probes: the load generator's median \
          (and mean), and the median split by segment kind over both nodes; \"closes\": parts / p50, \
-         \"margin\": how far apart they may be by measurement alone"
+         \"margin\": how far apart they may be by chance (two standard errors, from how every \
+         mode's difference at this rate moved between the slices) or the probes' resolution"
     )?;
     write!(
         f,

@@ -147,24 +147,6 @@ pub struct Run {
     pub system: SystemMetrics,
 }
 
-/// Half the range that the difference between two modes' medians took over
-/// their slices (`theirs[i] - ours[i]`): the modes ran each slice side by
-/// side, so this is how much the difference moved from one turn to the
-/// next, the machine's drift left out. Zero without two slices each.
-pub fn slice_spread(ours: &[u64], theirs: &[u64]) -> u64 {
-    if ours.len() != theirs.len() || ours.len() < 2 {
-        return 0;
-    }
-    let differences = ours
-        .iter()
-        .zip(theirs)
-        .map(|(&ours, &theirs)| theirs as i64 - ours as i64);
-    let (low, high) = differences.fold((i64::MAX, i64::MIN), |(low, high), difference| {
-        (low.min(difference), high.max(difference))
-    });
-    (high - low).unsigned_abs() / 2
-}
-
 impl BenchResults {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(RESULTS_FILE);
