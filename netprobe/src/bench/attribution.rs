@@ -41,8 +41,9 @@ pub struct Attribution {
     #[serde(default)]
     pub resolution_ns: i64,
     /// How far the median difference may be off by chance: two standard
-    /// errors from how every mode's difference at this rate moved between
-    /// the slices, or this one's own move if larger.
+    /// errors from how every difference between modes that held their rate
+    /// moved between the slices, or this one's own move if larger (the
+    /// only measure for a mode past its capacity).
     #[serde(default)]
     pub noise_ns: i64,
 }
@@ -107,18 +108,26 @@ fn probed_spread(run: &Run, host: &Run) -> Option<u64> {
     slice_spread(&host.probed_slice_p50_ns, &run.probed_slice_p50_ns)
 }
 
-/// How far a median difference over host at `rate` may be off by chance,
-/// from every mode's there.
-fn margin_at(results: &BenchResults, host: &ModeResults, rate: f64) -> u64 {
-    noise::margin(
-        results
-            .modes
-            .iter()
-            .filter(|mode| mode.mode != Mode::Host)
-            .flat_map(|mode| &mode.runs)
-            .filter(|run| run.rate == rate)
-            .filter_map(|run| probed_spread(run, host.run(run.rate, run.size)?)),
-    )
+/// Each mode's probed runs with host's at the same rate and size.
+fn pairs<'a>(
+    results: &'a BenchResults,
+    host: &'a ModeResults,
+) -> impl Iterator<Item = (&'a ModeResults, &'a Run, &'a Run)> {
+    results
+        .modes
+        .iter()
+        .filter(|mode| mode.mode != Mode::Host)
+        .flat_map(move |mode| {
+            mode.runs.iter().filter_map(move |run| {
+                let baseline = host.run(run.rate, run.size)?;
+                Some((mode, run, baseline))
+            })
+        })
+}
+
+/// Both the mode and host held their rate with probes attached.
+fn both_held(run: &Run, host: &Run) -> bool {
+    run.probed_held() && host.probed_held()
 }
 
 /// Every mode's runs against host's at the same rate and size.
@@ -126,42 +135,45 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
     let Some(host) = results.mode(Mode::Host) else {
         return Vec::new();
     };
+    // How far a median difference over host may be off by chance, from
+    // every mode that held its rate.
+    let margin = noise::margin(
+        pairs(results, host)
+            .filter(|(_, run, baseline)| both_held(run, baseline))
+            .filter_map(|(_, run, baseline)| probed_spread(run, baseline)),
+    );
     let mut attributions = Vec::new();
-    for mode in results.modes.iter().filter(|mode| mode.mode != Mode::Host) {
-        for run in &mode.runs {
-            let Some(baseline) = host.run(run.rate, run.size) else {
-                continue;
-            };
-            let (ours, theirs) = (time_by_kind(run), time_by_kind(baseline));
-            let both: u64 = ours.values().chain(theirs.values()).sum();
-            let by_kind: BTreeMap<SegmentKind, i64> = SegmentKind::ALL
-                .into_iter()
-                .filter(|kind| ours.contains_key(kind) || theirs.contains_key(kind))
-                .map(|kind| {
-                    let delta = ours.get(&kind).copied().unwrap_or(0) as i64
-                        - theirs.get(&kind).copied().unwrap_or(0) as i64;
-                    (kind, delta)
-                })
-                .collect();
-            let delta = |ours: u64, theirs: u64| ours as i64 - theirs as i64;
-            // The generator's figures from the same runs as the breakdown's.
-            let (load, host_load) = (&run.probed_load, &baseline.probed_load);
-            let client_wait_ns = delta(load.send_lag.p50_ns, host_load.send_lag.p50_ns);
-            attributions.push(Attribution {
-                mode: mode.mode,
-                rate: run.rate,
-                size: run.size,
-                parts_ns: by_kind.values().sum::<i64>() + client_wait_ns,
-                by_kind,
-                client_wait_ns,
-                mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
-                median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
-                resolution_ns: (both / 64) as i64,
-                noise_ns: probed_spread(run, baseline)
-                    .unwrap_or(0)
-                    .max(margin_at(results, host, run.rate)) as i64,
-            });
-        }
+    for (mode, run, baseline) in pairs(results, host) {
+        let (ours, theirs) = (time_by_kind(run), time_by_kind(baseline));
+        let both: u64 = ours.values().chain(theirs.values()).sum();
+        let by_kind: BTreeMap<SegmentKind, i64> = SegmentKind::ALL
+            .into_iter()
+            .filter(|kind| ours.contains_key(kind) || theirs.contains_key(kind))
+            .map(|kind| {
+                let delta = ours.get(&kind).copied().unwrap_or(0) as i64
+                    - theirs.get(&kind).copied().unwrap_or(0) as i64;
+                (kind, delta)
+            })
+            .collect();
+        let delta = |ours: u64, theirs: u64| ours as i64 - theirs as i64;
+        // The generator's figures from the same runs as the breakdown's.
+        let (load, host_load) = (&run.probed_load, &baseline.probed_load);
+        let client_wait_ns = delta(load.send_lag.p50_ns, host_load.send_lag.p50_ns);
+        attributions.push(Attribution {
+            mode: mode.mode,
+            rate: run.rate,
+            size: run.size,
+            parts_ns: by_kind.values().sum::<i64>() + client_wait_ns,
+            by_kind,
+            client_wait_ns,
+            mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
+            median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
+            resolution_ns: (both / 64) as i64,
+            noise_ns: probed_spread(run, baseline)
+                .unwrap_or(0)
+                .max(if both_held(run, baseline) { margin } else { 0 })
+                as i64,
+        });
     }
     attributions
 }

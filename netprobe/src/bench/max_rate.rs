@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
-    load::{LoadReport, Pacing},
+    load::Pacing,
     probes::ProgramCost,
 };
 
@@ -40,12 +40,8 @@ const CHECK_CONNECTIONS: usize = 100;
 /// No machine here sustains this; the search stops doubling there.
 const CEILING: f64 = 2_000_000.0;
 
-/// Held: nearly every request answered on schedule, without errors.
-fn sustained(report: &LoadReport) -> bool {
-    report.achieved_rate >= 0.98 * report.requested_rate
-        && report.errors == 0
-        && report.timeouts == 0
-}
+/// A short run holds a rate within this share of it.
+const SEARCH_TOLERANCE: f64 = 0.02;
 
 pub fn find_max_rate(size: ResponseSize, bench: &Load, progress: &Progress) -> Result<MaxRate> {
     let lab = {
@@ -145,7 +141,7 @@ pub fn search_load(bench: &Load) -> Load {
 pub fn search(lab: &Lab, size: ResponseSize, load: &Load) -> Result<f64> {
     let holds = |rate: f64| -> Result<bool> {
         let result = run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
-        Ok(sustained(&result.report))
+        Ok(result.report.held_within(SEARCH_TOLERANCE))
     };
     let (mut good, mut bad) = (0.0, FIRST_RATE);
     while bad < CEILING && holds(bad)? {

@@ -3,9 +3,10 @@
 //! one slice to the next by the run's own noise, with the machine's drift,
 //! which moves every mode alike, left out. One pair's two slices are a poor
 //! guess of that noise: two slices that happen to agree would claim a few
-//! nanoseconds. Every pair compared at one rate sees the same machine, so
-//! the noise is taken from all of them: the median of their spreads,
-//! which the few pairs queueing for milliseconds do not move.
+//! nanoseconds. Every pair of modes that held its rate sees the same
+//! machine, so the noise is taken from all of them: the median of their
+//! spreads. Pairs queueing for milliseconds, past a mode's capacity, are
+//! noisier by orders of magnitude and keep their own spread.
 
 use super::runner::SLICES;
 
@@ -36,9 +37,9 @@ pub fn slice_spread(ours: &[u64], theirs: &[u64]) -> Option<u64> {
     Some((high - low).unsigned_abs() / 2)
 }
 
-/// How far two medians at one rate may differ by chance, from the slice
-/// spreads of every pair compared there: two standard errors. Zero without
-/// spreads (results saved before slices were recorded).
+/// How far two medians may differ by chance, from the slice spreads of
+/// every pair compared: two standard errors. Zero without spreads (results
+/// saved before slices were recorded).
 pub fn margin(spreads: impl IntoIterator<Item = u64>) -> u64 {
     let mut spreads: Vec<u64> = spreads.into_iter().collect();
     if spreads.is_empty() {

@@ -23,12 +23,13 @@ pub const STUDY_ORDER: [Mode; 5] = [
 /// digits: medians closer than this share of their value are a tie.
 const RESOLUTION: f64 = 1e-3;
 
-/// One mode's median at a rate and size, from the run without probes, and
-/// the medians of that run's slices.
+/// One mode's median at a rate and size, from the run without probes, the
+/// medians of that run's slices, and whether it held the rate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Median {
     pub p50: u64,
     pub slices: Vec<u64>,
+    pub held: bool,
 }
 
 /// Two neighbours in the study's order closer than the run can tell apart,
@@ -39,8 +40,9 @@ pub struct Step {
     pub faster_p50: u64,
     pub slower: Mode,
     pub slower_p50: u64,
-    /// How far apart the two could be by chance: the rate's margin, or
-    /// their own slices' spread or the histograms' resolution if larger.
+    /// How far apart the two could be by chance: the run's margin if both
+    /// held their rate, or their own slices' spread or the histograms'
+    /// resolution if larger.
     pub margin: u64,
 }
 
@@ -53,17 +55,23 @@ pub struct Verdict {
 }
 
 /// Neighbours in the study's order whose medians are the other way round,
-/// or tied, beyond `margin` (what medians at this rate may differ by
-/// chance), their own slices' spread and the histograms' resolution.
+/// or tied, beyond `margin` (what the medians of modes that held their rate
+/// may differ by chance), their own slices' spread and the histograms'
+/// resolution.
 pub fn verdict(medians: &[Median; STUDY_ORDER.len()], margin: u64) -> Verdict {
     let last = STUDY_ORDER.len() - 2;
     let mut verdict = Verdict::default();
     for i in 0..=last {
         let (faster, slower) = (&medians[i], &medians[i + 1]);
         let resolution = (RESOLUTION * slower.p50 as f64) as u64;
+        let chance = if faster.held && slower.held {
+            margin
+        } else {
+            0
+        };
         let margin = slice_spread(&faster.slices, &slower.slices)
             .unwrap_or(0)
-            .max(margin)
+            .max(chance)
             .max(resolution);
         let step = Step {
             faster: STUDY_ORDER[i],
@@ -113,7 +121,11 @@ fn list(steps: &[Step]) -> String {
 }
 
 /// The five modes' medians at `rate` and `size`, if all ran there.
-fn medians_at(results: &BenchResults, rate: f64, size: usize) -> Option<[Median; 5]> {
+fn medians_at(
+    results: &BenchResults,
+    rate: f64,
+    size: usize,
+) -> Option<[Median; STUDY_ORDER.len()]> {
     let medians: Option<Vec<Median>> = STUDY_ORDER
         .iter()
         .map(|&mode| {
@@ -121,24 +133,29 @@ fn medians_at(results: &BenchResults, rate: f64, size: usize) -> Option<[Median;
             Some(Median {
                 p50: run.load.latency.p50_ns,
                 slices: run.slice_p50_ns.clone(),
+                held: run.held(),
             })
         })
         .collect();
     medians?.try_into().ok()
 }
 
-/// How far two medians at `rate` may differ by chance, from every step of
-/// the order at every size there.
-fn margin_at(results: &BenchResults, rate: f64) -> u64 {
-    let rows: Vec<[Median; 5]> = results
+/// How far the medians of two modes that held their rate may differ by
+/// chance, from every such step of the order at every rate and size.
+fn margin_of(results: &BenchResults) -> u64 {
+    let rows: Vec<[Median; STUDY_ORDER.len()]> = results
         .settings
         .sizes
         .iter()
-        .filter_map(|&size| medians_at(results, rate, size))
+        .flat_map(|&size| {
+            let rates = results.settings.rates.iter();
+            rates.filter_map(move |&rate| medians_at(results, rate, size))
+        })
         .collect();
     noise::margin(rows.iter().flat_map(|medians| {
         medians
             .windows(2)
+            .filter(|pair| pair[0].held && pair[1].held)
             .filter_map(|pair| slice_spread(&pair[0].slices, &pair[1].slices))
     }))
 }
@@ -150,14 +167,17 @@ impl Display for Ranking<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let results = self.0;
         let order: Vec<String> = STUDY_ORDER.iter().map(Mode::to_string).collect();
+        let margin = margin_of(results);
         writeln!(
             f,
             "\nthe study's order in p50 without probes ({} < {}); neighbours closer than \
-             medians at their rate may differ by chance (±: two standard errors, from how \
-             much every pair's difference there moved between the slices) tie, which \
-             passes <= but not a missing lead for <:",
+             they may differ by chance (±) tie, which passes <= but not a missing lead for <. \
+             For modes that held their rate that is ±{} (two standard errors, from how much \
+             every such pair's difference moved between the slices); a mode past its \
+             capacity brings its pair's own spread:",
             order[..order.len() - 1].join(" <= "),
-            order[order.len() - 1]
+            order[order.len() - 1],
+            format_ns(margin)
         )?;
         let (mut points, mut held) = (0, 0);
         for &size in &results.settings.sizes {
@@ -165,10 +185,9 @@ impl Display for Ranking<'_> {
                 let Some(medians) = medians_at(results, rate, size) else {
                     continue;
                 };
-                let margin = margin_at(results, rate);
                 let verdict = verdict(&medians, margin);
                 points += 1;
-                write!(f, "{size} B at {rate:.0}/s (±{}): ", format_ns(margin))?;
+                write!(f, "{size} B at {rate:.0}/s: ")?;
                 if verdict.breaks.is_empty() {
                     held += 1;
                     write!(f, "holds")?;
@@ -193,10 +212,11 @@ mod tests {
     use super::*;
 
     /// Medians without slices: only the histograms' resolution ties them.
-    fn medians_of(p50s: [u64; 5]) -> [Median; 5] {
+    fn medians(p50s: [u64; 5]) -> [Median; 5] {
         p50s.map(|p50| Median {
             p50,
             slices: Vec::new(),
+            held: true,
         })
     }
 
@@ -211,14 +231,14 @@ mod tests {
     #[test]
     fn an_ordered_row_has_no_breaks_and_ties_pass_but_the_last_step() {
         assert_eq!(
-            verdict(&medians_of([39, 45, 51, 56, 87]), 0),
+            verdict(&medians([39, 45, 51, 56, 87]), 0),
             Verdict::default()
         );
-        let tied = verdict(&medians_of([40, 40, 51, 51, 87]), 0);
+        let tied = verdict(&medians([40, 40, 51, 51, 87]), 0);
         assert_eq!(broken(&tied), []);
         assert_eq!(tied.ties.len(), 2);
         assert_eq!(
-            broken(&verdict(&medians_of([40, 40, 51, 56, 56]), 0)),
+            broken(&verdict(&medians([40, 40, 51, 56, 56]), 0)),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
@@ -227,14 +247,14 @@ mod tests {
     fn medians_the_histograms_cannot_tell_apart_are_a_tie() {
         assert_eq!(
             broken(&verdict(
-                &medians_of([40_000, 40_030, 71_640, 71_600, 87_000]),
+                &medians([40_000, 40_030, 71_640, 71_600, 87_000]),
                 0
             )),
             []
         );
         assert_eq!(
             broken(&verdict(
-                &medians_of([40_000, 40_030, 51_000, 56_000, 56_040]),
+                &medians([40_000, 40_030, 51_000, 56_000, 56_040]),
                 0
             )),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
@@ -244,11 +264,11 @@ mod tests {
     #[test]
     fn each_inversion_is_named() {
         assert_eq!(
-            broken(&verdict(&medians_of([60, 59, 60, 92, 110]), 0)),
+            broken(&verdict(&medians([60, 59, 60, 92, 110]), 0)),
             [(Mode::Host, Mode::Macvlan)]
         );
         assert_eq!(
-            broken(&verdict(&medians_of([40, 46, 51, 90, 88]), 0)),
+            broken(&verdict(&medians([40, 46, 51, 90, 88]), 0)),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
@@ -258,6 +278,7 @@ mod tests {
         let median = |p50, slices: [u64; 2]| Median {
             p50,
             slices: slices.to_vec(),
+            held: true,
         };
         // macvlan's lead over host went from -1.0 to +0.2 us between the
         // slices: -0.4 us overall is within ±0.6 us.
@@ -273,8 +294,8 @@ mod tests {
         let tied = verdict(&row(median(25_500, [25_000, 26_000])), 0);
         assert_eq!(broken(&tied), []);
         assert_eq!(tied.ties[0].margin, 600);
-        // The same medians, slices that agree: a break, unless medians at
-        // this rate differ by as much by chance.
+        // The same medians, slices that agree: a break, unless medians of
+        // modes that held their rate differ by as much by chance.
         let agreeing = row(median(25_500, [25_600, 25_400]));
         assert_eq!(
             broken(&verdict(&agreeing, 0)),
@@ -285,6 +306,13 @@ mod tests {
         assert_eq!(within_chance.ties[0].margin, 450);
         assert_eq!(
             broken(&verdict(&agreeing, 350)),
+            [(Mode::Host, Mode::Macvlan)]
+        );
+        // A mode past its capacity has only its own spread.
+        let mut saturated = agreeing.clone();
+        saturated[1].held = false;
+        assert_eq!(
+            broken(&verdict(&saturated, 450)),
             [(Mode::Host, Mode::Macvlan)]
         );
         // The strict step holds on the medians' own lead, named when it is

@@ -129,7 +129,7 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
                         format_ns(latency.p50_ns),
                         format_ns(latency.p99_ns)
                     );
-                    if run.load.achieved_rate < 0.99 * rate {
+                    if !run.held() {
                         cell.push_str(&format!(" ({:.0}/s)", run.load.achieved_rate));
                     }
                     cell
@@ -208,8 +208,9 @@ fn attribution_table(
         f,
         "\nextra latency over host at {rate:.0}/s, {size} B, with probes: the load generator's median \
          (and mean), and the median split by segment kind over both nodes; \"closes\": parts / p50, \
-         \"margin\": how far apart they may be by chance (two standard errors, from how every \
-         mode's difference at this rate moved between the slices) or the probes' resolution"
+         \"margin\": how far apart they may be by chance (two standard errors, from how the \
+         differences of every mode that held its rate moved between the slices; a mode past its \
+         capacity has its own) or the probes' resolution"
     )?;
     write!(
         f,

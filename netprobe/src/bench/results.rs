@@ -147,6 +147,22 @@ pub struct Run {
     pub system: SystemMetrics,
 }
 
+/// A run held its rate when it kept within this share of it, every request
+/// answered: the bar the issue sets the load generator.
+pub const RATE_TOLERANCE: f64 = 0.01;
+
+impl Run {
+    /// Whether the run without probes held its rate.
+    pub fn held(&self) -> bool {
+        self.load.held_within(RATE_TOLERANCE)
+    }
+
+    /// Whether the run with probes held its rate.
+    pub fn probed_held(&self) -> bool {
+        self.probed_load.held_within(RATE_TOLERANCE)
+    }
+}
+
 impl BenchResults {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(RESULTS_FILE);

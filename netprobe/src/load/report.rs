@@ -46,6 +46,16 @@ pub struct LoadReport {
     pub send_lag: Latency,
 }
 
+impl LoadReport {
+    /// Whether the run kept to the requested rate within `tolerance` (a
+    /// share of it), every request answered in time and without error.
+    pub fn held_within(&self, tolerance: f64) -> bool {
+        self.achieved_rate >= (1.0 - tolerance) * self.requested_rate
+            && self.errors == 0
+            && self.timeouts == 0
+    }
+}
+
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -99,5 +109,19 @@ mod tests {
     fn prints_counts_readably() {
         assert_eq!(Count(1, "thread").to_string(), "1 thread");
         assert_eq!(Count(2, "thread").to_string(), "2 threads");
+    }
+
+    #[test]
+    fn a_rate_is_held_within_the_tolerance_with_every_request_answered() {
+        let run = |achieved_rate, timeouts| LoadReport {
+            requested_rate: 10_000.0,
+            achieved_rate,
+            timeouts,
+            ..LoadReport::default()
+        };
+        assert!(run(9_950.0, 0).held_within(0.01));
+        assert!(!run(9_850.0, 0).held_within(0.01));
+        assert!(run(9_850.0, 0).held_within(0.02));
+        assert!(!run(10_000.0, 1).held_within(0.01));
     }
 }
