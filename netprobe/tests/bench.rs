@@ -180,6 +180,54 @@ fn a_short_bench_writes_results_tables_and_a_page() {
 }
 
 #[test]
+fn auto_rates_are_shares_of_the_maximum_host_sustains_in_the_bench_lab() {
+    require_root();
+    let _lock = bench_lock();
+    let out = tempfile::tempdir().expect("output directory");
+    let dir = out.path().to_str().expect("UTF-8 path");
+    let output = netprobe(&[
+        "lab",
+        "bench",
+        "--modes",
+        "host",
+        "--rates",
+        "auto",
+        "--sizes",
+        "350",
+        "--duration",
+        "0.4s",
+        "--out",
+        dir,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let results = BenchResults::load(out.path()).expect("results.json");
+    let max = results.max_rate.as_ref().expect("the maximum found");
+    // The search starts at 4000/s, which any machine here sustains.
+    assert!(
+        max.rate >= 4000.0 && max.rate_without_probes >= 4000.0,
+        "{max:?}"
+    );
+    assert!(
+        max.wrk_rate > 0.0 && max.generator_at_80_percent > 0.0,
+        "{max:?}"
+    );
+    assert!(
+        max.probe_cost.iter().any(|cost| cost.run_cnt > 0),
+        "{max:?}"
+    );
+    let shares: Vec<f64> = results
+        .settings
+        .rates
+        .iter()
+        .map(|rate| (rate / max.rate * 10.0).round() / 10.0)
+        .collect();
+    assert_eq!(shares, [0.1, 0.3, 0.5, 0.7, 0.9]);
+    let host = results.mode(Mode::Host).expect("host's results");
+    assert_eq!(host.runs.len(), 5);
+    assert!(bench_namespaces().is_empty());
+}
+
+#[test]
 fn bad_input_is_refused_in_one_line() {
     require_root();
     let _lock = bench_lock();

@@ -43,14 +43,38 @@ const CEILING: f64 = 2_000_000.0;
 /// A short run holds a rate within this share of it.
 const SEARCH_TOLERANCE: f64 = 0.02;
 
-pub fn find_max_rate(size: ResponseSize, bench: &Load, progress: &Progress) -> Result<MaxRate> {
+/// Host's maximum in `lab`, the bench's own host lab; without one (host is
+/// not among `--modes`) in a lab built for the search alone.
+pub fn find_max_rate(
+    lab: Option<&Lab>,
+    size: ResponseSize,
+    bench: &Load,
+    progress: &Progress,
+) -> Result<MaxRate> {
+    if let Some(lab) = lab {
+        return max_rate_in(lab, size, bench, progress);
+    }
     let lab = {
         let _change = interrupt::lab_change();
         LabGuard::up(&LabSpec::new(bench_prefix(Mode::Host), Mode::Host))?
     };
+    let max = max_rate_in(&lab, size, bench, progress)?;
+    let _change = interrupt::lab_change();
+    lab.down()?;
+    Ok(max)
+}
+
+/// The search, wrk's maximum, the generator against it and the probes'
+/// cost, in `lab`, a host lab.
+fn max_rate_in(
+    lab: &Lab,
+    size: ResponseSize,
+    bench: &Load,
+    progress: &Progress,
+) -> Result<MaxRate> {
     let load = search_load(bench);
     progress.note("measuring wrk's closed-loop maximum and the load generator against it");
-    let wrk_rate = wrk_max(&lab, size)?;
+    let wrk_rate = wrk_max(lab, size)?;
     let check = Load {
         connections: CHECK_CONNECTIONS,
         ..load.clone()
@@ -61,18 +85,16 @@ pub fn find_max_rate(size: ResponseSize, bench: &Load, progress: &Progress) -> R
     )?
     .report;
     progress.note("finding the highest rate host sustains, without probes");
-    let without = search(&lab, size, &load)?;
+    let without = search(lab, size, &load)?;
     let probes = (
         NodeProbes::attach(&lab.nodes()[0].netns, false)?,
         NodeProbes::attach(&lab.nodes()[1].netns, false)?,
     );
     progress.note("and with probes");
-    let with = search(&lab, size, &load)?;
+    let with = search(lab, size, &load)?;
     drop(probes);
     progress.note("measuring the probes' cost per run");
-    let probe_cost = measure_cost(&lab, size, &load, with / 2.0)?;
-    let _change = interrupt::lab_change();
-    lab.down()?;
+    let probe_cost = measure_cost(lab, size, &load, with / 2.0)?;
     Ok(MaxRate {
         mode: Mode::Host,
         size: bytes(size),

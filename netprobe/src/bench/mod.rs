@@ -45,10 +45,10 @@ pub use self::{
 use self::{
     plan::{AUTO_SHARES, bytes, mode_time},
     progress::Progress,
-    runner::{Load, RUNS_PER_POINT, Runs, SLICES, bench_modes},
+    runner::{Bench, Load, RUNS_PER_POINT, Runs, SLICES},
 };
 use crate::{
-    lab::{CpuSplit, STATE_DIR},
+    lab::{CpuSplit, Mode, STATE_DIR},
     load::Pacing,
     privilege::require_bpf_privileges,
 };
@@ -140,10 +140,17 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     // error, or by the interrupt handler.
     let global_tuning = Arc::new(Mutex::new(global_tuning));
     interrupt::tear_down_on_interrupt(Arc::clone(&global_tuning))?;
+    let mut bench = Bench::build(
+        &args.modes.0,
+        args.tune,
+        known_rates * sizes.len() * RUNS_PER_POINT * SLICES,
+        &mut progress,
+    )?;
     let (rates, max_rate) = match &args.rates {
         Rates::Fixed(rates) => (rates.clone(), None),
         Rates::Auto => {
-            let max = max_rate::find_max_rate(sizes[0], &load, &progress)?;
+            let host = bench.lab(Mode::Host).map(|lab| &**lab);
+            let max = max_rate::find_max_rate(host, sizes[0], &load, &progress)?;
             let rates = AUTO_SHARES
                 .iter()
                 .map(|share| (share * max.rate).round())
@@ -185,11 +192,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         rates: &rates,
         sizes,
         load,
-        tune_labs: args.tune,
         find_max: args.max_rates,
     };
-    let modes = bench_modes(
-        &args.modes.0,
+    bench.run(
         &runs,
         &mut progress,
         // What is done so far survives a later failure or interruption.
@@ -198,7 +203,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             results.save(&args.out)
         },
     )?;
-    results.modes = modes;
+    results.modes = bench.down()?;
     progress.finish();
     write_reports(&results, &args.out)?;
     print_out(&format!(
@@ -283,7 +288,7 @@ impl BenchLock {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             bail!(
                 "another netprobe lab bench is running (its labs {}, ... are in use)",
-                bench_prefix(crate::lab::Mode::Host)
+                bench_prefix(Mode::Host)
             );
         }
         Ok(Self { _file: file })

@@ -267,6 +267,40 @@ impl ModeLab {
             seconds,
         })
     }
+
+    /// A rate and size's record from its slices alone and probed, the
+    /// probes' breakdown since `marks`.
+    fn run(
+        &mut self,
+        rate: f64,
+        size: ResponseSize,
+        marks: &(Mark, Mark),
+        alone: Vec<Measured>,
+        probed: Vec<Measured>,
+    ) -> Result<Run> {
+        let slice_p50s = |slices: &[Measured]| {
+            slices
+                .iter()
+                .map(|slice| slice.load.report.latency.p50_ns)
+                .collect()
+        };
+        let (slice_p50_ns, probed_slice_p50_ns) = (slice_p50s(&alone), slice_p50s(&probed));
+        let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
+        let (client, client_samples) = self.client.report_since(&marks.0, probed.seconds)?;
+        let (server, server_samples) = self.server.report_since(&marks.1, probed.seconds)?;
+        Ok(Run {
+            rate,
+            size: bytes(size),
+            load: alone.load.report,
+            slice_p50_ns,
+            system: alone.system.metrics(alone.seconds),
+            probed_load: probed.load.report,
+            probed_slice_p50_ns,
+            client,
+            server,
+            link: LinkLatency::join(&client_samples, &server_samples),
+        })
+    }
 }
 
 /// Where `mode` takes its turn: the study's order first, so that the modes
@@ -305,124 +339,136 @@ pub struct Runs<'a> {
     pub rates: &'a [f64],
     pub sizes: &'a [ResponseSize],
     pub load: Load,
-    /// `--tune`: apply the study's tuning in each lab.
-    pub tune_labs: bool,
     /// `--max-rates`: find the highest rate each mode sustains.
     pub find_max: bool,
 }
 
-/// Builds every mode's lab (all stay up for the whole bench, each under its
-/// own prefix) and does `runs` in each, the modes taking turns; `save` gets
-/// the results after every rate and size.
-pub fn bench_modes(
-    modes: &[Mode],
-    runs: &Runs,
-    progress: &mut Progress,
-    mut save: impl FnMut(&[ModeResults]) -> Result<()>,
-) -> Result<Vec<ModeResults>> {
-    let Runs {
-        rates,
-        sizes,
-        load,
-        tune_labs,
-        find_max,
-    } = runs;
-    let points: Vec<(ResponseSize, f64)> = sizes
-        .iter()
-        .flat_map(|&size| rates.iter().map(move |&rate| (size, rate)))
-        .collect();
-    let mut results = Vec::new();
-    let mut labs = Vec::new();
-    for &mode in modes {
-        progress.note(&format!("building the {mode} lab"));
-        let built = {
-            let _change = interrupt::lab_change();
-            LabGuard::up(&LabSpec::new(bench_prefix(mode), mode))
-        };
-        let lab = match built {
-            Ok(lab) => lab,
-            Err(error @ LabError::IpvlanUnavailable) => {
-                progress.skip(mode, RUNS_PER_POINT * SLICES * points.len());
-                results.push(ModeResults::new(mode, Some(error.to_string())));
-                continue;
-            }
-            Err(error) => return Err(error).with_context(|| format!("building the {mode} lab")),
-        };
-        let mut mode_results = ModeResults::new(mode, None);
-        if *tune_labs {
-            mode_results.tuning = tune::tune_lab(&lab)?;
-        }
-        labs.push(ModeLab::new(mode, results.len(), lab)?);
-        results.push(mode_results);
-    }
-    // Modes the ranking compares take their turns one after the other.
-    labs.sort_by_key(|lab| turn(lab.mode));
-    if !system::settle(SETTLED_IDLE, SETTLE_WINDOW, SETTLE_TIMEOUT)? {
-        log::warn!(
-            "the CPUs were still busy {SETTLE_TIMEOUT:?} after the labs were built: the first runs may be slower"
-        );
-    }
-    if *find_max {
-        for lab in &mut labs {
-            progress.note(&format!("finding the highest rate {} sustains", lab.mode));
-            lab.resume()?;
-            let search = max_rate::search(&lab.lab, sizes[0], &max_rate::search_load(load));
-            lab.pause();
-            results[lab.index].max_rate = Some(search?);
-        }
-    }
-    for &(size, rate) in &points {
-        // The mode's own latency and system load, with nothing attached:
-        // the probes' cost differs between modes (more hops, more runs).
-        let alone = take_turns(&mut labs, |lab| {
-            progress.start_run(lab.mode, rate, bytes(size), false);
-            lab.slice(load, size, rate, false)
-        })?;
-        let marks = labs
-            .iter_mut()
-            .map(|lab| Ok((lab.client.mark()?, lab.server.mark()?)))
-            .collect::<Result<Vec<_>>>()?;
-        let probed = take_turns(&mut labs, |lab| {
-            progress.start_run(lab.mode, rate, bytes(size), true);
-            lab.slice(load, size, rate, true)
-        })?;
-        for ((lab, marks), (alone, probed)) in labs
-            .iter_mut()
-            .zip(marks)
-            .zip(alone.into_iter().zip(probed))
-        {
-            let slice_p50s = |slices: &[Measured]| {
-                slices
-                    .iter()
-                    .map(|slice| slice.load.report.latency.p50_ns)
-                    .collect()
+/// Every mode's lab, all up for the whole bench, each under its own prefix,
+/// and what each has measured so far.
+pub struct Bench {
+    labs: Vec<ModeLab>,
+    results: Vec<ModeResults>,
+}
+
+impl Bench {
+    /// Builds every mode's lab (`tune_labs`: with the study's tuning) and
+    /// waits for the machine to settle. A mode this kernel cannot build
+    /// (ipvlan) is recorded as unavailable, its `runs` counted as done.
+    pub fn build(
+        modes: &[Mode],
+        tune_labs: bool,
+        runs: usize,
+        progress: &mut Progress,
+    ) -> Result<Self> {
+        let mut results = Vec::new();
+        let mut labs = Vec::new();
+        for &mode in modes {
+            progress.note(&format!("building the {mode} lab"));
+            let built = {
+                let _change = interrupt::lab_change();
+                LabGuard::up(&LabSpec::new(bench_prefix(mode), mode))
             };
-            let (slice_p50_ns, probed_slice_p50_ns) = (slice_p50s(&alone), slice_p50s(&probed));
-            let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
-            let (client, client_samples) = lab.client.report_since(&marks.0, probed.seconds)?;
-            let (server, server_samples) = lab.server.report_since(&marks.1, probed.seconds)?;
-            results[lab.index].runs.push(Run {
-                rate,
-                size: bytes(size),
-                load: alone.load.report,
-                slice_p50_ns,
-                system: alone.system.metrics(alone.seconds),
-                probed_load: probed.load.report,
-                probed_slice_p50_ns,
-                client,
-                server,
-                link: LinkLatency::join(&client_samples, &server_samples),
-            });
+            let lab = match built {
+                Ok(lab) => lab,
+                Err(error @ LabError::IpvlanUnavailable) => {
+                    progress.skip(mode, runs);
+                    results.push(ModeResults::new(mode, Some(error.to_string())));
+                    continue;
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| format!("building the {mode} lab"));
+                }
+            };
+            let mut mode_results = ModeResults::new(mode, None);
+            if tune_labs {
+                mode_results.tuning = tune::tune_lab(&lab)?;
+            }
+            labs.push(ModeLab::new(mode, results.len(), lab)?);
+            results.push(mode_results);
         }
-        save(&results)?;
+        // Modes the ranking compares take their turns one after the other.
+        labs.sort_by_key(|lab| turn(lab.mode));
+        if !system::settle(SETTLED_IDLE, SETTLE_WINDOW, SETTLE_TIMEOUT)? {
+            log::warn!(
+                "the CPUs were still busy {SETTLE_TIMEOUT:?} after the labs were built: the first runs may be slower"
+            );
+        }
+        Ok(Self { labs, results })
     }
-    for lab in labs {
-        let _change = interrupt::lab_change();
-        lab.lab
-            .down()
-            .with_context(|| format!("removing the {} lab", lab.mode))?;
+
+    /// `mode`'s lab, if the bench has one.
+    pub fn lab(&self, mode: Mode) -> Option<&LabGuard> {
+        self.labs
+            .iter()
+            .find(|lab| lab.mode == mode)
+            .map(|lab| &lab.lab)
     }
-    Ok(results)
+
+    /// Does `runs` in every lab, the modes taking turns; `save` gets the
+    /// results after every rate and size.
+    pub fn run(
+        &mut self,
+        runs: &Runs,
+        progress: &mut Progress,
+        mut save: impl FnMut(&[ModeResults]) -> Result<()>,
+    ) -> Result<()> {
+        let Runs {
+            rates,
+            sizes,
+            load,
+            find_max,
+        } = runs;
+        let Self { labs, results } = self;
+        if *find_max {
+            for lab in labs.iter_mut() {
+                progress.note(&format!("finding the highest rate {} sustains", lab.mode));
+                lab.resume()?;
+                let search = max_rate::search(&lab.lab, sizes[0], &max_rate::search_load(load));
+                lab.pause();
+                results[lab.index].max_rate = Some(search?);
+            }
+        }
+        for &size in sizes.iter() {
+            for &rate in rates.iter() {
+                // The mode's own latency and system load, with nothing
+                // attached: the probes' cost differs between modes (more
+                // hops, more runs).
+                let alone = take_turns(labs, |lab| {
+                    progress.start_run(lab.mode, rate, bytes(size), false);
+                    lab.slice(load, size, rate, false)
+                })?;
+                let marks = labs
+                    .iter_mut()
+                    .map(|lab| Ok((lab.client.mark()?, lab.server.mark()?)))
+                    .collect::<Result<Vec<_>>>()?;
+                let probed = take_turns(labs, |lab| {
+                    progress.start_run(lab.mode, rate, bytes(size), true);
+                    lab.slice(load, size, rate, true)
+                })?;
+                for ((lab, marks), (alone, probed)) in labs
+                    .iter_mut()
+                    .zip(marks)
+                    .zip(alone.into_iter().zip(probed))
+                {
+                    let run = lab.run(rate, size, &marks, alone, probed)?;
+                    results[lab.index].runs.push(run);
+                }
+                save(results)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the labs; what the modes measured.
+    pub fn down(self) -> Result<Vec<ModeResults>> {
+        for lab in self.labs {
+            let _change = interrupt::lab_change();
+            lab.lab
+                .down()
+                .with_context(|| format!("removing the {} lab", lab.mode))?;
+        }
+        Ok(self.results)
+    }
 }
 
 /// The load generator, from inside the client's namespace and on the
