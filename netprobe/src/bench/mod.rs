@@ -149,7 +149,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     let (rates, max_rate) = match &args.rates {
         Rates::Fixed(rates) => (rates.clone(), None),
         Rates::Auto => {
-            let host = bench.lab(Mode::Host).map(|lab| &**lab);
+            let host = bench.lab(Mode::Host);
             let max = max_rate::find_max_rate(host, sizes[0], &load, &progress)?;
             let rates = AUTO_SHARES
                 .iter()

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     discovery,
-    lab::{CpuSplit, LabError, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
+    lab::{CpuSplit, Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
     load::{self, LoadConfig, LoadResult, Pacing},
     netns::NetNs,
     probes::{ProbeOptions, ProbeSession, ProgramCost, Snapshot},
@@ -397,11 +397,11 @@ impl Bench {
     }
 
     /// `mode`'s lab, if the bench has one.
-    pub fn lab(&self, mode: Mode) -> Option<&LabGuard> {
+    pub fn lab(&self, mode: Mode) -> Option<&Lab> {
         self.labs
             .iter()
             .find(|lab| lab.mode == mode)
-            .map(|lab| &lab.lab)
+            .map(|lab| &*lab.lab)
     }
 
     /// Does `runs` in every lab, the modes taking turns; `save` gets the
@@ -428,33 +428,34 @@ impl Bench {
                 results[lab.index].max_rate = Some(search?);
             }
         }
-        for &size in sizes.iter() {
-            for &rate in rates.iter() {
-                // The mode's own latency and system load, with nothing
-                // attached: the probes' cost differs between modes (more
-                // hops, more runs).
-                let alone = take_turns(labs, |lab| {
-                    progress.start_run(lab.mode, rate, bytes(size), false);
-                    lab.slice(load, size, rate, false)
-                })?;
-                let marks = labs
-                    .iter_mut()
-                    .map(|lab| Ok((lab.client.mark()?, lab.server.mark()?)))
-                    .collect::<Result<Vec<_>>>()?;
-                let probed = take_turns(labs, |lab| {
-                    progress.start_run(lab.mode, rate, bytes(size), true);
-                    lab.slice(load, size, rate, true)
-                })?;
-                for ((lab, marks), (alone, probed)) in labs
-                    .iter_mut()
-                    .zip(marks)
-                    .zip(alone.into_iter().zip(probed))
-                {
-                    let run = lab.run(rate, size, &marks, alone, probed)?;
-                    results[lab.index].runs.push(run);
-                }
-                save(results)?;
+        let points = sizes
+            .iter()
+            .flat_map(|&size| rates.iter().map(move |&rate| (size, rate)));
+        for (size, rate) in points {
+            // The mode's own latency and system load, with nothing
+            // attached: the probes' cost differs between modes (more
+            // hops, more runs).
+            let alone = take_turns(labs, |lab| {
+                progress.start_run(lab.mode, rate, bytes(size), false);
+                lab.slice(load, size, rate, false)
+            })?;
+            let marks = labs
+                .iter_mut()
+                .map(|lab| Ok((lab.client.mark()?, lab.server.mark()?)))
+                .collect::<Result<Vec<_>>>()?;
+            let probed = take_turns(labs, |lab| {
+                progress.start_run(lab.mode, rate, bytes(size), true);
+                lab.slice(load, size, rate, true)
+            })?;
+            for ((lab, marks), (alone, probed)) in labs
+                .iter_mut()
+                .zip(marks)
+                .zip(alone.into_iter().zip(probed))
+            {
+                let run = lab.run(rate, size, &marks, alone, probed)?;
+                results[lab.index].runs.push(run);
             }
+            save(results)?;
         }
         Ok(())
     }
