@@ -41,29 +41,36 @@ fn bench_namespaces() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_short_bench_writes_results_tables_and_a_page() {
-    require_root();
-    let _lock = bench_lock();
+/// Runs `lab bench` over `modes` at `rates`, 350 B responses, for
+/// `duration` per run; its output directory and results.
+fn short_bench(modes: &str, rates: &str, duration: &str) -> (tempfile::TempDir, BenchResults) {
     let out = tempfile::tempdir().expect("output directory");
     let dir = out.path().to_str().expect("UTF-8 path");
     let output = netprobe(&[
         "lab",
         "bench",
         "--modes",
-        "host,flannel-vxlan,aws-vpc",
+        modes,
         "--rates",
-        "2000",
+        rates,
         "--sizes",
         "350",
         "--duration",
-        "1s",
+        duration,
         "--out",
         dir,
     ]);
     assert!(output.status.success(), "{output:?}");
-
     let results = BenchResults::load(out.path()).expect("results.json");
+    (out, results)
+}
+
+#[test]
+fn a_short_bench_writes_results_tables_and_a_page() {
+    require_root();
+    let _lock = bench_lock();
+    let (out, results) = short_bench("host,flannel-vxlan,aws-vpc", "2000", "1s");
+    let dir = out.path().to_str().expect("UTF-8 path");
     assert_eq!(
         results.settings.modes,
         [Mode::Host, Mode::FlannelVxlan, Mode::AwsVpc]
@@ -183,24 +190,7 @@ fn a_short_bench_writes_results_tables_and_a_page() {
 fn auto_rates_are_shares_of_the_maximum_host_sustains_in_the_bench_lab() {
     require_root();
     let _lock = bench_lock();
-    let out = tempfile::tempdir().expect("output directory");
-    let dir = out.path().to_str().expect("UTF-8 path");
-    let output = netprobe(&[
-        "lab",
-        "bench",
-        "--modes",
-        "host",
-        "--rates",
-        "auto",
-        "--sizes",
-        "350",
-        "--duration",
-        "0.4s",
-        "--out",
-        dir,
-    ]);
-    assert!(output.status.success(), "{output:?}");
-    let results = BenchResults::load(out.path()).expect("results.json");
+    let (_out, results) = short_bench("host", "auto", "0.4s");
     let max = results.max_rate.as_ref().expect("the maximum found");
     // The search starts at 4000/s, which any machine here sustains.
     assert!(
