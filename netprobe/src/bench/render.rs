@@ -7,7 +7,7 @@ use std::fmt::{self, Display, Formatter};
 use super::{
     attribution::{Attribution, CLOSURE_TOLERANCE, attribute},
     ranking::Ranking,
-    results::BenchResults,
+    results::{BenchResults, RATE_TOLERANCE},
 };
 use crate::{path::SegmentKind, report::format_ns};
 
@@ -49,16 +49,17 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
             max.mode, max.size, max.rate, max.rate_without_probes
         )?;
         let requested = 0.8 * max.wrk_rate;
-        let held = (max.generator_at_80_percent - requested).abs() <= 0.01 * requested;
+        let held = (max.generator_at_80_percent - requested).abs() <= RATE_TOLERANCE * requested;
+        let within = format!("held within {:.0}%", RATE_TOLERANCE * 100.0);
         writeln!(
             f,
             "wrk -t1 -c50 closed-loop maximum {:.0}/s; netprobe load (100 connections) asked for 80% ({requested:.0}/s) achieved {:.0}/s ({})",
             max.wrk_rate,
             max.generator_at_80_percent,
             if held {
-                "held within 1%"
+                within
             } else {
-                "NOT held within 1%"
+                format!("NOT {within}")
             }
         )?;
         write!(f, "probe cost per run:")?;

@@ -44,12 +44,11 @@ pub enum Pacing {
     Spin,
 }
 
+/// As on the command line.
 impl fmt::Display for Pacing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Timer => "timer",
-            Self::Spin => "spin",
-        })
+        let value = clap::ValueEnum::to_possible_value(self).expect("no pacing is hidden");
+        f.write_str(value.get_name())
     }
 }
 
@@ -91,53 +90,56 @@ impl Timer {
         if now_ns() >= deadline {
             return Ok(());
         }
-        let fd = match self {
-            Self::Fd(fd) => fd,
+        match self {
+            Self::Fd(fd) => sleep_on(fd, deadline).await,
             Self::Spin => {
                 // Each yield lets the runtime poll its sockets first, so
                 // responses are read while waiting.
                 while now_ns() < deadline {
                     tokio::task::yield_now().await;
                 }
-                return Ok(());
+                Ok(())
             }
-        };
-        let expiry = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (deadline / NANOS_PER_SEC) as libc::time_t,
-                tv_nsec: (deadline % NANOS_PER_SEC) as libc::c_long,
-            },
-        };
-        let raw_fd = fd.as_raw_fd();
-        // Arming also discards an expiry left unread by a cancelled sleep.
-        if unsafe {
-            libc::timerfd_settime(raw_fd, libc::TFD_TIMER_ABSTIME, &expiry, ptr::null_mut())
-        } != 0
-        {
-            return Err(io::Error::last_os_error());
         }
-        loop {
-            let mut ready = fd.readable().await?;
-            let mut expirations = 0u64;
-            let read = ready.try_io(|_| {
-                let len = size_of::<u64>();
-                let n = unsafe { libc::read(raw_fd, (&raw mut expirations).cast(), len) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            });
-            if let Ok(result) = read {
-                // The one expiry is consumed: nothing is readable until the
-                // next arming, so spare the next sleep a read that would block.
-                ready.clear_ready();
-                return result;
+    }
+}
+
+/// Arms the timerfd `fd` for `deadline` and waits for it to fire.
+async fn sleep_on(fd: &AsyncFd<OwnedFd>, deadline: u64) -> io::Result<()> {
+    let expiry = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (deadline / NANOS_PER_SEC) as libc::time_t,
+            tv_nsec: (deadline % NANOS_PER_SEC) as libc::c_long,
+        },
+    };
+    let raw_fd = fd.as_raw_fd();
+    // Arming also discards an expiry left unread by a cancelled sleep.
+    if unsafe { libc::timerfd_settime(raw_fd, libc::TFD_TIMER_ABSTIME, &expiry, ptr::null_mut()) }
+        != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    loop {
+        let mut ready = fd.readable().await?;
+        let mut expirations = 0u64;
+        let read = ready.try_io(|_| {
+            let len = size_of::<u64>();
+            let n = unsafe { libc::read(raw_fd, (&raw mut expirations).cast(), len) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
             }
+        });
+        if let Ok(result) = read {
+            // The one expiry is consumed: nothing is readable until the
+            // next arming, so spare the next sleep a read that would block.
+            ready.clear_ready();
+            return result;
         }
     }
 }

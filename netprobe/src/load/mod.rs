@@ -16,8 +16,9 @@
 //! tokio runtime; a timerfd per connection wakes it on time to the
 //! microsecond, or, with `--pacing spin`, the thread busy-polls the clock
 //! and its sockets (on a VM, where timers go through the hypervisor, that
-//! takes about 15 us of wake-up off every request). Each worker records into its own histogram and the run's is
-//! their sum (`Histogram::add`), never an average.
+//! takes about 15 us of wake-up off every request). Each worker records
+//! into its own histogram and the run's is their sum (`Histogram::add`),
+//! never an average.
 //!
 //! # JSON report
 //!
