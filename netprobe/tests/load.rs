@@ -258,11 +258,13 @@ fn a_spinning_generator_sends_on_time() {
     let server = Server::start(Behavior::default());
     let report = run(&LoadConfig {
         pacing: Pacing::Spin,
-        ..config(server.url(), 2000.0, 8, 1000)
+        ..config(server.url(), 2000.0, 50, 1000)
     })
     .report;
-    // A timer's wake-up alone is late by 10-20 us on this VM.
-    assert!(report.send_lag.p50_ns < 10_000, "{report:#?}");
+    // A timer's wake-up alone is late by 10-20 us on this VM, and 50
+    // connections each spinning on their own took 2.2 us at the median to
+    // get round to a send.
+    assert!(report.send_lag.p50_ns < 1_500, "{report:#?}");
     assert_rate_within(&report, 0.01);
 }
 

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
 use super::{
-    clock::{Pacing, Timer, now_ns},
+    clock::{Timer, now_ns},
     http::{HttpError, Response, ResponseReader},
 };
 
@@ -114,14 +114,14 @@ enum Outcome {
 
 impl Connection {
     /// Takes an established connection; must be called inside the tokio
-    /// runtime that will run it.
-    pub fn new(index: u64, stream: std::net::TcpStream, pacing: Pacing) -> io::Result<Self> {
+    /// runtime that will run it, with a `timer` made there.
+    pub fn new(index: u64, stream: std::net::TcpStream, timer: Timer) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
         Ok(Self {
             index,
             stream: Some(TcpStream::from_std(stream)?),
             reader: ResponseReader::default(),
-            timer: Timer::new(pacing)?,
+            timer,
         })
     }
 

@@ -14,9 +14,10 @@
 //!
 //! Connections are split over worker threads, each running a single-threaded
 //! tokio runtime; a timerfd per connection wakes it on time to the
-//! microsecond, or, with `--pacing spin`, the thread busy-polls the clock
-//! and its sockets (on a VM, where timers go through the hypervisor, that
-//! takes about 15 us of wake-up off every request). Each worker records
+//! microsecond, or, with `--pacing spin`, one task per thread busy-polls
+//! the clock for all its connections, and the runtime its sockets between
+//! two looks (on a VM, where timers go through the hypervisor, that takes
+//! about 15 us of wake-up off every request). Each worker records
 //! into its own histogram and the run's is their sum (`Histogram::add`),
 //! never an average.
 //!
@@ -83,7 +84,7 @@ use crate::report::Latency;
 pub use url::UrlError;
 
 use self::{
-    clock::now_ns,
+    clock::{Spinner, Timer, now_ns},
     connection::{Connection, Schedule, Shared, Stats},
     url::Url,
 };
@@ -247,10 +248,10 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, LoadError> {
     // A measured request is due in the window and answered within the timeout.
     let max_latency = config.duration + config.timeout;
     let mut workers = (0..threads)
-        .map(|_| Worker::new(max_latency))
+        .map(|_| Worker::new(max_latency, config.pacing))
         .collect::<Result<Vec<_>, _>>()?;
     for (index, stream) in streams.into_iter().enumerate() {
-        workers[index % threads].add(index, stream, config.pacing)?;
+        workers[index % threads].add(index, stream)?;
     }
 
     let request: Arc<[u8]> = http::get_request(&url).into();
@@ -333,12 +334,15 @@ fn connect_all(
 /// One thread's connections and the runtime that will drive them.
 struct Worker {
     runtime: Runtime,
+    pacing: Pacing,
+    /// Wakes the connections' spinning timers, if they spin.
+    spinner: Arc<Spinner>,
     connections: Vec<Connection>,
     stats: Stats,
 }
 
 impl Worker {
-    fn new(max_latency: Duration) -> Result<Self, LoadError> {
+    fn new(max_latency: Duration, pacing: Pacing) -> Result<Self, LoadError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -346,15 +350,19 @@ impl Worker {
             .map_err(LoadError::Setup)?;
         Ok(Self {
             runtime,
+            pacing,
+            spinner: Arc::default(),
             connections: Vec::new(),
             stats: Stats::new(max_latency),
         })
     }
 
-    fn add(&mut self, index: usize, stream: TcpStream, pacing: Pacing) -> Result<(), LoadError> {
+    fn add(&mut self, index: usize, stream: TcpStream) -> Result<(), LoadError> {
         // Sockets and timers register with the reactor of the runtime entered.
         let _runtime = self.runtime.enter();
-        let connection = Connection::new(index as u64, stream, pacing).map_err(LoadError::Setup)?;
+        let connection = Timer::new(self.pacing, &self.spinner)
+            .and_then(|timer| Connection::new(index as u64, stream, timer))
+            .map_err(LoadError::Setup)?;
         self.connections.push(connection);
         Ok(())
     }
@@ -374,6 +382,11 @@ impl Worker {
             stats: RefCell::new(self.stats),
         });
         let tasks = LocalSet::new();
+        if self.pacing == Pacing::Spin {
+            // Dropped with the other tasks once the connections are done.
+            let spinner = self.spinner;
+            tasks.spawn_local(async move { spinner.spin().await });
+        }
         let handles: Vec<_> = self
             .connections
             .into_iter()
