@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    noise::{self, slice_spread},
+    noise::{Noise, Pair},
     results::{BenchResults, ModeResults, Run},
 };
 use crate::{lab::Mode, path::SegmentKind};
@@ -102,10 +102,13 @@ pub fn time_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
     sums
 }
 
-/// How much a probed run's median difference over host moved between the
-/// slices.
-fn probed_spread(run: &Run, host: &Run) -> Option<u64> {
-    slice_spread(&host.probed_slice_p50_ns, &run.probed_slice_p50_ns)
+/// A mode's probed run against host's, as the noise compares them.
+fn probed_pair<'a>(run: &'a Run, host: &'a Run) -> Pair<'a> {
+    Pair {
+        ours: &host.probed_slice_p50_ns,
+        theirs: &run.probed_slice_p50_ns,
+        held: run.probed_held() && host.probed_held(),
+    }
 }
 
 /// Each mode's probed runs with host's at the same rate and size.
@@ -125,11 +128,6 @@ fn pairs<'a>(
         })
 }
 
-/// Both the mode and host held their rate with probes attached.
-fn both_held(run: &Run, host: &Run) -> bool {
-    run.probed_held() && host.probed_held()
-}
-
 /// Every mode's runs against host's at the same rate and size.
 pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
     let Some(host) = results.mode(Mode::Host) else {
@@ -137,11 +135,7 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
     };
     // How far a median difference over host may be off by chance, from
     // every mode that held its rate.
-    let margin = noise::margin(
-        pairs(results, host)
-            .filter(|(_, run, baseline)| both_held(run, baseline))
-            .filter_map(|(_, run, baseline)| probed_spread(run, baseline)),
-    );
+    let noise = Noise::pooled(pairs(results, host).map(|(_, run, host)| probed_pair(run, host)));
     let mut attributions = Vec::new();
     for (mode, run, baseline) in pairs(results, host) {
         let (ours, theirs) = (time_by_kind(run), time_by_kind(baseline));
@@ -169,10 +163,7 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
             mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
             median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
             resolution_ns: (both / 64) as i64,
-            noise_ns: probed_spread(run, baseline)
-                .unwrap_or(0)
-                .max(if both_held(run, baseline) { margin } else { 0 })
-                as i64,
+            noise_ns: noise.of(&probed_pair(run, baseline)) as i64,
         });
     }
     attributions

@@ -20,10 +20,50 @@ const _: () = assert!(SLICES == 2);
 /// 2 σ / √2.
 const MARGIN_PER_TYPICAL_SPREAD: f64 = std::f64::consts::SQRT_2 / 0.477;
 
+/// Two modes compared at one rate and size: their slices' medians, and
+/// whether both held the rate.
+pub struct Pair<'a> {
+    pub ours: &'a [u64],
+    pub theirs: &'a [u64],
+    pub held: bool,
+}
+
+/// How far the difference between two modes' medians may be off by chance
+/// in one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Noise {
+    /// Two standard errors, for pairs that held their rate.
+    pub margin: u64,
+}
+
+impl Noise {
+    /// From every pair the run compares; only those that held their rate
+    /// count.
+    pub fn pooled<'a>(pairs: impl IntoIterator<Item = Pair<'a>>) -> Self {
+        let spreads = pairs
+            .into_iter()
+            .filter(|pair| pair.held)
+            .filter_map(|pair| slice_spread(pair.ours, pair.theirs));
+        Self {
+            margin: margin(spreads),
+        }
+    }
+
+    /// How far `pair`'s difference may be off by chance: the run's margin
+    /// if both held their rate, or its own spread if larger (the only
+    /// measure for a mode past its capacity).
+    pub fn of(&self, pair: &Pair) -> u64 {
+        let pooled = if pair.held { self.margin } else { 0 };
+        slice_spread(pair.ours, pair.theirs)
+            .unwrap_or(0)
+            .max(pooled)
+    }
+}
+
 /// Half the range that the difference between two modes' medians took over
 /// their slices (`theirs[i] - ours[i]`): how much it moved from one turn to
 /// the next. None without two slices each.
-pub fn slice_spread(ours: &[u64], theirs: &[u64]) -> Option<u64> {
+fn slice_spread(ours: &[u64], theirs: &[u64]) -> Option<u64> {
     if ours.len() != theirs.len() || ours.len() < 2 {
         return None;
     }
@@ -40,7 +80,7 @@ pub fn slice_spread(ours: &[u64], theirs: &[u64]) -> Option<u64> {
 /// How far two medians may differ by chance, from the slice spreads of
 /// every pair compared: two standard errors. Zero without spreads (results
 /// saved before slices were recorded).
-pub fn margin(spreads: impl IntoIterator<Item = u64>) -> u64 {
+fn margin(spreads: impl IntoIterator<Item = u64>) -> u64 {
     let mut spreads: Vec<u64> = spreads.into_iter().collect();
     if spreads.is_empty() {
         return 0;
@@ -81,5 +121,31 @@ mod tests {
         assert_eq!(margin([0, 500, 5_000_000]), 1482);
         assert_eq!(margin([400, 600]), 1482);
         assert_eq!(margin([]), 0);
+    }
+
+    #[test]
+    fn pairs_that_held_their_rate_share_the_margin_others_keep_their_own() {
+        let pair = |ours: &'static [u64], theirs: &'static [u64], held| Pair { ours, theirs, held };
+        // Spreads 100, 500 and 900 ns from pairs that held; one queueing
+        // pair moved by 2 ms and does not count.
+        let noise = Noise::pooled([
+            pair(&[20_000, 20_000], &[21_000, 21_200], true),
+            pair(&[20_000, 20_000], &[21_000, 22_000], true),
+            pair(&[20_000, 20_000], &[21_000, 22_800], true),
+            pair(&[20_000, 20_000], &[1_000_000, 5_000_000], false),
+        ]);
+        assert_eq!(noise, Noise { margin: 1482 });
+        assert_eq!(
+            noise.of(&pair(&[20_000, 20_000], &[21_000, 21_000], true)),
+            1482
+        );
+        assert_eq!(
+            noise.of(&pair(&[20_000, 20_000], &[21_000, 25_000], true)),
+            2000
+        );
+        assert_eq!(
+            noise.of(&pair(&[20_000, 20_000], &[21_000, 21_000], false)),
+            0
+        );
     }
 }

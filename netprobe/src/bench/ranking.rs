@@ -5,7 +5,7 @@
 use std::fmt::{self, Display, Formatter};
 
 use super::{
-    noise::{self, slice_spread},
+    noise::{Noise, Pair},
     results::BenchResults,
 };
 use crate::{lab::Mode, report::format_ns};
@@ -55,24 +55,15 @@ pub struct Verdict {
 }
 
 /// Neighbours in the study's order whose medians are the other way round,
-/// or tied, beyond `margin` (what the medians of modes that held their rate
-/// may differ by chance), their own slices' spread and the histograms'
-/// resolution.
-pub fn verdict(medians: &[Median; STUDY_ORDER.len()], margin: u64) -> Verdict {
+/// or tied, beyond what they may differ by chance (`noise`) and the
+/// histograms' resolution.
+pub fn verdict(medians: &[Median; STUDY_ORDER.len()], noise: Noise) -> Verdict {
     let last = STUDY_ORDER.len() - 2;
     let mut verdict = Verdict::default();
     for i in 0..=last {
         let (faster, slower) = (&medians[i], &medians[i + 1]);
         let resolution = (RESOLUTION * slower.p50 as f64) as u64;
-        let chance = if faster.held && slower.held {
-            margin
-        } else {
-            0
-        };
-        let margin = slice_spread(&faster.slices, &slower.slices)
-            .unwrap_or(0)
-            .max(chance)
-            .max(resolution);
+        let margin = noise.of(&neighbours(faster, slower)).max(resolution);
         let step = Step {
             faster: STUDY_ORDER[i],
             faster_p50: faster.p50,
@@ -140,9 +131,18 @@ fn medians_at(
     medians?.try_into().ok()
 }
 
-/// How far the medians of two modes that held their rate may differ by
-/// chance, from every such step of the order at every rate and size.
-fn margin_of(results: &BenchResults) -> u64 {
+/// Two neighbours in the order, as the noise compares them.
+fn neighbours<'a>(faster: &'a Median, slower: &'a Median) -> Pair<'a> {
+    Pair {
+        ours: &faster.slices,
+        theirs: &slower.slices,
+        held: faster.held && slower.held,
+    }
+}
+
+/// How far neighbours' medians may differ by chance, from every step of the
+/// order at every rate and size.
+fn noise_of(results: &BenchResults) -> Noise {
     let rows: Vec<[Median; STUDY_ORDER.len()]> = results
         .settings
         .sizes
@@ -152,11 +152,10 @@ fn margin_of(results: &BenchResults) -> u64 {
             rates.filter_map(move |&rate| medians_at(results, rate, size))
         })
         .collect();
-    noise::margin(rows.iter().flat_map(|medians| {
+    Noise::pooled(rows.iter().flat_map(|medians| {
         medians
             .windows(2)
-            .filter(|pair| pair[0].held && pair[1].held)
-            .filter_map(|pair| slice_spread(&pair[0].slices, &pair[1].slices))
+            .map(|pair| neighbours(&pair[0], &pair[1]))
     }))
 }
 
@@ -167,7 +166,7 @@ impl Display for Ranking<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let results = self.0;
         let order: Vec<String> = STUDY_ORDER.iter().map(Mode::to_string).collect();
-        let margin = margin_of(results);
+        let noise = noise_of(results);
         writeln!(
             f,
             "\nthe study's order in p50 without probes ({} < {}); neighbours closer than \
@@ -177,7 +176,7 @@ impl Display for Ranking<'_> {
              capacity brings its pair's own spread:",
             order[..order.len() - 1].join(" <= "),
             order[order.len() - 1],
-            format_ns(margin)
+            format_ns(noise.margin)
         )?;
         let (mut points, mut held) = (0, 0);
         for &size in &results.settings.sizes {
@@ -185,7 +184,7 @@ impl Display for Ranking<'_> {
                 let Some(medians) = medians_at(results, rate, size) else {
                     continue;
                 };
-                let verdict = verdict(&medians, margin);
+                let verdict = verdict(&medians, noise);
                 points += 1;
                 write!(f, "{size} B at {rate:.0}/s: ")?;
                 if verdict.breaks.is_empty() {
@@ -211,6 +210,10 @@ impl Display for Ranking<'_> {
 mod tests {
     use super::*;
 
+    fn noise(margin: u64) -> Noise {
+        Noise { margin }
+    }
+
     /// Medians without slices: only the histograms' resolution ties them.
     fn medians(p50s: [u64; 5]) -> [Median; 5] {
         p50s.map(|p50| Median {
@@ -231,14 +234,14 @@ mod tests {
     #[test]
     fn an_ordered_row_has_no_breaks_and_ties_pass_but_the_last_step() {
         assert_eq!(
-            verdict(&medians([39, 45, 51, 56, 87]), 0),
+            verdict(&medians([39, 45, 51, 56, 87]), noise(0)),
             Verdict::default()
         );
-        let tied = verdict(&medians([40, 40, 51, 51, 87]), 0);
+        let tied = verdict(&medians([40, 40, 51, 51, 87]), noise(0));
         assert_eq!(broken(&tied), []);
         assert_eq!(tied.ties.len(), 2);
         assert_eq!(
-            broken(&verdict(&medians([40, 40, 51, 56, 56]), 0)),
+            broken(&verdict(&medians([40, 40, 51, 56, 56]), noise(0))),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
@@ -248,14 +251,14 @@ mod tests {
         assert_eq!(
             broken(&verdict(
                 &medians([40_000, 40_030, 71_640, 71_600, 87_000]),
-                0
+                noise(0)
             )),
             []
         );
         assert_eq!(
             broken(&verdict(
                 &medians([40_000, 40_030, 51_000, 56_000, 56_040]),
-                0
+                noise(0)
             )),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
@@ -264,11 +267,11 @@ mod tests {
     #[test]
     fn each_inversion_is_named() {
         assert_eq!(
-            broken(&verdict(&medians([60, 59, 60, 92, 110]), 0)),
+            broken(&verdict(&medians([60, 59, 60, 92, 110]), noise(0))),
             [(Mode::Host, Mode::Macvlan)]
         );
         assert_eq!(
-            broken(&verdict(&medians([40, 46, 51, 90, 88]), 0)),
+            broken(&verdict(&medians([40, 46, 51, 90, 88]), noise(0))),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
@@ -291,28 +294,28 @@ mod tests {
                 median(40_000, [40_000, 40_000]),
             ]
         };
-        let tied = verdict(&row(median(25_500, [25_000, 26_000])), 0);
+        let tied = verdict(&row(median(25_500, [25_000, 26_000])), noise(0));
         assert_eq!(broken(&tied), []);
         assert_eq!(tied.ties[0].margin, 600);
         // The same medians, slices that agree: a break, unless medians of
         // modes that held their rate differ by as much by chance.
         let agreeing = row(median(25_500, [25_600, 25_400]));
         assert_eq!(
-            broken(&verdict(&agreeing, 0)),
+            broken(&verdict(&agreeing, noise(0))),
             [(Mode::Host, Mode::Macvlan)]
         );
-        let within_chance = verdict(&agreeing, 450);
+        let within_chance = verdict(&agreeing, noise(450));
         assert_eq!(broken(&within_chance), []);
         assert_eq!(within_chance.ties[0].margin, 450);
         assert_eq!(
-            broken(&verdict(&agreeing, 350)),
+            broken(&verdict(&agreeing, noise(350))),
             [(Mode::Host, Mode::Macvlan)]
         );
         // A mode past its capacity has only its own spread.
         let mut saturated = agreeing.clone();
         saturated[1].held = false;
         assert_eq!(
-            broken(&verdict(&saturated, 450)),
+            broken(&verdict(&saturated, noise(450))),
             [(Mode::Host, Mode::Macvlan)]
         );
         // The strict step holds on the medians' own lead, named when it is
@@ -326,11 +329,11 @@ mod tests {
                 median(vxlan, [37_000, 36_000]),
             ]
         };
-        let ahead = verdict(&close(36_500), 0);
+        let ahead = verdict(&close(36_500), noise(0));
         assert_eq!(broken(&ahead), []);
         assert_eq!(ahead.ties.len(), 1);
         assert_eq!(
-            broken(&verdict(&close(36_000), 0)),
+            broken(&verdict(&close(36_000), noise(0))),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
         );
     }
