@@ -57,7 +57,7 @@ fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
         mode.runs
             .iter()
             .filter(|run| run.size == size)
-            .map(|run| (run.rate, run.load.latency.p50_ns, run.load.latency.p99_ns))
+            .map(|run| (run.rate, run.p50_ns(), run.load.latency.p99_ns))
             .collect()
     };
     let max_rate = rates.iter().copied().fold(1.0, f64::max);

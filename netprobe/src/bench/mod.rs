@@ -14,6 +14,7 @@ mod html;
 mod interrupt;
 mod link;
 mod max_rate;
+mod median;
 mod noise;
 mod plan;
 mod progress;
@@ -66,8 +67,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "350,4096")]
     pub sizes: Sizes,
     /// Measured time of each run; each rate and size runs twice, without
-    /// and with the probes, and each run in two slices (each after a 0.25 s
-    /// warm-up) for which the modes take turns.
+    /// and with the probes, and each run in four slices (each after a
+    /// 0.15 s warm-up) for which the modes take turns.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Keep-alive connections of the load generator.
@@ -100,7 +101,7 @@ pub struct BenchArgs {
 }
 
 /// Before each slice of a run: the connections are new.
-const WARMUP: Duration = Duration::from_millis(250);
+const WARMUP: Duration = Duration::from_millis(150);
 const TABLE_FILE: &str = "table.txt";
 const ATTRIBUTION_FILE: &str = "attribution.txt";
 const HTML_FILE: &str = "report.html";

@@ -1,24 +1,25 @@
 //! How far apart two modes' medians can come out by chance. The modes run
 //! each slice side by side, so the difference between two modes moves from
 //! one slice to the next by the run's own noise, with the machine's drift,
-//! which moves every mode alike, left out. One pair's two slices are a poor
-//! guess of that noise: two slices that happen to agree would claim a few
+//! which moves every mode alike, left out. One pair's few slices are a poor
+//! guess of that noise: slices that happen to agree would claim a few
 //! nanoseconds. Every pair of modes that held its rate sees the same
 //! machine, so the noise is taken from all of them: the median of their
 //! spreads. Pairs queueing for milliseconds, past a mode's capacity, are
 //! noisier by orders of magnitude and keep their own spread.
 
-use super::runner::SLICES;
+use super::{median::median, runner::SLICES};
 
-// The factor below is worked out for two slices.
-const _: () = assert!(SLICES == 2);
+// The factors below are worked out for four slices.
+const _: () = assert!(SLICES == 4);
 
-/// Two standard errors of a difference between two-slice medians, in
-/// typical spreads. With slices differing by N(0, σ²) each, half their
-/// range has median 0.477 σ (|N(0, 2σ²)| / 2), so σ is the typical spread
-/// over 0.477, and two standard errors of the mean of two slices are
-/// 2 σ / √2.
-const MARGIN_PER_TYPICAL_SPREAD: f64 = std::f64::consts::SQRT_2 / 0.477;
+/// The standard error of the median of four normal values (the mean of the
+/// middle two), in their standard deviations; the mean's would be 0.5.
+const MEDIAN_ERROR_PER_SD: f64 = 0.546;
+
+/// The median of four normal values' sample standard deviation, in their
+/// standard deviations: √(median of χ² with 3 degrees / 3).
+const TYPICAL_SAMPLE_SD_PER_SD: f64 = 0.888;
 
 /// Two modes compared at one rate and size: their slices' medians, and
 /// whether both held the rate.
@@ -44,108 +45,106 @@ impl Noise {
             .into_iter()
             .filter(|pair| pair.held)
             .filter_map(|pair| slice_spread(pair.ours, pair.theirs));
+        let margin = median(spreads).map_or(0.0, |typical| {
+            2.0 * MEDIAN_ERROR_PER_SD * typical as f64 / TYPICAL_SAMPLE_SD_PER_SD
+        });
         Self {
-            margin: margin(spreads),
+            margin: margin.round() as u64,
         }
     }
 
     /// How far `pair`'s difference may be off by chance: the run's margin
-    /// if both held their rate, or its own spread if larger (the only
-    /// measure for a mode past its capacity).
+    /// if both held their rate, or two standard errors from its own spread
+    /// if larger (the only measure for a mode past its capacity).
     pub fn of(&self, pair: &Pair) -> u64 {
         let pooled = if pair.held { self.margin } else { 0 };
-        slice_spread(pair.ours, pair.theirs)
-            .unwrap_or(0)
-            .max(pooled)
+        let own = slice_spread(pair.ours, pair.theirs)
+            .map_or(0.0, |spread| 2.0 * MEDIAN_ERROR_PER_SD * spread as f64);
+        (own.round() as u64).max(pooled)
     }
 }
 
-/// Half the range that the difference between two modes' medians took over
-/// their slices (`theirs[i] - ours[i]`): how much it moved from one turn to
-/// the next. None without two slices each.
+/// The sample standard deviation of the difference between two modes'
+/// medians over their slices (`theirs[i] - ours[i]`): how much it moved
+/// from one turn to the next. None unless both have [`SLICES`] slices (the
+/// factors above are for that many; results saved with other counts).
 fn slice_spread(ours: &[u64], theirs: &[u64]) -> Option<u64> {
-    if ours.len() != theirs.len() || ours.len() < 2 {
+    if ours.len() != SLICES || theirs.len() != SLICES {
         return None;
     }
-    let differences = ours
+    let differences: Vec<f64> = ours
         .iter()
         .zip(theirs)
-        .map(|(&ours, &theirs)| theirs as i64 - ours as i64);
-    let (low, high) = differences.fold((i64::MAX, i64::MIN), |(low, high), difference| {
-        (low.min(difference), high.max(difference))
-    });
-    Some((high - low).unsigned_abs() / 2)
-}
-
-/// How far two medians may differ by chance, from the slice spreads of
-/// every pair compared: two standard errors. Zero without spreads (results
-/// saved before slices were recorded).
-fn margin(spreads: impl IntoIterator<Item = u64>) -> u64 {
-    let mut spreads: Vec<u64> = spreads.into_iter().collect();
-    if spreads.is_empty() {
-        return 0;
-    }
-    spreads.sort_unstable();
-    let middle = spreads.len() / 2;
-    let typical = if spreads.len().is_multiple_of(2) {
-        (spreads[middle - 1] + spreads[middle]) as f64 / 2.0
-    } else {
-        spreads[middle] as f64
-    };
-    (MARGIN_PER_TYPICAL_SPREAD * typical).round() as u64
+        .map(|(&ours, &theirs)| theirs as f64 - ours as f64)
+        .collect();
+    let mean = differences.iter().sum::<f64>() / SLICES as f64;
+    let squares: f64 = differences.iter().map(|d| (d - mean).powi(2)).sum();
+    Some((squares / (SLICES - 1) as f64).sqrt().round() as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_spread_is_half_the_range_of_the_paired_differences() {
-        // The difference went from +1.0 to +2.2 us.
-        assert_eq!(
-            slice_spread(&[20_000, 21_000], &[21_000, 23_200]),
-            Some(600)
-        );
-        // Both modes slower in the second slice by the same: no spread.
-        assert_eq!(slice_spread(&[20_000, 24_000], &[21_000, 25_000]), Some(0));
-        assert_eq!(slice_spread(&[20_000], &[21_000]), None);
-        assert_eq!(slice_spread(&[20_000, 21_000], &[21_000]), None);
+    const OURS: [u64; SLICES] = [20_000; SLICES];
+
+    /// The other mode's slices, `differences` above ours.
+    fn theirs(differences: [u64; SLICES]) -> Vec<u64> {
+        OURS.iter()
+            .zip(differences)
+            .map(|(ours, d)| ours + d)
+            .collect()
+    }
+
+    fn pair(theirs: &[u64], held: bool) -> Pair<'_> {
+        Pair {
+            ours: &OURS,
+            theirs,
+            held,
+        }
     }
 
     #[test]
-    fn the_margin_is_two_standard_errors_from_the_typical_spread() {
-        // Typical spread 500 ns: σ 1048 ns, two standard errors 1482 ns.
-        assert_eq!(margin([100, 500, 900]), 1482);
-        // Pairs queueing for milliseconds do not move it; nor do pairs
-        // whose slices happened to agree.
-        assert_eq!(margin([0, 500, 5_000_000]), 1482);
-        assert_eq!(margin([400, 600]), 1482);
-        assert_eq!(margin([]), 0);
+    fn a_spread_is_the_standard_deviation_of_the_paired_differences() {
+        // The difference was +1.0 us three times and +3.0 us once.
+        assert_eq!(
+            slice_spread(&OURS, &theirs([1_000, 1_000, 1_000, 3_000])),
+            Some(1_000)
+        );
+        // Both modes slower in the second and fourth slices by the same:
+        // no spread.
+        assert_eq!(
+            slice_spread(
+                &[20_000, 24_000, 20_000, 24_000],
+                &[21_000, 25_000, 21_000, 25_000]
+            ),
+            Some(0)
+        );
+        // Results saved with another count of slices have none.
+        assert_eq!(slice_spread(&[20_000, 21_000], &[21_000, 22_000]), None);
+        assert_eq!(slice_spread(&OURS, &[21_000; 3]), None);
     }
 
     #[test]
     fn pairs_that_held_their_rate_share_the_margin_others_keep_their_own() {
-        let pair = |ours: &'static [u64], theirs: &'static [u64], held| Pair { ours, theirs, held };
-        // Spreads 100, 500 and 900 ns from pairs that held; one queueing
-        // pair moved by 2 ms and does not count.
-        let noise = Noise::pooled([
-            pair(&[20_000, 20_000], &[21_000, 21_200], true),
-            pair(&[20_000, 20_000], &[21_000, 22_000], true),
-            pair(&[20_000, 20_000], &[21_000, 22_800], true),
-            pair(&[20_000, 20_000], &[1_000_000, 5_000_000], false),
-        ]);
-        assert_eq!(noise, Noise { margin: 1482 });
-        assert_eq!(
-            noise.of(&pair(&[20_000, 20_000], &[21_000, 21_000], true)),
-            1482
+        // Spreads 0, 500, 1000 and 1800 ns from pairs that held; one
+        // queueing pair moved by 4 ms and does not count. The typical
+        // spread, 750 ns, is 845 ns of standard deviation; two standard
+        // errors of a median of four are 922 ns.
+        let agreeing = theirs([1_000; SLICES]);
+        let spreads = [2_000, 3_000, 4_600].map(|last| theirs([1_000, 1_000, 1_000, last]));
+        let queueing = theirs([1_000_000, 1_000_000, 1_000_000, 9_000_000]);
+        let noise = Noise::pooled(
+            [pair(&agreeing, true), pair(&queueing, false)]
+                .into_iter()
+                .chain(spreads.iter().map(|theirs| pair(theirs, true))),
         );
-        assert_eq!(
-            noise.of(&pair(&[20_000, 20_000], &[21_000, 25_000], true)),
-            2000
-        );
-        assert_eq!(
-            noise.of(&pair(&[20_000, 20_000], &[21_000, 21_000], false)),
-            0
-        );
+        assert_eq!(noise, Noise { margin: 922 });
+        assert_eq!(noise.of(&pair(&agreeing, true)), 922);
+        // A spread of 2 us of its own: two standard errors are 2.18 us.
+        let wide = theirs([1_000, 1_000, 1_000, 5_000]);
+        assert_eq!(noise.of(&pair(&wide, true)), 2_184);
+        assert_eq!(noise.of(&pair(&agreeing, false)), 0);
+        assert_eq!(Noise::pooled([]), Noise { margin: 0 });
     }
 }

@@ -108,7 +108,9 @@ impl Display for LatencyTables<'_> {
 fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> fmt::Result {
     writeln!(
         f,
-        "\nlatency p50/p99 at each requested rate, {size} B responses, without probes"
+        "\nlatency p50/p99 at each requested rate, {size} B responses, without probes \
+         (p50: the median of the {} slices' medians)",
+        results.settings.slices.max(1)
     )?;
     write!(f, "{:<16}", "mode")?;
     for rate in &results.settings.rates {
@@ -124,11 +126,10 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
         for &rate in &results.settings.rates {
             let cell = match mode.run(rate, size) {
                 Some(run) => {
-                    let latency = &run.load.latency;
                     let mut cell = format!(
                         "{}/{}",
-                        format_ns(latency.p50_ns),
-                        format_ns(latency.p99_ns)
+                        format_ns(run.p50_ns()),
+                        format_ns(run.load.latency.p99_ns)
                     );
                     if !run.held() {
                         cell.push_str(&format!(" ({:.0}/s)", run.load.achieved_rate));
@@ -264,7 +265,7 @@ pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
             let Some(their_run) = theirs.run(run.rate, run.size) else {
                 continue;
             };
-            let (before, after) = (run.load.latency.p50_ns, their_run.load.latency.p50_ns);
+            let (before, after) = (run.p50_ns(), their_run.p50_ns());
             let change = 100.0 * (after as f64 - before as f64) / before.max(1) as f64;
             text.push_str(&format!(
                 "{:<16} {:>8.0}/s {:>5} B  {:>9} -> {:>9} ({change:+.1}%)\n",

@@ -5,7 +5,7 @@
 //! {
 //!   "netprobe": "0.1.0", "kernel": "6.18.44", "cpus": 2,
 //!   "settings": {"modes": ["host", ...], "rates": [12000.0, ...], "sizes": [350, 4096],
-//!                "duration_s": 2.0, "warmup_s": 0.25, "slices": 2, "connections": 50,
+//!                "duration_s": 2.0, "warmup_s": 0.15, "slices": 4, "connections": 50,
 //!                "tune": false,
 //!                "cpu_idle": "polling (/dev/cpu_dma_latency held at 0)"},
 //!   "max_rate": {"mode": "host", "size": 350, "rate": 40000.0,
@@ -17,7 +17,9 @@
 //!                                 achieved_rate, errors, timeouts, reconnects,
 //!                                 latency: {p50_ns, p90_ns, p99_ns, p999_ns, max_ns,
 //!                                 mean_ns}, send_lag: {...}, ...},
+//!                        "slice_p50_ns": [p50 of each slice, in the order they ran],
 //!                        "probed_load": {LoadReport with the probes attached},
+//!                        "probed_slice_p50_ns": [...],
 //!                        "client": {Report of node1: segments, end_to_end, probe_cost ...},
 //!                        "server": {Report of node2},
 //!                        "link": {"request": {latency}, "response": {latency}},
@@ -27,14 +29,15 @@
 //! }
 //! ```
 //!
-//! Latencies are integer nanoseconds, CPU shares percent.
+//! Latencies are integer nanoseconds, CPU shares percent. A mode's median
+//! in the table and the order check is the median of `slice_p50_ns`.
 
 use std::{fs, path::Path};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{link::LinkLatency, system::SystemMetrics};
+use super::{link::LinkLatency, median::median, system::SystemMetrics};
 use crate::{
     lab::Mode,
     load::{LoadReport, Pacing},
@@ -152,6 +155,16 @@ pub struct Run {
 pub const RATE_TOLERANCE: f64 = 0.01;
 
 impl Run {
+    /// The mode's median without probes: the median of its slices'
+    /// medians. A few seconds in which the VM runs slow land in one slice
+    /// and leave it where the other slices put it; the median of all the
+    /// run's requests moves with them by the share of requests that slice
+    /// holds, and falls between the two when they differ. Results saved
+    /// before slices: that median of all requests.
+    pub fn p50_ns(&self) -> u64 {
+        median(self.slice_p50_ns.iter().copied()).unwrap_or(self.load.latency.p50_ns)
+    }
+
     /// Whether the run without probes held its rate.
     pub fn held(&self) -> bool {
         self.load.held_within(RATE_TOLERANCE)

@@ -34,7 +34,7 @@ use crate::{
 pub const RUNS_PER_POINT: usize = 2;
 
 /// Each run is split into slices, the modes taking turns between them.
-pub const SLICES: usize = 2;
+pub const SLICES: usize = 4;
 
 /// Before the runs, the machine is left to finish what building the labs
 /// started, until each CPU idles this share of one window.
@@ -497,8 +497,8 @@ mod tests {
             Ok(order.len())
         })
         .unwrap();
-        assert_eq!(order, "abccba");
+        assert_eq!(order, "abccbaabccba");
         // Each lab's slices, centred on the same instant.
-        assert_eq!(slices, [[1, 6], [2, 5], [3, 4]]);
+        assert_eq!(slices, [[1, 6, 7, 12], [2, 5, 8, 11], [3, 4, 9, 10]]);
     }
 }
