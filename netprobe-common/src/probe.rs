@@ -107,11 +107,23 @@ impl FlightKey {
 
     /// Whether the packet is one of the one in `every` that are sampled. It
     /// depends on the packet alone, not on the direction it is seen in, so
-    /// the probes on two nodes sample the same packets.
+    /// the probes on two nodes sample the same packets. A TCP segment is
+    /// picked by either of its sequence and acknowledgement numbers alone:
+    /// a request's acknowledgement number is its response's sequence
+    /// number, so a request and its response are sampled together.
     #[inline(always)]
     pub fn sampled(&self, every: u32) -> bool {
+        if every == 0 {
+            return false;
+        }
+        if self.protocol == IPPROTO_TCP {
+            // Each number picked at 1 in 2 every - 1: about 1 in every for
+            // either.
+            let share = u32::MAX / every.saturating_mul(2).saturating_sub(1);
+            return picked(self.word0, share) || picked(self.word1, share);
+        }
         // The hash's top bits are its best mixed.
-        every != 0 && (self.mix(0) >> 32) as u32 <= u32::MAX / every
+        (self.mix(0) >> 32) as u32 <= u32::MAX / every
     }
 
     #[inline(always)]
@@ -120,6 +132,15 @@ impl FlightKey {
         let tail = u64::from(self.word0) | u64::from(self.word1) << 32;
         (head ^ tail.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
+}
+
+/// IP protocol number of TCP.
+pub const IPPROTO_TCP: u8 = 6;
+
+/// Whether `word` is one of the `share` in `u32::MAX` that are sampled.
+#[inline(always)]
+fn picked(word: u32, share: u32) -> bool {
+    ((u64::from(word).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 32) as u32 <= share
 }
 
 /// A TCP write waiting for its first segment: one slot of a direct-mapped
@@ -238,7 +259,7 @@ mod tests {
             protocol: 6,
             ip_id: n & 0xffff,
             word0: n.wrapping_mul(1448),
-            word1: 0x1234_5678,
+            word1: 0x1234_5678 + n.wrapping_mul(80),
             ..FlightKey::default()
         }
     }
@@ -253,6 +274,33 @@ mod tests {
         }
         // One in 32 of 64,000 is 2,000.
         assert!((1_800..2_200).contains(&sampled), "{sampled} sampled");
+    }
+
+    #[test]
+    fn a_tcp_request_and_its_response_are_sampled_together() {
+        let mut sampled = 0;
+        for n in 0..64_000 {
+            let request = key(DIRECTION_EGRESS, n);
+            let response = FlightKey {
+                word0: request.word1,
+                word1: request.word0 + 80,
+                ip_id: 7,
+                ..request
+            };
+            if request.sampled(32) && response.sampled(32) {
+                sampled += 1;
+            }
+        }
+        // Both when their shared number is picked, 1 in 63 of 64,000.
+        assert!((900..1_150).contains(&sampled), "{sampled} sampled");
+        // Other protocols: the whole packet.
+        let udp = |word1| FlightKey {
+            protocol: 17,
+            word1,
+            ..key(DIRECTION_INGRESS, 1)
+        };
+        let picked = (0..64_000).filter(|&n| udp(n).sampled(32)).count();
+        assert!((1_800..2_200).contains(&picked), "{picked} sampled");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use core::mem::size_of;
 
+pub use netprobe_common::probe::IPPROTO_TCP;
 use netprobe_common::{
     config::{FlowFilter, MATCH_DST, MATCH_SRC, VXLAN_PORTS},
     probe::FlightKey,
@@ -23,7 +24,6 @@ pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
 pub const IPV4_FRAGMENT_OFFSET: u16 = 0x1fff;

@@ -19,6 +19,7 @@ use netprobe::{
     lab::{Lab, Mode, STATE_DIR},
     load::Pacing,
     netns::named_namespaces,
+    path::SegmentKind,
 };
 use support::{
     require_root,
@@ -110,6 +111,27 @@ fn a_short_bench_writes_results_tables_and_a_page() {
             mode.mode,
             run.slice_p50_ns,
             run.load.latency.p50_ns
+        );
+        // Requests followed whole across both nodes: their parts add up to
+        // their total, a little under the generator's median, which also
+        // times the client's own write and read.
+        let request = run.median_request.as_ref().expect("requests joined");
+        assert!(request.joined >= 20, "{}: {request:?}", mode.mode);
+        for kind in [
+            SegmentKind::Link,
+            SegmentKind::Application,
+            SegmentKind::Stack,
+        ] {
+            assert!(request.by_kind.contains_key(&kind), "{kind:?}: {request:?}");
+        }
+        let parts: u64 = request.by_kind.values().sum();
+        assert!(request.total_ns.abs_diff(parts) <= 20, "{request:?}");
+        let generator_p50 = run.probed_load.latency.p50_ns;
+        assert!(
+            request.total_ns <= generator_p50 + request.spread_ns
+                && request.total_ns + 10_000 >= generator_p50,
+            "{}: {request:?} against the generator's p50 {generator_p50}",
+            mode.mode
         );
         let link = run.link.as_ref().expect("packets sampled on both nodes");
         assert!(

@@ -1,15 +1,16 @@
-//! Where each mode's extra latency over `host` goes: the per-hop medians,
-//! summed by segment kind over both nodes and both directions, with the
-//! link between the nodes, the server application's time and the time
-//! requests waited in the load generator to be sent, set against the
-//! generator's median difference in the same (probed) runs.
+//! Where each mode's extra latency over `host` goes: the median request's
+//! time by segment kind over both nodes and both directions, the link
+//! between the nodes and the server application's time included (see
+//! `request`), with the time requests waited in the load generator to be
+//! sent, set against the generator's median difference in the same
+//! (probed) runs.
 //!
-//! Medians rather than means: this VM stalls a request for milliseconds now
-//! and then, anywhere on its way; at 0.1% of the requests that moves a mean
-//! by microseconds, at random, and no segment holds all of it. A request's
-//! hops each take a narrowly spread time, so the medians of its parts add
-//! up to the median of the whole within a few percent, as `closure` shows.
-//! (The generator's mean difference is kept beside them.)
+//! The median request rather than means: this VM stalls a request for
+//! milliseconds now and then, anywhere on its way; at 0.1% of the requests
+//! that moves a mean by microseconds, at random, and no segment holds all
+//! of it. (The generator's mean difference is kept beside them.) Results
+//! saved before requests were sampled whole fall back to the segments'
+//! medians, which add up while every hop's time is narrowly spread.
 
 use std::collections::BTreeMap;
 
@@ -36,8 +37,10 @@ pub struct Attribution {
     pub mean_ns: i64,
     /// The load generator's median over host's.
     pub median_ns: i64,
-    /// How far apart parts and median may be from the probes' histograms
-    /// alone: each median is within half a bucket, 1/64 of its value.
+    /// How far apart parts and median may be by the probes' measurement
+    /// alone: the totals of the requests averaged lie this far apart in the
+    /// two runs together, and the median lies among them (or, from
+    /// segment medians, half a histogram bucket each, 1/64 of its value).
     #[serde(default)]
     pub resolution_ns: i64,
     /// How far the median difference may be off by chance: two standard
@@ -59,7 +62,7 @@ impl Attribution {
 
     /// Whether the parts add up to the median difference: within the
     /// tolerance, or, when the difference is that small, within what the
-    /// histograms resolve.
+    /// probes resolve.
     pub fn closes(&self) -> bool {
         self.gap() <= self.tolerance().max(self.resolution_ns as f64)
     }
@@ -84,11 +87,21 @@ impl Attribution {
     }
 }
 
+/// Time per segment kind of the run's median request, or the segments'
+/// medians if no request was sampled whole (results saved before requests
+/// were).
+pub fn time_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
+    match &run.median_request {
+        Some(request) => request.by_kind.clone(),
+        None => median_by_kind(run),
+    }
+}
+
 /// Median time per segment kind, summed over both nodes and both
 /// directions, with the link between them and the server's application
 /// time. (The client's gap between reading and writing is the load
 /// generator's schedule, not part of a request.)
-pub fn time_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
+fn median_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
     let mut sums = BTreeMap::new();
     for segment in run.client.segments.iter().chain(&run.server.segments) {
         *sums.entry(segment.kind).or_default() += segment.latency.p50_ns;
@@ -138,8 +151,20 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
     let noise = Noise::pooled(pairs(results, host).map(|(_, run, host)| probed_pair(run, host)));
     let mut attributions = Vec::new();
     for (mode, run, baseline) in pairs(results, host) {
-        let (ours, theirs) = (time_by_kind(run), time_by_kind(baseline));
-        let both: u64 = ours.values().chain(theirs.values()).sum();
+        // Both runs' median requests, or else both runs' segment medians,
+        // and how far their sums may be from the medians of the whole.
+        let (ours, theirs, resolution_ns) = match (&run.median_request, &baseline.median_request) {
+            (Some(ours), Some(theirs)) => (
+                ours.by_kind.clone(),
+                theirs.by_kind.clone(),
+                ours.spread_ns + theirs.spread_ns,
+            ),
+            _ => {
+                let (ours, theirs) = (median_by_kind(run), median_by_kind(baseline));
+                let both: u64 = ours.values().chain(theirs.values()).sum();
+                (ours, theirs, both / 64)
+            }
+        };
         let by_kind: BTreeMap<SegmentKind, i64> = SegmentKind::ALL
             .into_iter()
             .filter(|kind| ours.contains_key(kind) || theirs.contains_key(kind))
@@ -162,7 +187,7 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
             client_wait_ns,
             mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
             median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
-            resolution_ns: (both / 64) as i64,
+            resolution_ns: resolution_ns as i64,
             noise_ns: noise.of(&probed_pair(run, baseline)) as i64,
         });
     }

@@ -20,6 +20,7 @@ mod plan;
 mod progress;
 mod ranking;
 mod render;
+mod request;
 mod results;
 mod runner;
 mod system;
@@ -40,6 +41,7 @@ pub use self::{
     attribution::{Attribution, attribute},
     cpu_idle::IdlePolling,
     plan::{Modes, PlanError, Rates, Sizes},
+    request::MedianRequest,
     results::{BenchResults, MaxRate, ModeResults, Run, Settings, TuningStep},
     runner::{BENCH_PREFIX, bench_prefix},
 };

@@ -187,8 +187,8 @@ impl Display for AttributionTables<'_> {
             };
             writeln!(
                 f,
-                "\nthe parts close the p50 difference (within {:.0}%, or the probes' \
-                 resolution) at {} of {} modes, rates and sizes; at {} more they miss by \
+                "\nthe parts close the p50 difference (within {:.0}%, or how far apart the \
+                 averaged requests' totals lie) at {} of {} modes, rates and sizes; at {} more they miss by \
                  less than the p50 difference may be off by chance (the margin)",
                 CLOSURE_TOLERANCE * 100.0,
                 count(Attribution::closes),
@@ -209,10 +209,11 @@ fn attribution_table(
     writeln!(
         f,
         "\nextra latency over host at {rate:.0}/s, {size} B, with probes: the load generator's median \
-         (and mean), and the median split by segment kind over both nodes; \"closes\": parts / p50, \
+         (and mean), and the median request split by segment kind over both nodes (requests \
+         followed whole, those within 10% of the median averaged); \"closes\": parts / p50, \
          \"margin\": how far apart they may be by chance (two standard errors, from how the \
          differences of every mode that held its rate moved between the slices; a mode past its \
-         capacity has its own) or the probes' resolution"
+         capacity has its own) or how far apart the averaged requests' totals lie"
     )?;
     write!(
         f,

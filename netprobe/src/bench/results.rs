@@ -23,6 +23,8 @@
 //!                        "client": {Report of node1: segments, end_to_end, probe_cost ...},
 //!                        "server": {Report of node2},
 //!                        "link": {"request": {latency}, "response": {latency}},
+//!                        "median_request": {"joined", "averaged", "total_ns", "spread_ns",
+//!                                           "by_kind": {"stack": ns, "link": ns, ...}},
 //!                        "system": {"cpus": [{"cpu", "user", "system", "softirq"}],
 //!                                   "context_switches_per_s", "devices":
 //!                                   [{"netns", "device", "rx_packets", "tx_packets"}]}}]}]
@@ -37,7 +39,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{link::LinkLatency, median::median, system::SystemMetrics};
+use super::{link::LinkLatency, median::median, request::MedianRequest, system::SystemMetrics};
 use crate::{
     lab::Mode,
     load::{LoadReport, Pacing},
@@ -146,6 +148,10 @@ pub struct Run {
     pub server: Report,
     /// The link between the nodes, from packets sampled on both.
     pub link: Option<LinkLatency>,
+    /// Where the time of the requests around the median went, from
+    /// requests sampled whole on both nodes.
+    #[serde(default)]
+    pub median_request: Option<MedianRequest>,
     /// CPU, context switches and packets of the run without probes.
     pub system: SystemMetrics,
 }

@@ -16,6 +16,7 @@ use super::{
     plan::bytes,
     progress::Progress,
     ranking::STUDY_ORDER,
+    request::{MedianRequest, NodeSamples},
     results::{ModeResults, Run},
     system::{self, Counters},
     tune,
@@ -135,6 +136,14 @@ impl NodeProbes {
             snapshot: self.session.snapshot()?,
             costs: self.session.program_costs()?,
         })
+    }
+
+    /// `traces` sampled here, with the hops they crossed.
+    pub fn samples<'a>(&'a self, traces: &'a [Trace]) -> NodeSamples<'a> {
+        NodeSamples {
+            path: self.session.path(),
+            traces,
+        }
     }
 
     /// The breakdown of what happened since `mark`, and the packets sampled.
@@ -299,6 +308,10 @@ impl ModeLab {
             client,
             server,
             link: LinkLatency::join(&client_samples, &server_samples),
+            median_request: MedianRequest::join(
+                &self.client.samples(&client_samples),
+                &self.server.samples(&server_samples),
+            ),
         })
     }
 }
