@@ -228,7 +228,7 @@ fn pods_on_macvlan() {
 const DELAY_NS: u64 = 50_000;
 
 #[test]
-fn a_paused_session_runs_no_program_until_resumed() {
+fn a_paused_session_runs_no_program_until_resumed_a_quiesced_one_only_its_devices() {
     let _alone = alone();
     let lab = lab(Mode::Host);
     let node = NetNs::named(server_node(&lab)).expect("server node");
@@ -258,11 +258,27 @@ fn a_paused_session_runs_no_program_until_resumed() {
     let paused = runs(&session);
     session.resume().expect("probes resume");
     let resumed = runs(&session);
+    session.quiesce();
+    let quiesced = runs(&session);
+    session.resume().expect("probes resume after quiescing");
+    let resumed_again = runs(&session);
 
     assert!(resumed.len() >= 4, "{resumed:?}");
-    for ((program, paused_runs), (_, resumed_runs)) in paused.iter().zip(&resumed) {
+    for (((program, paused_runs), (_, resumed_runs)), ((_, quiesced_runs), (_, again))) in paused
+        .iter()
+        .zip(&resumed)
+        .zip(quiesced.iter().zip(&resumed_again))
+    {
         assert_eq!(*paused_runs, 0, "{program} ran while paused: {paused:?}");
         assert!(*resumed_runs >= 200, "{program}: {resumed:?}");
+        assert!(*again >= 200, "{program}: {resumed_again:?}");
+        // Quiesced, only the programs on the node's own device run: the
+        // tracepoints' would see every namespace's packets.
+        if program.starts_with("np_tc_") {
+            assert!(*quiesced_runs >= 200, "{program}: {quiesced:?}");
+        } else {
+            assert_eq!(*quiesced_runs, 0, "{program} ran quiesced: {quiesced:?}");
+        }
     }
 }
 

@@ -125,6 +125,11 @@ impl NodeProbes {
         self.session.pause();
     }
 
+    /// Detaches the probes that see other namespaces' packets too.
+    pub fn quiesce(&mut self) {
+        self.session.quiesce();
+    }
+
     pub fn resume(&mut self) -> Result<()> {
         Ok(self.session.resume()?)
     }
@@ -246,7 +251,10 @@ impl ModeLab {
         self.server.pause();
     }
 
-    /// One slice of the load at `rate` and `size`, with the probes on or not.
+    /// One slice of the load at `rate` and `size`, with the probes on or
+    /// not. After a probed slice the probes on the nodes' own devices stay
+    /// until [`Self::pause`]: idle while the other modes take their turns,
+    /// they cost those nothing, and detaching takes time.
     fn slice(
         &mut self,
         load: &Load,
@@ -258,7 +266,8 @@ impl ModeLab {
             self.resume()?;
         }
         let measured = self.measure(load, size, rate);
-        self.pause();
+        self.client.quiesce();
+        self.server.quiesce();
         measured
     }
 
@@ -459,7 +468,9 @@ impl Bench {
             let probed = take_turns(labs, |lab| {
                 progress.start_run(lab.mode, rate, bytes(size), true);
                 lab.slice(load, size, rate, true)
-            })?;
+            });
+            labs.iter_mut().for_each(ModeLab::pause);
+            let probed = probed?;
             for ((lab, marks), (alone, probed)) in labs
                 .iter_mut()
                 .zip(marks)

@@ -32,7 +32,7 @@ use crate::{
 pub struct ProbeSession {
     // Links first: they drop before the programs they point to. Empty
     // while paused.
-    links: Vec<FdLink>,
+    links: Vec<(Hook, FdLink)>,
     probes: LoadedProbes,
     /// Holds the kernel's run-time statistics on, when costs are measured.
     stats: Option<OwnedFd>,
@@ -167,9 +167,12 @@ impl ProbeSession {
         Ok(session)
     }
 
-    /// Attaches every loaded program to its hook.
+    /// Attaches every loaded program not attached yet to its hook.
     fn attach(&mut self) -> Result<(), StartError> {
         for hook in Hook::ALL.into_iter().filter(|hook| self.path.uses(*hook)) {
+            if self.links.iter().any(|(attached, _)| *attached == hook) {
+                continue;
+            }
             let link = match hook {
                 Hook::Xdp => {
                     let (link, mode) = links::attach_xdp(
@@ -209,7 +212,7 @@ impl ProbeSession {
                         .into()
                 }
             };
-            self.links.push(link);
+            self.links.push((hook, link));
         }
         Ok(())
     }
@@ -221,11 +224,17 @@ impl ProbeSession {
         self.links.clear();
     }
 
-    /// Attaches again what [`Self::pause`] detached.
+    /// Detaches the programs on the kernel's tracepoints, which run for
+    /// every namespace's packets, until [`Self::resume`]; those on the
+    /// node's own devices (XDP, TC) stay, as they see only its traffic.
+    /// Detaching each of those waits for an RCU grace period (10-20 ms
+    /// here).
+    pub fn quiesce(&mut self) {
+        self.links.retain(|(hook, _)| hook.tracepoint().is_none());
+    }
+
+    /// Attaches again what [`Self::pause`] or [`Self::quiesce`] detached.
     pub fn resume(&mut self) -> Result<(), ProbeError> {
-        if !self.links.is_empty() {
-            return Ok(());
-        }
         self.attach().map_err(|error| {
             // All or nothing: a later resume tries every hook again.
             self.links.clear();
