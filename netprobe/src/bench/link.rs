@@ -65,7 +65,7 @@ fn crossings(sender: &[Trace], receiver: &[Trace]) -> Option<Histogram<u64>> {
 }
 
 /// A packet's fingerprint, whichever direction a node saw it in.
-fn packet(flight: &Flight) -> FlightKey {
+pub fn packet(flight: &Flight) -> FlightKey {
     FlightKey {
         direction: 0,
         ..flight.key

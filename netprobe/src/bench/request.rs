@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use netprobe_common::probe::{Flight, FlightKey, IPPROTO_TCP, Trace};
 use serde::{Deserialize, Serialize};
 
+use super::link::packet;
 use crate::path::{Direction, ProbePath, SegmentKind};
 
 /// The share of the joined requests, by rank around the median, whose
@@ -120,13 +121,7 @@ impl NodeSamples<'_> {
                     && trace.flight.first_hop == 0
                     && trace.flight.skipped == 0
             })
-            .map(|trace| {
-                let packet = FlightKey {
-                    direction: 0,
-                    ..trace.flight.key
-                };
-                (packet, &trace.flight)
-            })
+            .map(|trace| (packet(&trace.flight), &trace.flight))
             .collect()
     }
 }
