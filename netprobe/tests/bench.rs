@@ -126,7 +126,7 @@ fn a_short_bench_writes_results_tables_and_a_page() {
         }
         let parts: u64 = request.by_kind.values().sum();
         assert!(request.total_ns.abs_diff(parts) <= 20, "{request:?}");
-        let generator_p50 = run.probed_load.latency.p50_ns;
+        let generator_p50 = run.probed_p50_ns();
         assert!(
             request.total_ns <= generator_p50 + request.spread_ns
                 && request.total_ns + 10_000 >= generator_p50,

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     noise::{Noise, Pair},
+    request::MedianRequest,
     results::{BenchResults, ModeResults, Run},
 };
 use crate::{lab::Mode, path::SegmentKind};
@@ -35,7 +36,8 @@ pub struct Attribution {
     pub parts_ns: i64,
     /// The load generator's mean over host's.
     pub mean_ns: i64,
-    /// The load generator's median over host's.
+    /// The load generator's median over host's: the median of the slices'
+    /// medians, as the latency table takes it.
     pub median_ns: i64,
     /// How far apart parts and median may be by the probes' measurement
     /// alone: the totals of the requests averaged lie this far apart in the
@@ -115,6 +117,38 @@ fn median_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
     sums
 }
 
+/// One run's time by segment kind and the time its requests waited to be
+/// sent, and how far their sum may be from the median of the whole by
+/// measurement alone.
+struct Breakdown {
+    by_kind: BTreeMap<SegmentKind, u64>,
+    client_wait_ns: u64,
+    uncertainty_ns: u64,
+}
+
+impl Breakdown {
+    /// The median request's: its totals' spread, among which the median
+    /// lies.
+    fn of_request(request: &MedianRequest) -> Self {
+        Self {
+            by_kind: request.by_kind.clone(),
+            client_wait_ns: request.client_wait_ns,
+            uncertainty_ns: request.spread_ns,
+        }
+    }
+
+    /// The segments' medians: each within half a histogram bucket, 1/64
+    /// of its value.
+    fn of_medians(run: &Run) -> Self {
+        let by_kind = median_by_kind(run);
+        Self {
+            uncertainty_ns: by_kind.values().sum::<u64>() / 64,
+            by_kind,
+            client_wait_ns: run.probed_load.send_lag.p50_ns,
+        }
+    }
+}
+
 /// A mode's probed run against host's, as the noise compares them.
 fn probed_pair<'a>(run: &'a Run, host: &'a Run) -> Pair<'a> {
     Pair {
@@ -151,33 +185,27 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
     let noise = Noise::pooled(pairs(results, host).map(|(_, run, host)| probed_pair(run, host)));
     let mut attributions = Vec::new();
     for (mode, run, baseline) in pairs(results, host) {
-        // Both runs' median requests, or else both runs' segment medians,
-        // and how far their sums may be from the medians of the whole.
-        let (ours, theirs, resolution_ns) = match (&run.median_request, &baseline.median_request) {
-            (Some(ours), Some(theirs)) => (
-                ours.by_kind.clone(),
-                theirs.by_kind.clone(),
-                ours.spread_ns + theirs.spread_ns,
-            ),
-            _ => {
-                let (ours, theirs) = (median_by_kind(run), median_by_kind(baseline));
-                let both: u64 = ours.values().chain(theirs.values()).sum();
-                (ours, theirs, both / 64)
+        // Both runs' median requests, or else both runs' segment medians.
+        let (ours, theirs) = match (&run.median_request, &baseline.median_request) {
+            (Some(ours), Some(theirs)) => {
+                (Breakdown::of_request(ours), Breakdown::of_request(theirs))
             }
+            _ => (Breakdown::of_medians(run), Breakdown::of_medians(baseline)),
         };
         let by_kind: BTreeMap<SegmentKind, i64> = SegmentKind::ALL
             .into_iter()
-            .filter(|kind| ours.contains_key(kind) || theirs.contains_key(kind))
+            .filter(|kind| ours.by_kind.contains_key(kind) || theirs.by_kind.contains_key(kind))
             .map(|kind| {
-                let delta = ours.get(&kind).copied().unwrap_or(0) as i64
-                    - theirs.get(&kind).copied().unwrap_or(0) as i64;
-                (kind, delta)
+                let time =
+                    |breakdown: &Breakdown| breakdown.by_kind.get(&kind).copied().unwrap_or(0);
+                (kind, time(&ours) as i64 - time(&theirs) as i64)
             })
             .collect();
         let delta = |ours: u64, theirs: u64| ours as i64 - theirs as i64;
         // The generator's figures from the same runs as the breakdown's.
         let (load, host_load) = (&run.probed_load, &baseline.probed_load);
-        let client_wait_ns = delta(load.send_lag.p50_ns, host_load.send_lag.p50_ns);
+        let client_wait_ns = delta(ours.client_wait_ns, theirs.client_wait_ns);
+        let resolution_ns = ours.uncertainty_ns + theirs.uncertainty_ns;
         attributions.push(Attribution {
             mode: mode.mode,
             rate: run.rate,
@@ -186,7 +214,7 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
             by_kind,
             client_wait_ns,
             mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
-            median_ns: delta(load.latency.p50_ns, host_load.latency.p50_ns),
+            median_ns: delta(run.probed_p50_ns(), baseline.probed_p50_ns()),
             resolution_ns: resolution_ns as i64,
             noise_ns: noise.of(&probed_pair(run, baseline)) as i64,
         });

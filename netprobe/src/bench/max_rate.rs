@@ -113,7 +113,7 @@ fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result
     let before = server.mark()?;
     let started = Instant::now();
     run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
-    let (report, _samples) = server.report_since(&before, started.elapsed().as_secs_f64())?;
+    let report = server.report_since(&before, started.elapsed().as_secs_f64())?;
     Ok(report.probe_cost)
 }
 

@@ -12,7 +12,9 @@
 //! and the request that waits in one segment is not the one that waits in
 //! another. The requests whose whole time lies around the median do add
 //! up: their mean time in each segment sums to their mean total, which lies
-//! among their totals as the median does.
+//! among their totals as the median does. They are taken slice by slice,
+//! and the run's are those of its middle slices, as a mode's median is the
+//! median of its slices'.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,6 +42,9 @@ pub struct MedianRequest {
     /// Their mean time per segment kind, the link between the nodes and
     /// the server application included.
     pub by_kind: BTreeMap<SegmentKind, u64>,
+    /// The load generator's median send lag: how long requests waited to
+    /// be sent, before the client's write.
+    pub client_wait_ns: u64,
 }
 
 /// One node's sampled flights and the hops they crossed.
@@ -49,9 +54,10 @@ pub struct NodeSamples<'a> {
 }
 
 impl MedianRequest {
-    /// Joins the client's and the server's samples into requests; `None`
-    /// if no request was sampled whole on both.
-    pub fn join(client: &NodeSamples, server: &NodeSamples) -> Option<Self> {
+    /// Joins the client's and the server's samples into requests, in a
+    /// slice in which the generator's median send lag was
+    /// `client_wait_ns`; `None` if no request was sampled whole on both.
+    pub fn join(client: &NodeSamples, server: &NodeSamples, client_wait_ns: u64) -> Option<Self> {
         let requests_sent = client.whole(Direction::Egress);
         let requests_received = server.whole(Direction::Ingress);
         let responses_received = client.whole(Direction::Ingress);
@@ -105,6 +111,57 @@ impl MedianRequest {
             total_ns: mean(around.iter().map(Timeline::total).sum()),
             spread_ns: around[around.len() - 1].total() - around[0].total(),
             by_kind,
+            client_wait_ns,
+        })
+    }
+}
+
+impl MedianRequest {
+    /// A run's median request from its slices', each with the load
+    /// generator's median in that slice: the mean of the middle slices' by
+    /// that median (one for an odd count, two for an even), as a mode's
+    /// median is the median of its slices'. Over all slices at once, a
+    /// slice in which the VM ran slow would draw the requests around the
+    /// median from another slice than the generator's median. `None` unless
+    /// the middle slices have one each.
+    pub fn of_slices(slices: impl IntoIterator<Item = (u64, Option<Self>)>) -> Option<Self> {
+        let mut slices: Vec<(u64, Option<Self>)> = slices.into_iter().collect();
+        slices.sort_by_key(|(p50, _)| *p50);
+        let joined = slices
+            .iter()
+            .flat_map(|(_, request)| request)
+            .map(|request| request.joined)
+            .sum();
+        let count = slices.len();
+        let middle: Vec<Self> = slices
+            .into_iter()
+            .skip(count.saturating_sub(1) / 2)
+            .take(2 - count % 2)
+            .map(|(_, request)| request)
+            .collect::<Option<_>>()?;
+        if middle.is_empty() {
+            return None;
+        }
+        let mean =
+            |field: fn(&Self) -> u64| middle.iter().map(field).sum::<u64>() / middle.len() as u64;
+        let kinds = middle
+            .iter()
+            .flat_map(|request| request.by_kind.keys().copied());
+        let by_kind = kinds
+            .map(|kind| {
+                let ns = middle
+                    .iter()
+                    .map(|request| request.by_kind.get(&kind).copied().unwrap_or(0));
+                (kind, ns.sum::<u64>() / middle.len() as u64)
+            })
+            .collect();
+        Some(Self {
+            joined,
+            averaged: middle.iter().map(|request| request.averaged).sum(),
+            total_ns: mean(|request| request.total_ns),
+            spread_ns: mean(|request| request.spread_ns),
+            by_kind,
+            client_wait_ns: mean(|request| request.client_wait_ns),
         })
     }
 }
@@ -263,6 +320,7 @@ mod tests {
                 path: &path,
                 traces: &server,
             },
+            400,
         )
     }
 
@@ -272,6 +330,7 @@ mod tests {
         assert_eq!((median.joined, median.averaged), (1, 1));
         assert_eq!(median.total_ns, 23_000);
         assert_eq!(median.spread_ns, 0);
+        assert_eq!(median.client_wait_ns, 400);
         assert_eq!(
             median.by_kind,
             BTreeMap::from([
@@ -302,6 +361,52 @@ mod tests {
         assert_eq!((median.joined, median.averaged), (10, 2));
         assert_eq!(median.total_ns, 23_000);
         assert_eq!(median.by_kind[&SegmentKind::Stack], 8_000);
+    }
+
+    #[test]
+    fn a_run_takes_the_median_request_of_its_middle_slices() {
+        let slice = |total_ns: u64, stack: u64| MedianRequest {
+            joined: 100,
+            averaged: 20,
+            total_ns,
+            spread_ns: 200,
+            client_wait_ns: stack / 20,
+            by_kind: BTreeMap::from([
+                (SegmentKind::Stack, stack),
+                (SegmentKind::Link, total_ns - stack),
+            ]),
+        };
+        // The generator's medians were 20, 26 (the VM ran slow), 21 and
+        // 22 us: the middle two are the 21 and 22 us slices.
+        let run = MedianRequest::of_slices([
+            (20_000, Some(slice(18_000, 8_000))),
+            (26_000, Some(slice(24_000, 14_000))),
+            (21_000, Some(slice(19_000, 9_000))),
+            (22_000, Some(slice(20_000, 10_000))),
+        ])
+        .expect("the middle slices joined requests");
+        assert_eq!((run.joined, run.averaged), (400, 40));
+        assert_eq!((run.total_ns, run.spread_ns), (19_500, 200));
+        assert_eq!(run.client_wait_ns, 475);
+        assert_eq!(
+            run.by_kind,
+            BTreeMap::from([(SegmentKind::Stack, 9_500), (SegmentKind::Link, 10_000)])
+        );
+        // Outer slices without requests do not matter; a middle one does.
+        let outer_missing = [
+            (20_000, None),
+            (21_000, Some(slice(19_000, 9_000))),
+            (22_000, Some(slice(20_000, 10_000))),
+            (30_000, None),
+        ];
+        assert!(MedianRequest::of_slices(outer_missing).is_some());
+        let middle_missing = [
+            (20_000, Some(slice(18_000, 8_000))),
+            (21_000, None),
+            (22_000, Some(slice(20_000, 10_000))),
+        ];
+        assert_eq!(MedianRequest::of_slices(middle_missing), None);
+        assert_eq!(MedianRequest::of_slices([]), None);
     }
 
     #[test]

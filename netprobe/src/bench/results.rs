@@ -24,7 +24,8 @@
 //!                        "server": {Report of node2},
 //!                        "link": {"request": {latency}, "response": {latency}},
 //!                        "median_request": {"joined", "averaged", "total_ns", "spread_ns",
-//!                                           "by_kind": {"stack": ns, "link": ns, ...}},
+//!                                           "by_kind": {"stack": ns, "link": ns, ...},
+//!                                           "client_wait_ns"},
 //!                        "system": {"cpus": [{"cpu", "user", "system", "softirq"}],
 //!                                   "context_switches_per_s", "devices":
 //!                                   [{"netns", "device", "rx_packets", "tx_packets"}]}}]}]
@@ -169,6 +170,11 @@ impl Run {
     /// before slices: that median of all requests.
     pub fn p50_ns(&self) -> u64 {
         median(self.slice_p50_ns.iter().copied()).unwrap_or(self.load.latency.p50_ns)
+    }
+
+    /// The median with the probes attached, taken as [`Self::p50_ns`].
+    pub fn probed_p50_ns(&self) -> u64 {
+        median(self.probed_slice_p50_ns.iter().copied()).unwrap_or(self.probed_load.latency.p50_ns)
     }
 
     /// Whether the run without probes held its rate.

@@ -143,6 +143,11 @@ impl NodeProbes {
         })
     }
 
+    /// The packets sampled since the last call (or the mark).
+    pub fn take_samples(&mut self) -> Vec<Trace> {
+        ProbeSession::drain_traces(&mut self.traces)
+    }
+
     /// `traces` sampled here, with the hops they crossed.
     pub fn samples<'a>(&'a self, traces: &'a [Trace]) -> NodeSamples<'a> {
         NodeSamples {
@@ -151,9 +156,8 @@ impl NodeProbes {
         }
     }
 
-    /// The breakdown of what happened since `mark`, and the packets sampled.
-    pub fn report_since(&mut self, mark: &Mark, seconds: f64) -> Result<(Report, Vec<Trace>)> {
-        let traces = ProbeSession::drain_traces(&mut self.traces);
+    /// The breakdown of what happened since `mark`.
+    pub fn report_since(&mut self, mark: &Mark, seconds: f64) -> Result<Report> {
         let (snapshot, costs) = (self.session.snapshot()?, self.session.program_costs()?);
         let context = ReportContext {
             interface: "eth0",
@@ -171,7 +175,7 @@ impl NodeProbes {
             costs_since(&mark.costs, &costs),
             Vec::new(),
         );
-        Ok((report, traces))
+        Ok(report)
     }
 }
 
@@ -204,6 +208,8 @@ struct Measured {
     load: LoadResult,
     system: Counters,
     seconds: f64,
+    /// The packets the client's and the server's probes sampled.
+    samples: [Vec<Trace>; 2],
 }
 
 impl Measured {
@@ -215,6 +221,9 @@ impl Measured {
             run.load.add(&slice.load);
             run.system.add(&slice.system);
             run.seconds += slice.seconds;
+            for (all, more) in run.samples.iter_mut().zip(slice.samples) {
+                all.extend(more);
+            }
         }
         run
     }
@@ -268,7 +277,11 @@ impl ModeLab {
         let measured = self.measure(load, size, rate);
         self.client.quiesce();
         self.server.quiesce();
-        measured
+        let samples = [self.client.take_samples(), self.server.take_samples()];
+        Ok(Measured {
+            samples,
+            ..measured?
+        })
     }
 
     fn measure(&self, load: &Load, size: ResponseSize, rate: f64) -> Result<Measured> {
@@ -283,6 +296,7 @@ impl ModeLab {
             load,
             system,
             seconds,
+            samples: Default::default(),
         })
     }
 
@@ -303,9 +317,20 @@ impl ModeLab {
                 .collect()
         };
         let (slice_p50_ns, probed_slice_p50_ns) = (slice_p50s(&alone), slice_p50s(&probed));
+        let median_request = MedianRequest::of_slices(probed.iter().map(|slice| {
+            let [client, server] = &slice.samples;
+            let report = &slice.load.report;
+            let request = MedianRequest::join(
+                &self.client.samples(client),
+                &self.server.samples(server),
+                report.send_lag.p50_ns,
+            );
+            (report.latency.p50_ns, request)
+        }));
         let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
-        let (client, client_samples) = self.client.report_since(&marks.0, probed.seconds)?;
-        let (server, server_samples) = self.server.report_since(&marks.1, probed.seconds)?;
+        let client = self.client.report_since(&marks.0, probed.seconds)?;
+        let server = self.server.report_since(&marks.1, probed.seconds)?;
+        let [client_samples, server_samples] = &probed.samples;
         Ok(Run {
             rate,
             size: bytes(size),
@@ -316,11 +341,8 @@ impl ModeLab {
             probed_slice_p50_ns,
             client,
             server,
-            link: LinkLatency::join(&client_samples, &server_samples),
-            median_request: MedianRequest::join(
-                &self.client.samples(&client_samples),
-                &self.server.samples(&server_samples),
-            ),
+            link: LinkLatency::join(client_samples, server_samples),
+            median_request,
         })
     }
 }
