@@ -114,9 +114,7 @@ impl MedianRequest {
             client_wait_ns,
         })
     }
-}
 
-impl MedianRequest {
     /// A run's median request from its slices', each with the load
     /// generator's median in that slice: the mean of the middle slices' by
     /// that median (one for an odd count, two for an even), as a mode's
