@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use netprobe_common::probe::{Flight, FlightKey, IPPROTO_TCP, Trace};
 use serde::{Deserialize, Serialize};
 
-use super::link::packet;
+use super::{link::packet, median::middle};
 use crate::path::{Direction, ProbePath, SegmentKind};
 
 /// The share of the joined requests, by rank around the median, whose
@@ -130,36 +130,32 @@ impl MedianRequest {
             .flat_map(|(_, request)| request)
             .map(|request| request.joined)
             .sum();
-        let count = slices.len();
-        let middle: Vec<Self> = slices
-            .into_iter()
-            .skip(count.saturating_sub(1) / 2)
-            .take(2 - count % 2)
-            .map(|(_, request)| request)
+        let middle: Vec<&Self> = middle(&slices)
+            .iter()
+            .map(|(_, request)| request.as_ref())
             .collect::<Option<_>>()?;
         if middle.is_empty() {
             return None;
         }
-        let mean =
-            |field: fn(&Self) -> u64| middle.iter().map(field).sum::<u64>() / middle.len() as u64;
+        let mean = |field: &dyn Fn(&Self) -> u64| {
+            middle.iter().map(|request| field(request)).sum::<u64>() / middle.len() as u64
+        };
         let kinds = middle
             .iter()
             .flat_map(|request| request.by_kind.keys().copied());
         let by_kind = kinds
             .map(|kind| {
-                let ns = middle
-                    .iter()
-                    .map(|request| request.by_kind.get(&kind).copied().unwrap_or(0));
-                (kind, ns.sum::<u64>() / middle.len() as u64)
+                let time = |request: &Self| request.by_kind.get(&kind).copied().unwrap_or(0);
+                (kind, mean(&time))
             })
             .collect();
         Some(Self {
             joined,
             averaged: middle.iter().map(|request| request.averaged).sum(),
-            total_ns: mean(|request| request.total_ns),
-            spread_ns: mean(|request| request.spread_ns),
+            total_ns: mean(&|request| request.total_ns),
+            spread_ns: mean(&|request| request.spread_ns),
             by_kind,
-            client_wait_ns: mean(|request| request.client_wait_ns),
+            client_wait_ns: mean(&|request| request.client_wait_ns),
         })
     }
 }
