@@ -271,9 +271,10 @@ impl ModeLab {
         rate: f64,
         probed: bool,
     ) -> Result<Measured> {
-        if probed {
-            self.resume()?;
+        if !probed {
+            return self.measure(load, size, rate);
         }
+        self.resume()?;
         let measured = self.measure(load, size, rate);
         self.client.quiesce();
         self.server.quiesce();

@@ -63,11 +63,11 @@ pub enum Timer {
 }
 
 impl Timer {
-    /// Must be called inside a tokio runtime, whose reactor then watches the
-    /// timerfd; a spinning timer waits on `spinner`, which must be spinning
-    /// on the same runtime.
-    pub fn new(pacing: Pacing, spinner: &Arc<Spinner>) -> io::Result<Self> {
-        if pacing == Pacing::Spin {
+    /// Waits on `spinner`, which must be spinning on the same runtime, or
+    /// without one on a timerfd; must be called inside a tokio runtime,
+    /// whose reactor then watches the timerfd.
+    pub fn new(spinner: Option<&Arc<Spinner>>) -> io::Result<Self> {
+        if let Some(spinner) = spinner {
             return Ok(Self::Spin(spinner.clone()));
         }
         let fd = unsafe {
@@ -211,7 +211,7 @@ mod tests {
             .run_until(async {
                 let spinner = spinning();
                 for pacing in [Pacing::Timer, Pacing::Spin] {
-                    let timer = Timer::new(pacing, &spinner).unwrap();
+                    let timer = Timer::new((pacing == Pacing::Spin).then_some(&spinner)).unwrap();
                     for _ in 0..3 {
                         let deadline = now_ns() + 3_000_000;
                         timer.sleep_until(deadline).await.unwrap();
@@ -236,7 +236,7 @@ mod tests {
                 let waits: Vec<_> = [30_000_000, 10_000_000, 20_000_000]
                     .into_iter()
                     .map(|after| {
-                        let timer = Timer::new(Pacing::Spin, &spinner).unwrap();
+                        let timer = Timer::new(Some(&spinner)).unwrap();
                         spawn_local(async move {
                             timer.sleep_until(now + after).await.unwrap();
                             now_ns()

@@ -334,9 +334,8 @@ fn connect_all(
 /// One thread's connections and the runtime that will drive them.
 struct Worker {
     runtime: Runtime,
-    pacing: Pacing,
-    /// Wakes the connections' spinning timers, if they spin.
-    spinner: Arc<Spinner>,
+    /// Wakes the connections' timers with `--pacing spin`.
+    spinner: Option<Arc<Spinner>>,
     connections: Vec<Connection>,
     stats: Stats,
 }
@@ -350,8 +349,7 @@ impl Worker {
             .map_err(LoadError::Setup)?;
         Ok(Self {
             runtime,
-            pacing,
-            spinner: Arc::default(),
+            spinner: (pacing == Pacing::Spin).then(Arc::default),
             connections: Vec::new(),
             stats: Stats::new(max_latency),
         })
@@ -360,7 +358,7 @@ impl Worker {
     fn add(&mut self, index: usize, stream: TcpStream) -> Result<(), LoadError> {
         // Sockets and timers register with the reactor of the runtime entered.
         let _runtime = self.runtime.enter();
-        let connection = Timer::new(self.pacing, &self.spinner)
+        let connection = Timer::new(self.spinner.as_ref())
             .and_then(|timer| Connection::new(index as u64, stream, timer))
             .map_err(LoadError::Setup)?;
         self.connections.push(connection);
@@ -382,9 +380,8 @@ impl Worker {
             stats: RefCell::new(self.stats),
         });
         let tasks = LocalSet::new();
-        if self.pacing == Pacing::Spin {
+        if let Some(spinner) = self.spinner {
             // Dropped with the other tasks once the connections are done.
-            let spinner = self.spinner;
             tasks.spawn_local(async move { spinner.spin().await });
         }
         let handles: Vec<_> = self
