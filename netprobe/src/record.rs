@@ -1,6 +1,7 @@
-//! Records kept as JSON files, so that one netprobe process finds what
-//! another set up (a lab, a fast path): written whole and then renamed, so a
-//! reader never sees half of one; read if present.
+//! What netprobe keeps on disk so that one process finds what another set
+//! up (a lab, a fast path): records kept as JSON files under `/run/netprobe`,
+//! written whole and then renamed, so a reader never sees half of one, and
+//! read if present; and pins under [`PIN_DIR`].
 
 use std::{
     fs, io,
@@ -9,6 +10,9 @@ use std::{
 
 use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
+
+/// Where netprobe pins what must outlive the command that attached it.
+pub const PIN_DIR: &str = "/sys/fs/bpf/netprobe";
 
 #[derive(Debug, Error)]
 pub enum RecordError {

@@ -15,12 +15,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::programs::loaded_programs;
 
-use crate::{fastpath, privilege::require_bpf_privileges};
+use crate::{fastpath, privilege::require_bpf_privileges, record::PIN_DIR};
 
 /// Prefix of every netprobe program name.
 pub const PROGRAM_PREFIX: &str = "np_";
-/// Where netprobe pins what must outlive the command that attached it.
-pub const PIN_DIR: &str = "/sys/fs/bpf/netprobe";
 
 /// A netprobe program loaded in the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{FastpathHook, devices::DeviceChange};
 use crate::{
     links::xdp_mode_name,
-    record::{self, io_error},
-    status::PIN_DIR,
+    record::{self, PIN_DIR, io_error},
 };
 
 pub const STATE_DIR: &str = "/run/netprobe/fastpath";
