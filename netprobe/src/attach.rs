@@ -18,10 +18,10 @@ use tokio::{
 };
 
 use crate::{
-    discovery::{self, Datapath, DeviceSelector},
+    discovery::{self, DeviceSelector},
     filter::Filter,
     netns::NetNs,
-    path::{Direction, ProbePath},
+    path::{Datapath, Device, Direction, ProbePath},
     privilege::require_bpf_privileges,
     probes::{ProbeOptions, ProbeSession, XdpModeChoice},
     report::{Report, ReportContext, Sample, SampleHop},
@@ -139,7 +139,7 @@ fn discover(args: &AttachArgs, node: &NetNs) -> Result<Datapath> {
 }
 
 fn print_path(datapath: &Datapath, path: &ProbePath) {
-    let names = |devices: &[discovery::Device]| {
+    let names = |devices: &[Device]| {
         devices
             .iter()
             .map(ToString::to_string)

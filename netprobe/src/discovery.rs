@@ -3,14 +3,13 @@
 //! pods' interfaces at the far end of those veths (or macvlan/ipvlan devices
 //! stacked on the interface), in whatever named namespace they live.
 
-use std::fmt;
-
 use thiserror::Error;
 
 use crate::{
-    fastpath::{self, FastpathHook, state::StateError},
+    fastpath::{self, state::StateError},
     netlink::{self, Link, NetlinkError},
     netns::{self, NetNs, NetNsError},
+    path::{Datapath, Device},
 };
 
 #[derive(Debug, Error)]
@@ -29,43 +28,6 @@ pub enum DiscoveryError {
         "cannot tell what {0} is on the path: it is not a vxlan device, bridge, bridge port or pod interface"
     )]
     UnknownRole(String),
-}
-
-/// One device: ifindex values repeat across namespaces, so the namespace is
-/// part of its identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Device {
-    pub name: String,
-    pub ifindex: u32,
-    /// Inode of its network namespace.
-    pub netns_inode: u32,
-    /// Name of its namespace in /run/netns; `None` for the node's own.
-    pub netns_name: Option<String>,
-    pub kind: String,
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.netns_name {
-            Some(netns) => write!(f, "{}@{netns}", self.name),
-            None => f.write_str(&self.name),
-        }
-    }
-}
-
-/// What a packet crosses between the NIC and a pod.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Datapath {
-    pub nic: Device,
-    /// XDP program already on the NIC, if any (someone else's).
-    pub nic_xdp_prog_id: Option<u32>,
-    pub vxlan: Vec<Device>,
-    pub bridges: Vec<Device>,
-    pub bridge_ports: Vec<Device>,
-    pub pods: Vec<Device>,
-    /// netprobe's VXLAN fast path on the NIC, if enabled: packets for local
-    /// pods go straight from the NIC to the pod.
-    pub fastpath: Option<FastpathHook>,
 }
 
 /// `--with DEV[@NETNS]` and `--without DEV[@NETNS]`.
@@ -208,6 +170,7 @@ fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>,
     Ok(pods)
 }
 
+/// Corrections to what [`discover`] found, from the command line.
 impl Datapath {
     /// Drops the devices `--without` names.
     pub fn remove(&mut self, selector: &DeviceSelector) {

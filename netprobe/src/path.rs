@@ -1,5 +1,9 @@
-//! The observation points on each direction of the datapath, in the order a
-//! packet crosses them, and the kernel hook that observes each.
+//! The datapath behind an interface (the devices a packet crosses, and the
+//! fast path that may skip some), the observation points on each direction
+//! of it, in the order a packet crosses them, and the kernel hook that
+//! observes each. [`crate::discovery`] finds a datapath on a node.
+
+use std::fmt;
 
 use netprobe_common::probe::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_NET_DEV_QUEUE, HOOK_NET_DEV_START_XMIT,
@@ -7,10 +11,62 @@ use netprobe_common::probe::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    discovery::{Datapath, Device},
-    fastpath::FastpathHook,
-};
+/// One device: ifindex values repeat across namespaces, so the namespace is
+/// part of its identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: String,
+    pub ifindex: u32,
+    /// Inode of its network namespace.
+    pub netns_inode: u32,
+    /// Name of its namespace in /run/netns; `None` for the node's own.
+    pub netns_name: Option<String>,
+    pub kind: String,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.netns_name {
+            Some(netns) => write!(f, "{}@{netns}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// What a packet crosses between the NIC and a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datapath {
+    pub nic: Device,
+    /// XDP program already on the NIC, if any (someone else's).
+    pub nic_xdp_prog_id: Option<u32>,
+    pub vxlan: Vec<Device>,
+    pub bridges: Vec<Device>,
+    pub bridge_ports: Vec<Device>,
+    pub pods: Vec<Device>,
+    /// netprobe's VXLAN fast path on the NIC, if enabled: packets for local
+    /// pods go straight from the NIC to the pod.
+    pub fastpath: Option<FastpathHook>,
+}
+
+/// Where the fast path runs (`--hook`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FastpathHook {
+    /// XDP on the interface: strip the headers, redirect through a DEVMAP.
+    #[default]
+    Xdp,
+    /// TC ingress (tcx): strip the headers, `bpf_redirect_peer` into the pod.
+    Tc,
+}
+
+impl FastpathHook {
+    pub fn name(self) -> &'static str {
+        match self {
+            FastpathHook::Xdp => "xdp",
+            FastpathHook::Tc => "tc",
+        }
+    }
+}
 
 /// A kernel hook netprobe observes packets at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -26,7 +26,6 @@ use aya::{
     pin::PinError,
     programs::{ProgramError, links::LinkError},
 };
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use self::{devices::DeviceError, state::StateError};
@@ -35,27 +34,8 @@ pub use self::{
     programs::{FastpathMaps, LoadedFastpath},
     state::{FastpathId, FastpathState},
 };
+pub use crate::path::FastpathHook;
 use crate::{netlink::NetlinkError, netns::NetNsError};
-
-/// Where the fast path runs (`--hook`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FastpathHook {
-    /// XDP on the interface: strip the headers, redirect through a DEVMAP.
-    #[default]
-    Xdp,
-    /// TC ingress (tcx): strip the headers, `bpf_redirect_peer` into the pod.
-    Tc,
-}
-
-impl FastpathHook {
-    pub fn name(self) -> &'static str {
-        match self {
-            FastpathHook::Xdp => "xdp",
-            FastpathHook::Tc => "tc",
-        }
-    }
-}
 
 #[derive(Debug, Error)]
 pub enum FastpathError {

@@ -20,12 +20,10 @@ use super::{
     LoadedProbes, ProbeError, ProbeOptions, ProgramCost, Snapshot, Unobserved, XdpModeChoice,
 };
 use crate::{
-    discovery::{Datapath, Device},
-    fastpath::FastpathHook,
     kernel_btf::{self, BtfError},
     links::{self, AttachError, error_chain, xdp_mode_name},
     netns::NetNs,
-    path::{Direction, Hook, ProbePath},
+    path::{Datapath, Device, Direction, FastpathHook, Hook, ProbePath},
 };
 
 /// Loaded and attached probes. Dropping it detaches everything.
