@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod bench;
+pub mod clock;
 pub mod discovery;
 pub mod ethtool;
 pub mod fastpath;

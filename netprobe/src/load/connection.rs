@@ -8,9 +8,10 @@ use hdrhistogram::Histogram;
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
 use super::{
-    clock::{Timer, now_ns},
     http::{HttpError, Response, ResponseReader},
+    pacing::Timer,
 };
+use crate::clock::now_ns;
 
 /// When each request is due, in nanoseconds of [`now_ns`]. Request `n` of
 /// the whole run is due at `start + n / rate`; connection `c` of `C` sends

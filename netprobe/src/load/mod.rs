@@ -56,9 +56,9 @@
 //! what the numbers show.
 
 mod cli;
-mod clock;
 mod connection;
 mod http;
+mod pacing;
 mod report;
 mod url;
 
@@ -74,18 +74,18 @@ use std::{
 };
 
 pub use cli::{LoadArgs, main};
-pub use clock::Pacing;
 pub use hdrhistogram::Histogram;
+pub use pacing::Pacing;
 pub use report::LoadReport;
 use thiserror::Error;
 use tokio::{runtime::Runtime, task::LocalSet};
 
-use crate::report::Latency;
+use crate::{clock::now_ns, report::Latency};
 pub use url::UrlError;
 
 use self::{
-    clock::{Spinner, Timer, now_ns},
     connection::{Connection, Schedule, Shared, Stats},
+    pacing::{Spinner, Timer},
     url::Url,
 };
 

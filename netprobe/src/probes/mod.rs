@@ -17,7 +17,7 @@ use crate::{kernel_btf::BtfError, netns::NetNsError, path::Hook};
 pub use self::{
     cost::ProgramCost,
     loaded::LoadedProbes,
-    session::{ProbeSession, monotonic_ns, probe_config},
+    session::{ProbeSession, probe_config},
     snapshot::{Merge, Snapshot, empty_histogram},
 };
 pub use crate::links::XdpModeChoice;

@@ -20,6 +20,7 @@ use super::{
     LoadedProbes, ProbeError, ProbeOptions, ProgramCost, Snapshot, Unobserved, XdpModeChoice,
 };
 use crate::{
+    clock::now_ns,
     kernel_btf::{self, BtfError},
     links::{self, AttachError, error_chain, xdp_mode_name},
     netns::NetNs,
@@ -267,7 +268,7 @@ impl ProbeSession {
     /// Flights still unfinished and not seen for [`FLIGHT_EXPIRY_NS`]:
     /// packets that stopped on the way and whose slot was not reused.
     pub fn stale_flights(&self) -> Result<u64, ProbeError> {
-        let now = monotonic_ns();
+        let now = now_ns();
         let stale = self
             .probes
             .flights()?
@@ -403,15 +404,4 @@ fn attach_error(error: AttachError, hook: Hook, datapath: &Datapath) -> StartErr
         AttachError::Refused(error) => StartError::Unavailable(hook, error_chain(&error)),
         AttachError::NetNs(error) => ProbeError::from(error).into(),
     }
-}
-
-/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // CLOCK_MONOTONIC cannot fail with a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }

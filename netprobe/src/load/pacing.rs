@@ -1,5 +1,5 @@
-//! The schedule's clock: CLOCK_MONOTONIC in nanoseconds, and a timer that
-//! wakes a task at such an instant.
+//! How a connection waits for its next send time: a timer that wakes a task
+//! at an instant of [`now_ns`].
 //!
 //! tokio's timers round to the millisecond. Since latency runs from the
 //! scheduled send time, every bit of lateness in waking up to send would be
@@ -20,18 +20,9 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{Interest, unix::AsyncFd};
 
-const NANOS_PER_SEC: u64 = 1_000_000_000;
+use crate::clock::now_ns;
 
-/// Now, in nanoseconds of CLOCK_MONOTONIC.
-pub fn now_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // CLOCK_MONOTONIC always exists and `now` is valid, so this cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * NANOS_PER_SEC + now.tv_nsec as u64
-}
+const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// How a connection waits for its next send time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
