@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod ethtool;
 pub mod fastpath;
 pub mod filter;
+pub mod http_response;
 pub mod kernel_btf;
 pub mod lab;
 pub mod links;

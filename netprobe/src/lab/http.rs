@@ -7,6 +7,8 @@ use std::{
     time::Duration,
 };
 
+use crate::http_response::{Body, parse_head};
+
 /// Largest header block accepted; nginx's are about 250 bytes.
 const MAX_HEADER_LEN: usize = 16 * 1024;
 
@@ -27,37 +29,31 @@ pub fn get(addr: SocketAddrV4, path: &str, timeout: Duration) -> io::Result<Http
     stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;
 
     let mut received = Vec::new();
-    let header_len = loop {
-        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
+    let head = loop {
+        let parsed = parse_head(&received)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        if let Some(head) = parsed {
+            break head;
         }
         if received.len() > MAX_HEADER_LEN {
             return Err(invalid("response header too long"));
         }
         read_more(&mut stream, &mut received)?;
     };
-    let header = std::str::from_utf8(&received[..header_len])
-        .map_err(|_| invalid("response header is not UTF-8"))?;
-    let status = header
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("no status code in the response"))?;
-    let content_len: usize = header
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .ok_or_else(|| invalid("no Content-Length in the response"))?;
-    while received.len() < header_len + content_len {
+    let content_len = match head.body {
+        Body::Length(len) => len as usize,
+        Body::Empty => 0,
+        Body::Chunked | Body::UntilClose => {
+            return Err(invalid("no Content-Length in the response"));
+        }
+    };
+    while received.len() < head.len + content_len {
         read_more(&mut stream, &mut received)?;
     }
     Ok(HttpResponse {
-        status,
-        header_len,
-        body_len: received.len() - header_len,
+        status: head.status,
+        header_len: head.len,
+        body_len: received.len() - head.len,
     })
 }
 

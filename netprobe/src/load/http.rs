@@ -1,7 +1,8 @@
 //! HTTP/1.1 on a keep-alive connection: the one GET request sent over and
 //! over, and a reader that takes one whole response at a time off the
-//! connection (head, then a body framed by Content-Length, chunked encoding
-//! or the end of the connection) without allocating.
+//! connection (its head, parsed by [`crate::http_response`], then a body
+//! framed by Content-Length, chunked encoding or the end of the connection)
+//! without allocating.
 
 use std::io;
 
@@ -9,10 +10,10 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use super::url::Url;
+use crate::http_response::{Body, HeadError, parse_head};
 
 /// Room for a response head or a chunk-size line, which must fit whole.
 const BUFFER_SIZE: usize = 16 * 1024;
-const MAX_HEADERS: usize = 64;
 
 #[derive(Debug, Error)]
 pub enum HttpError {
@@ -20,12 +21,10 @@ pub enum HttpError {
     Closed,
     #[error(transparent)]
     Io(#[from] io::Error),
-    #[error("malformed response head: {0}")]
-    Head(#[from] httparse::Error),
+    #[error(transparent)]
+    Head(#[from] HeadError),
     #[error("response head or chunk line longer than {BUFFER_SIZE} bytes")]
     TooLong,
-    #[error("invalid Content-Length")]
-    ContentLength,
     #[error("malformed chunked body")]
     Chunked,
 }
@@ -52,20 +51,6 @@ pub struct Response {
     pub status: u16,
     /// Whether the connection can carry the next request.
     pub keep_alive: bool,
-}
-
-/// How the body after a head ends (RFC 9112 section 6.3).
-enum Body {
-    Empty,
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
-struct Head {
-    len: usize,
-    response: Response,
-    body: Body,
 }
 
 /// Reads responses from one connection, keeping bytes that arrive past the
@@ -97,7 +82,7 @@ impl ResponseReader {
     /// Reads one whole response, skipping its body.
     pub async fn read<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<Response, HttpError> {
         let head = loop {
-            if let Some(head) = self.parse_head()? {
+            if let Some(head) = parse_head(&self.buffer[self.start..self.end])? {
                 break head;
             }
             self.fill(io).await?;
@@ -109,54 +94,10 @@ impl ResponseReader {
             Body::Chunked => self.skip_chunked(io).await?,
             Body::UntilClose => self.skip_until_close(io).await?,
         }
-        Ok(head.response)
-    }
-
-    fn parse_head(&self) -> Result<Option<Head>, HttpError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut headers);
-        let httparse::Status::Complete(len) = parsed.parse(&self.buffer[self.start..self.end])?
-        else {
-            return Ok(None);
-        };
-        let status = parsed.code.unwrap_or_default();
-        // HTTP/1.1 keeps the connection unless told otherwise, 1.0 the reverse.
-        let mut keep_alive = parsed.version == Some(1);
-        let mut length = None;
-        let mut transfer_encoding = None;
-        for header in parsed.headers.iter() {
-            if header.name.eq_ignore_ascii_case("connection") {
-                for option in tokens(header.value) {
-                    if option.eq_ignore_ascii_case(b"close") {
-                        keep_alive = false;
-                    } else if option.eq_ignore_ascii_case(b"keep-alive") {
-                        keep_alive = true;
-                    }
-                }
-            } else if header.name.eq_ignore_ascii_case("content-length") {
-                let value = parse_length(header.value).ok_or(HttpError::ContentLength)?;
-                if length.is_some_and(|previous| previous != value) {
-                    return Err(HttpError::ContentLength);
-                }
-                length = Some(value);
-            } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                transfer_encoding = tokens(header.value).last();
-            }
-        }
-        let body = match (status, transfer_encoding, length) {
-            (100..=199 | 204 | 304, _, _) => Body::Empty,
-            (_, Some(coding), _) if coding.eq_ignore_ascii_case(b"chunked") => Body::Chunked,
-            (_, Some(_), _) | (_, None, None) => Body::UntilClose,
-            (_, None, Some(len)) => Body::Length(len),
-        };
-        if matches!(body, Body::UntilClose) {
-            keep_alive = false;
-        }
-        Ok(Some(Head {
-            len,
-            response: Response { status, keep_alive },
-            body,
-        }))
+        Ok(Response {
+            status: head.status,
+            keep_alive: head.keep_alive,
+        })
     }
 
     /// Reads more bytes after the unconsumed ones.
@@ -251,22 +192,6 @@ impl ResponseReader {
             }
         }
     }
-}
-
-/// The comma-separated elements of a header value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|token| !token.is_empty())
-}
-
-fn parse_length(value: &[u8]) -> Option<u64> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 #[cfg(test)]
