@@ -83,7 +83,7 @@ pub fn discover(nic_name: &str, node: &NetNs) -> Result<Datapath, DiscoveryError
         .filter(|link| {
             link.vxlan
                 .as_ref()
-                .is_some_and(|vxlan| vxlan.link.is_none_or(|lower| lower == nic.index))
+                .is_some_and(|vxlan| vxlan.lower.is_none_or(|lower| lower == nic.index))
         })
         .map(device)
         .collect();
@@ -147,13 +147,13 @@ fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>,
         };
         let Some(node_id) = node_id else { continue };
         for link in links {
-            if link.link_netnsid != Some(node_id) {
+            if link.peer_netnsid != Some(node_id) {
                 continue;
             }
-            let lower = link.link.unwrap_or(0);
+            let peer = link.peer.unwrap_or(0);
             let is_pod = match link.kind.as_str() {
-                "veth" => ports.iter().any(|port| port.index == lower),
-                "macvlan" | "ipvlan" => lower == nic.index,
+                "veth" => ports.iter().any(|port| port.index == peer),
+                "macvlan" | "ipvlan" => peer == nic.index,
                 _ => false,
             };
             if is_pod {

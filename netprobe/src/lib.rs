@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod bench;
+pub mod bpf_link;
 pub mod clock;
 pub mod discovery;
 pub mod ethtool;
@@ -12,7 +13,6 @@ pub mod filter;
 pub mod http_response;
 pub mod kernel_btf;
 pub mod lab;
-pub mod links;
 pub mod load;
 pub mod netlink;
 pub mod netns;

@@ -1,6 +1,7 @@
-//! rtnetlink queries in the calling thread's network namespace: the links
-//! discovery walks, the namespace ids that tie a veth to its peer, and the
-//! addresses, neighbours and forwarding entries the fast path follows.
+//! rtnetlink queries in the calling thread's network namespace: the network
+//! devices ("links" to rtnetlink) discovery walks, the namespace ids that tie
+//! a veth to its peer, and the addresses, neighbours and forwarding entries
+//! the fast path follows.
 
 use std::{
     io,
@@ -51,11 +52,12 @@ pub struct Link {
     pub kind: String,
     /// The bridge (or bond) this device is a port of.
     pub master: Option<u32>,
-    /// The other end: a veth's peer, the lower device of a macvlan.
-    pub link: Option<u32>,
-    /// Namespace of `link`, as an id local to this namespace; `None` when it
+    /// The device it is tied to (rtnetlink's "link"): a veth's peer, the
+    /// lower device of a macvlan or ipvlan.
+    pub peer: Option<u32>,
+    /// Namespace of `peer`, as an id local to this namespace; `None` when it
     /// is in this namespace.
-    pub link_netnsid: Option<i32>,
+    pub peer_netnsid: Option<i32>,
     pub mac: Vec<u8>,
     pub mtu: u32,
     /// Administratively up with carrier: the device passes traffic.
@@ -70,11 +72,11 @@ pub struct Vxlan {
     pub vni: u32,
     pub port: u16,
     /// The device it sends through (`dev eth0`).
-    pub link: Option<u32>,
+    pub lower: Option<u32>,
     pub local: Option<Ipv4Addr>,
 }
 
-/// All links of the calling thread's namespace.
+/// All network devices of the calling thread's namespace.
 pub fn links() -> Result<Vec<Link>, NetlinkError> {
     const REQUEST: &str = "link dump";
     let replies = request(
@@ -92,7 +94,8 @@ pub fn links() -> Result<Vec<Link>, NetlinkError> {
 }
 
 /// The id this namespace uses for `other`, assigning one if needed (as
-/// `ip netns set` would). Links that point into `other` carry this id.
+/// `ip netns set` would). Devices whose peer is in `other` carry this id
+/// as their [`Link::peer_netnsid`].
 pub fn netns_id(other: &NetNs) -> Result<Option<i32>, NetlinkError> {
     const REQUEST: &str = "namespace id";
     let mut message = NsidMessage::default();
@@ -226,8 +229,8 @@ fn link_from(message: LinkMessage) -> Link {
         match attribute {
             LinkAttribute::IfName(name) => link.name = name,
             LinkAttribute::Controller(master) => link.master = Some(master),
-            LinkAttribute::Link(peer) if peer != 0 => link.link = Some(peer),
-            LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
+            LinkAttribute::Link(peer) if peer != 0 => link.peer = Some(peer),
+            LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(id),
             LinkAttribute::Address(mac) => link.mac = mac,
             LinkAttribute::Mtu(mtu) => link.mtu = mtu,
             LinkAttribute::Xdp(xdp) => link.xdp_prog_id = xdp_prog_id(&xdp),
@@ -259,14 +262,14 @@ fn vxlan_from(attributes: &[InfoVxlan]) -> Vxlan {
     let mut vxlan = Vxlan {
         vni: 0,
         port: 0,
-        link: None,
+        lower: None,
         local: None,
     };
     for attribute in attributes {
         match attribute {
             InfoVxlan::Id(vni) => vxlan.vni = *vni,
             InfoVxlan::Port(port) => vxlan.port = *port,
-            InfoVxlan::Link(link) if *link != 0 => vxlan.link = Some(*link),
+            InfoVxlan::Link(lower) if *lower != 0 => vxlan.lower = Some(*lower),
             InfoVxlan::Local(local) => vxlan.local = Some(*local),
             _ => {}
         }

@@ -14,7 +14,7 @@ use super::{
     state::{self, FastpathId, FastpathState},
     sync,
 };
-use crate::{links::XdpModeChoice, netns::NetNs, privilege::require_bpf_privileges};
+use crate::{bpf_link::XdpModeChoice, netns::NetNs, privilege::require_bpf_privileges};
 
 #[derive(Debug, Args)]
 pub struct FastpathArgs {

@@ -22,8 +22,8 @@ use super::{
     state::{self, FastpathId, FastpathState, LINK_PIN, VxlanDevice},
 };
 use crate::{
+    bpf_link::{self, AttachError, XdpModeChoice, error_chain, xdp_mode_name},
     ethtool::Feature,
-    links::{self, AttachError, XdpModeChoice, error_chain, xdp_mode_name},
     netlink::{self, Link},
     netns::NetNs,
 };
@@ -170,7 +170,7 @@ fn choose_vxlan(
     let on_nic = |link: &&Link| {
         link.vxlan
             .as_ref()
-            .is_some_and(|vxlan| vxlan.link.is_none_or(|lower| lower == nic.index))
+            .is_some_and(|vxlan| vxlan.lower.is_none_or(|lower| lower == nic.index))
     };
     let wanted = |link: &&Link| {
         link.vxlan.as_ref().is_some_and(|vxlan| {
@@ -289,14 +289,15 @@ fn attach(
     };
     match hook {
         FastpathHook::Xdp => {
-            let (link, mode) = links::attach_xdp(loaded.xdp()?, nic.index, node, options.xdp_mode)
-                .map_err(attach_error)?;
+            let (link, mode) =
+                bpf_link::attach_xdp(loaded.xdp()?, nic.index, node, options.xdp_mode)
+                    .map_err(attach_error)?;
             Ok((link, Some(mode)))
         }
         FastpathHook::Tc => {
             // Last in the tcx chain: programs before it (netprobe's probes
             // among them) still see every packet.
-            let link = links::attach_tcx(
+            let link = bpf_link::attach_tcx(
                 loaded.tc()?,
                 &nic.name,
                 TcAttachType::Ingress,
@@ -359,10 +360,10 @@ fn complete_peer_checksums(
     node: &NetNs,
     id: &FastpathId,
 ) -> Result<Option<devices::DeviceChange>, FastpathError> {
-    let (true, Some(peer)) = (nic.kind == "veth", nic.link) else {
+    let (true, Some(peer)) = (nic.kind == "veth", nic.peer) else {
         return Ok(None);
     };
-    let netns = match nic.link_netnsid {
+    let netns = match nic.peer_netnsid {
         Some(nsid) => Some(devices::named_netns_by_id(node, nsid)?.ok_or_else(|| {
             FastpathError::PeerUnreachable {
                 interface: id.to_string(),

@@ -191,6 +191,6 @@ fn pod(view: &NodeView, bridge: &Link, state: NeighbourState, mac: &[u8]) -> Res
             _pad: 0,
         },
         port: port.name.clone(),
-        peer: port.link.map(|peer| (peer, port.link_netnsid)),
+        peer: port.peer.map(|peer| (peer, port.peer_netnsid)),
     })
 }

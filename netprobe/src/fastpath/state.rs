@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FastpathHook, devices::DeviceChange};
 use crate::{
-    links::xdp_mode_name,
+    bpf_link::xdp_mode_name,
     record::{self, PIN_DIR, io_error},
 };
 

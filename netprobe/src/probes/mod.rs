@@ -20,7 +20,7 @@ pub use self::{
     session::{ProbeSession, probe_config},
     snapshot::{Merge, Snapshot, empty_histogram},
 };
-pub use crate::links::XdpModeChoice;
+pub use crate::bpf_link::XdpModeChoice;
 
 /// The probes object, built by `cargo xtask build-ebpf`.
 pub static PROBES_OBJECT: &[u8] =

@@ -20,18 +20,18 @@ use super::{
     LoadedProbes, ProbeError, ProbeOptions, ProgramCost, Snapshot, Unobserved, XdpModeChoice,
 };
 use crate::{
+    bpf_link::{self, AttachError, error_chain, xdp_mode_name},
     clock::now_ns,
     kernel_btf::{self, BtfError},
-    links::{self, AttachError, error_chain, xdp_mode_name},
     netns::NetNs,
     path::{Datapath, Device, Direction, FastpathHook, Hook, ProbePath},
 };
 
 /// Loaded and attached probes. Dropping it detaches everything.
 pub struct ProbeSession {
-    // Links first: they drop before the programs they point to. Empty
+    // bpf_links first: they drop before the programs they point to. Empty
     // while paused.
-    links: Vec<(Hook, FdLink)>,
+    bpf_links: Vec<(Hook, FdLink)>,
     probes: LoadedProbes,
     /// Holds the kernel's run-time statistics on, when costs are measured.
     stats: Option<OwnedFd>,
@@ -152,7 +152,7 @@ impl ProbeSession {
             load_program(&mut probes, hook, btf)?;
         }
         let mut session = Self {
-            links: Vec::new(),
+            bpf_links: Vec::new(),
             probes,
             stats,
             path: path.clone(),
@@ -169,12 +169,12 @@ impl ProbeSession {
     /// Attaches every loaded program not attached yet to its hook.
     fn attach(&mut self) -> Result<(), StartError> {
         for hook in Hook::ALL.into_iter().filter(|hook| self.path.uses(*hook)) {
-            if self.links.iter().any(|(attached, _)| *attached == hook) {
+            if self.bpf_links.iter().any(|(attached, _)| *attached == hook) {
                 continue;
             }
             let link = match hook {
                 Hook::Xdp => {
-                    let (link, mode) = links::attach_xdp(
+                    let (link, mode) = bpf_link::attach_xdp(
                         self.probes.program(hook)?,
                         self.datapath.nic.ifindex,
                         &self.node,
@@ -193,7 +193,7 @@ impl ProbeSession {
                     // First in the tcx chain, so a later program that drops
                     // or redirects cannot hide packets from the probe; the
                     // probe always lets the chain go on.
-                    links::attach_tcx(
+                    bpf_link::attach_tcx(
                         self.probes.program(hook)?,
                         &self.datapath.nic.name,
                         attach_type,
@@ -211,7 +211,7 @@ impl ProbeSession {
                         .into()
                 }
             };
-            self.links.push((hook, link));
+            self.bpf_links.push((hook, link));
         }
         Ok(())
     }
@@ -220,7 +220,7 @@ impl ProbeSession {
     /// with their maps: traffic then runs none of them (tracepoints fire
     /// for every namespace's), and resuming is quick.
     pub fn pause(&mut self) {
-        self.links.clear();
+        self.bpf_links.clear();
     }
 
     /// Detaches the programs on the kernel's tracepoints, which run for
@@ -229,14 +229,15 @@ impl ProbeSession {
     /// Detaching each of those waits for an RCU grace period (10-20 ms
     /// here).
     pub fn quiesce(&mut self) {
-        self.links.retain(|(hook, _)| hook.tracepoint().is_none());
+        self.bpf_links
+            .retain(|(hook, _)| hook.tracepoint().is_none());
     }
 
     /// Attaches again what [`Self::pause`] or [`Self::quiesce`] detached.
     pub fn resume(&mut self) -> Result<(), ProbeError> {
         self.attach().map_err(|error| {
             // All or nothing: a later resume tries every hook again.
-            self.links.clear();
+            self.bpf_links.clear();
             match error {
                 StartError::Fatal(error) => error,
                 StartError::Unavailable(hook, reason) => ProbeError::Resume {
