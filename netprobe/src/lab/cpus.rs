@@ -2,8 +2,8 @@
 //! side gets the first half, where nginx runs one worker per CPU, pinned;
 //! the client's side the rest, where the load generator's threads run.
 //! Apart, as on the study's two machines, a request's wake-ups cross CPUs
-//! the same way in every run. Sharing them, how a run's connections fell on
-//! nginx's workers moved its median by a sixth from one run to the next.
+//! the same way in every run; shared, how a run's connections fall on
+//! nginx's workers moves its median by up to a sixth between runs.
 
 use std::{io, mem};
 
