@@ -5,7 +5,9 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use netprobe::{netlink, netns::NetNs};
+use netprobe::netns::NetNs;
+
+use super::hooks::DeviceHooks;
 
 /// The eBPF programs that exist only for tests.
 pub static TESTING_OBJECT: &[u8] =
@@ -34,12 +36,5 @@ pub fn attach_foreign_xdp(netns: &NetNs, device: &str) -> (Ebpf, u32) {
 
 /// Id of the XDP program on `device` in `netns`, if any.
 pub fn xdp_program_on(netns: &NetNs, device: &str) -> Option<u32> {
-    netns
-        .run(netlink::links)
-        .expect("enter namespace")
-        .expect("links")
-        .into_iter()
-        .find(|link| link.name == device)
-        .expect("the device")
-        .xdp_prog_id
+    DeviceHooks::of(netns, device).xdp
 }

@@ -4,6 +4,7 @@
 pub mod fastpath;
 pub mod foreign;
 pub mod frames;
+pub mod hooks;
 pub mod loopback;
 pub mod session;
 pub mod traffic;
