@@ -2,6 +2,7 @@
 //! whose delays, stalls, statuses and closes each test chooses.
 
 use std::{
+    fmt,
     io::{self, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     process::Command,
@@ -40,11 +41,15 @@ struct State {
     behavior: Behavior,
     received: AtomicU64,
     stall_until: Mutex<Option<Instant>>,
+    /// When each request arrived: over loopback, when it was sent.
+    arrivals: Mutex<Vec<Instant>>,
 }
 
 impl State {
-    /// Waits out the delay and any stall under way.
+    /// Notes the request's arrival and waits out the delay and any stall
+    /// under way.
     fn hold(&self) {
+        self.arrivals.lock().unwrap().push(Instant::now());
         let received = self.received.fetch_add(1, Ordering::SeqCst) + 1;
         let stall_until = {
             let mut stall_until = self.stall_until.lock().unwrap();
@@ -67,6 +72,7 @@ impl State {
 /// The server, with a thread per connection; it stops accepting on drop.
 struct Server {
     addr: SocketAddr,
+    state: Arc<State>,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -80,9 +86,11 @@ impl Server {
             behavior,
             received: AtomicU64::new(0),
             stall_until: Mutex::new(None),
+            arrivals: Mutex::new(Vec::new()),
         });
         let acceptor = thread::spawn({
             let stop = stop.clone();
+            let state = state.clone();
             move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -96,6 +104,7 @@ impl Server {
         });
         Self {
             addr,
+            state,
             stop,
             acceptor: Some(acceptor),
         }
@@ -103,6 +112,13 @@ impl Server {
 
     fn url(&self) -> String {
         format!("http://{}/index.html", self.addr)
+    }
+
+    /// When the requests received since the last call arrived, in order.
+    fn take_arrivals(&self) -> Vec<Instant> {
+        let mut arrivals = std::mem::take(&mut *self.state.arrivals.lock().unwrap());
+        arrivals.sort_unstable();
+        arrivals
     }
 }
 
@@ -232,6 +248,99 @@ fn a_stall_stays_in_the_latency_of_every_request_it_held_up() {
     assert_rate_within(report, 0.01);
 }
 
+/// How late (p99) a request may go out and still count as sent on time:
+/// two send intervals of the runs below (2000 requests/s), ten times the
+/// p99 of a timer's wake-up here (about 100 us).
+const SEND_LAG_BOUND: u64 = MS;
+
+/// How a run missed its schedule.
+enum Miss {
+    /// Requests the server received in the measured window, against the
+    /// rate asked for, off by more than 1%.
+    SentInWindow { sent: usize, expected: f64 },
+    /// The generator's own send lag, p99.
+    GeneratorLag { p99_ns: u64 },
+    /// The time from each due time to its request's arrival at the server,
+    /// p99.
+    ArrivalLag { p99_ns: u64 },
+}
+
+impl fmt::Display for Miss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Miss::SentInWindow { sent, expected } => write!(
+                f,
+                "{sent} requests sent in the measured window, not {expected} ± 1%"
+            ),
+            Miss::GeneratorLag { p99_ns } => {
+                write!(f, "send lag p99 {p99_ns} ns, over {SEND_LAG_BOUND} ns")
+            }
+            Miss::ArrivalLag { p99_ns } => write!(
+                f,
+                "requests reached the server {p99_ns} ns after their due time (p99), \
+                 over {SEND_LAG_BOUND} ns"
+            ),
+        }
+    }
+}
+
+fn listed(misses: &[Miss]) -> String {
+    let misses: Vec<String> = misses.iter().map(ToString::to_string).collect();
+    misses.join("; ")
+}
+
+/// How `report`'s run missed its schedule, judged also by `arrivals`, the
+/// server's record of when each request arrived (over loopback, when it
+/// was sent): a request counts in the window it went out in, not the one
+/// it was due in.
+fn schedule_misses(report: &LoadReport, arrivals: &[Instant]) -> Vec<Miss> {
+    let first = *arrivals.first().expect("the server received requests");
+    let sent: Vec<f64> = arrivals
+        .iter()
+        .map(|arrival| arrival.duration_since(first).as_nanos() as f64)
+        .collect();
+    let interval = 1e9 / report.requested_rate;
+    // Request k is due at start + k × interval and is never sent early, so
+    // the k-th arrival comes no sooner than the k-th due time: the
+    // schedule starts at, or a send lag before, the earliest of
+    // arrival k - k × interval.
+    let start = sent
+        .iter()
+        .enumerate()
+        .map(|(k, at)| at - k as f64 * interval)
+        .fold(f64::INFINITY, f64::min);
+    let from = start + report.warmup_ns as f64;
+    let window = from..from + report.duration_ns as f64;
+    let in_window = sent.iter().filter(|at| window.contains(at)).count();
+    let expected = report.requested_rate * report.duration_ns as f64 / 1e9;
+    let mut lags: Vec<u64> = sent
+        .iter()
+        .enumerate()
+        .map(|(k, at)| (at - start - k as f64 * interval) as u64)
+        .collect();
+    lags.sort_unstable();
+    let arrival_p99 = lags[lags.len() * 99 / 100];
+
+    let mut misses = Vec::new();
+    if (in_window as f64 / expected - 1.0).abs() > 0.01 {
+        misses.push(Miss::SentInWindow {
+            sent: in_window,
+            expected,
+        });
+    }
+    if report.send_lag.p99_ns > SEND_LAG_BOUND {
+        misses.push(Miss::GeneratorLag {
+            p99_ns: report.send_lag.p99_ns,
+        });
+    }
+    if arrival_p99 > SEND_LAG_BOUND {
+        misses.push(Miss::ArrivalLag {
+            p99_ns: arrival_p99,
+        });
+    }
+    misses
+}
+
 #[test]
 fn holds_the_requested_rate() {
     let _exclusive = exclusive();
@@ -249,7 +358,55 @@ fn holds_the_requested_rate() {
             (0, 0, 0),
             "{report:#?}"
         );
+        let misses = schedule_misses(&report, &server.take_arrivals());
+        assert!(
+            misses.is_empty(),
+            "{pacing} pacing: {}\n{report:#?}",
+            listed(&misses)
+        );
     }
+}
+
+#[test]
+fn a_generator_that_sends_late_misses_its_schedule() {
+    let _exclusive = exclusive();
+    // A 100 ms stall of the server some 400 ms into the window: the
+    // requests due in it go out late, once their connection is free, but
+    // within the window, so that the rate counted by due time holds.
+    let stalled = Server::start(Behavior {
+        stall: Some((1000, Duration::from_millis(100))),
+        ..Behavior::default()
+    });
+    let report = run(&config(stalled.url(), 2000.0, 8, 1000)).report;
+    assert_rate_within(&report, 0.01);
+    let misses = schedule_misses(&report, &stalled.take_arrivals());
+    assert!(
+        misses
+            .iter()
+            .any(|miss| matches!(miss, Miss::GeneratorLag { .. }))
+            && misses
+                .iter()
+                .any(|miss| matches!(miss, Miss::ArrivalLag { .. })),
+        "{}\n{report:#?}",
+        listed(&misses)
+    );
+
+    // A server slower than the connections can carry the rate (8 × 1 / 5 ms
+    // = 1600 requests/s of 2000): the generator falls further behind all
+    // run, and fewer requests go out in the window than asked for.
+    let slow = Server::start(Behavior {
+        delay: Duration::from_millis(5),
+        ..Behavior::default()
+    });
+    let report = run(&config(slow.url(), 2000.0, 8, 1000)).report;
+    let misses = schedule_misses(&report, &slow.take_arrivals());
+    assert!(
+        misses
+            .iter()
+            .any(|miss| matches!(miss, Miss::SentInWindow { .. })),
+        "{}\n{report:#?}",
+        listed(&misses)
+    );
 }
 
 #[test]
