@@ -1,6 +1,7 @@
 //! The probes' XDP and TC programs run with BPF_PROG_TEST_RUN on crafted
-//! frames: each returns pass, leaves the frame byte-for-byte unchanged, and
-//! records exactly the fingerprint the frame should give (or none).
+//! frames, one test per frame and hook: each returns pass, leaves the frame
+//! byte-for-byte unchanged, and records exactly the fingerprint the frame
+//! should give (or none).
 
 mod support;
 
@@ -10,10 +11,11 @@ use aya::{
 };
 use netprobe::{path::Hook, probes::LoadedProbes};
 use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey};
+use rstest::rstest;
 use support::{
     frames::{
-        self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, Frame, IPPROTO_ICMP, Ipv4, MAC_A, MAC_B,
-        skb_runner_refuses,
+        self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, Frame, IPPROTO_ICMP, IPPROTO_UDP, Ipv4, MAC_A,
+        MAC_B, skb_runner_refuses,
     },
     loopback::probes_on_loopback,
     require_root,
@@ -94,84 +96,146 @@ fn key(protocol: u8, ip_id: u32, word0: u32, word1: u32) -> FlightKey {
 }
 
 const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+const UDP_PAYLOAD: [u8; 6] = [0xde, 0xad, 0xbe, 0xef, 1, 2];
 
-/// Frames the probes follow, with the fingerprint each must give.
-fn followed_frames() -> Vec<(&'static str, Frame, FlightKey)> {
-    let tcp4 = frames::ipv4_tcp(0x1234, 1000, 2000, PAYLOAD);
-    let tcp_key = key(6, 0x1234, 1000, 2000);
-    let vlan = Frame::default()
-        .ethernet(MAC_B, MAC_A, ETH_P_8021Q)
-        .vlan(100, ETH_P_IP)
-        .inner(&strip_ethernet(&tcp4))
-        .build();
-    let qinq = Frame::default()
-        .ethernet(MAC_B, MAC_A, ETH_P_8021AD)
-        .vlan(200, ETH_P_8021Q)
-        .vlan(100, ETH_P_IP)
-        .inner(&strip_ethernet(&tcp4))
-        .build();
-    let udp_payload = [0xde, 0xad, 0xbe, 0xef, 1, 2];
-    vec![
-        ("IPv4 TCP", tcp4.clone(), tcp_key),
-        ("IPv6 TCP", frames::ipv6_tcp(7, 8, PAYLOAD), key(6, 0, 7, 8)),
-        (
-            "IPv4 UDP",
-            frames::ipv4_udp(0x99, 53, &udp_payload),
-            key(17, 0x99, 14, u32::from_ne_bytes([0xde, 0xad, 0xbe, 0xef])),
-        ),
-        (
-            "IPv6 UDP",
-            frames::ipv6_udp(&udp_payload),
-            key(17, 0, 14, u32::from_ne_bytes([0xde, 0xad, 0xbe, 0xef])),
-        ),
-        ("802.1Q TCP", vlan, tcp_key),
-        ("802.1ad TCP", qinq, tcp_key),
-        ("VXLAN 8472", frames::vxlan(&tcp4, 8472, 1), tcp_key),
-        ("VXLAN 4789", frames::vxlan(&tcp4, 4789, 1), tcp_key),
-        (
-            "VXLAN IPv6 inner",
-            frames::vxlan(&frames::ipv6_tcp(7, 8, PAYLOAD), 8472, 1),
-            key(6, 0, 7, 8),
-        ),
-    ]
+fn tcp4() -> Frame {
+    frames::ipv4_tcp(0x1234, 1000, 2000, PAYLOAD)
 }
 
-/// Frames the probes must pass without following.
-fn ignored_frames() -> Vec<(&'static str, Frame)> {
-    let icmp_ip = Ipv4::new(
+fn tcp4_key() -> FlightKey {
+    key(6, 0x1234, 1000, 2000)
+}
+
+fn tcp6() -> Frame {
+    frames::ipv6_tcp(7, 8, PAYLOAD)
+}
+
+fn tcp6_key() -> FlightKey {
+    key(6, 0, 7, 8)
+}
+
+/// A UDP datagram's key: its length and its first four payload bytes.
+fn udp_key(ip_id: u32) -> FlightKey {
+    key(
+        IPPROTO_UDP,
+        ip_id,
+        14,
+        u32::from_ne_bytes([0xde, 0xad, 0xbe, 0xef]),
+    )
+}
+
+/// `tcp4` behind VLAN tags of these EtherTypes (outermost first).
+fn tagged(tags: &[u16]) -> Frame {
+    let mut frame = Frame::default();
+    frame.ethernet(MAC_B, MAC_A, tags[0]);
+    for (index, _) in tags.iter().enumerate() {
+        let next = tags.get(index + 1).copied().unwrap_or(ETH_P_IP);
+        frame.vlan(100 + index as u16, next);
+    }
+    frame.inner(&strip_ethernet(&tcp4())).build()
+}
+
+/// A frame the probes follow, at `hook`: whole, it gives `expected` (in the
+/// hook's direction) and passes unchanged; cut at each header boundary and
+/// at every byte before the end of what the fingerprint reads, it passes
+/// unchanged and is not followed.
+#[rstest]
+#[case::ipv4_tcp(tcp4(), tcp4_key())]
+#[case::ipv6_tcp(tcp6(), tcp6_key())]
+#[case::ipv4_udp(frames::ipv4_udp(0x99, 53, &UDP_PAYLOAD), udp_key(0x99))]
+#[case::ipv6_udp(frames::ipv6_udp(&UDP_PAYLOAD), udp_key(0))]
+#[case::vlan_8021q_tcp(tagged(&[ETH_P_8021Q]), tcp4_key())]
+#[case::qinq_8021ad_tcp(tagged(&[ETH_P_8021AD, ETH_P_8021Q]), tcp4_key())]
+#[case::vxlan_8472(frames::vxlan(&tcp4(), 8472, 1), tcp4_key())]
+#[case::vxlan_4789(frames::vxlan(&tcp4(), 4789, 1), tcp4_key())]
+#[case::vxlan_ipv6_inner(frames::vxlan(&tcp6(), 8472, 1), tcp6_key())]
+fn a_followed_frame_gives_its_fingerprint_and_none_cut_short(
+    #[case] frame: Frame,
+    #[case] expected: FlightKey,
+    #[values(Hook::Xdp, Hook::TcIngress, Hook::TcEgress)] hook: Hook,
+) {
+    let mut probes = probes_starting_at(hook, "");
+    let direction = if hook == Hook::TcEgress {
+        DIRECTION_EGRESS
+    } else {
+        DIRECTION_INGRESS
+    };
+    let expected = FlightKey {
+        direction: direction as u8,
+        ..expected
+    };
+    assert_eq!(run(&mut probes, hook, &frame.bytes), vec![expected]);
+
+    // The last boundary ends the payload. A TCP key is in the TCP header;
+    // a UDP key reads the payload's first four bytes too.
+    let headers_end = frame.boundaries[frame.boundaries.len() - 2];
+    let key_end = headers_end
+        + if expected.protocol == IPPROTO_UDP {
+            4
+        } else {
+            0
+        };
+    for cut in 14..key_end {
+        let truncated = &frame.bytes[..cut];
+        match try_run(&mut probes, hook, truncated) {
+            Ok(flights) => assert_eq!(flights, vec![], "cut at {cut}"),
+            Err(_) => assert!(
+                hook != Hook::Xdp && skb_runner_refuses(truncated),
+                "cut at {cut} refused"
+            ),
+        }
+    }
+}
+
+fn icmp_echo() -> Frame {
+    let ip = Ipv4::new(
         "10.0.0.1".parse().unwrap(),
         "10.0.0.2".parse().unwrap(),
         IPPROTO_ICMP,
         5,
     );
-    let icmp = Frame::default()
+    Frame::default()
         .ethernet(MAC_B, MAC_A, ETH_P_IP)
-        .ipv4(&icmp_ip, 8)
+        .ipv4(&ip, 8)
         .icmp_echo(1, 1)
-        .build();
-    let mut fragment = Ipv4::new(
+        .build()
+}
+
+fn ipv4_fragment() -> Frame {
+    let mut ip = Ipv4::new(
         "10.0.0.1".parse().unwrap(),
         "10.0.0.2".parse().unwrap(),
         6,
         5,
     );
-    fragment.frag = 0x2000;
-    let fragment = Frame::default()
+    ip.frag = 0x2000;
+    Frame::default()
         .ethernet(MAC_B, MAC_A, ETH_P_IP)
-        .ipv4(&fragment, 20 + PAYLOAD.len())
+        .ipv4(&ip, 20 + PAYLOAD.len())
         .tcp(1, 2, 3, 4)
         .payload(PAYLOAD)
-        .build();
-    let arp = Frame::default()
+        .build()
+}
+
+fn arp() -> Frame {
+    Frame::default()
         .ethernet([0xff; 6], MAC_A, 0x0806)
         .payload(&[0; 28])
-        .build();
-    vec![
-        ("ICMP echo", icmp),
-        ("pure ACK", frames::ipv4_tcp(1, 2, 3, &[])),
-        ("IPv4 fragment", fragment),
-        ("ARP", arp),
-    ]
+        .build()
+}
+
+/// A frame the probes must pass unchanged without following.
+#[rstest]
+#[case::icmp_echo(icmp_echo())]
+#[case::pure_ack(frames::ipv4_tcp(1, 2, 3, &[]))]
+#[case::ipv4_fragment(ipv4_fragment())]
+#[case::arp(arp())]
+fn an_ignored_frame_is_not_followed(
+    #[case] frame: Frame,
+    #[values(Hook::Xdp, Hook::TcIngress, Hook::TcEgress)] hook: Hook,
+) {
+    let mut probes = probes_starting_at(hook, "");
+    assert_eq!(run(&mut probes, hook, &frame.bytes), vec![]);
 }
 
 fn strip_ethernet(frame: &Frame) -> Frame {
@@ -179,70 +243,6 @@ fn strip_ethernet(frame: &Frame) -> Frame {
         bytes: frame.bytes[14..].to_vec(),
         boundaries: frame.boundaries[1..].iter().map(|end| end - 14).collect(),
     }
-}
-
-fn check_followed_and_ignored(hook: Hook) {
-    let mut probes = probes_starting_at(hook, "");
-    let direction = if hook == Hook::TcEgress {
-        DIRECTION_EGRESS
-    } else {
-        DIRECTION_INGRESS
-    };
-    for (name, frame, expected) in followed_frames() {
-        let flights = run(&mut probes, hook, &frame.bytes);
-        let expected = FlightKey {
-            direction: direction as u8,
-            ..expected
-        };
-        assert_eq!(flights, vec![expected], "{hook:?}, {name}");
-    }
-    for (name, frame) in ignored_frames() {
-        assert_eq!(
-            run(&mut probes, hook, &frame.bytes),
-            vec![],
-            "{hook:?}, {name}"
-        );
-    }
-}
-
-/// Cuts every frame at each header boundary and at every byte inside its
-/// headers: the program passes it unchanged and follows nothing, since a
-/// header is missing.
-fn check_truncations(hook: Hook) {
-    let mut probes = probes_starting_at(hook, "");
-    for (name, frame, _) in followed_frames() {
-        let headers_end = frame.boundaries[frame.boundaries.len() - 2];
-        for cut in 14..headers_end {
-            match try_run(&mut probes, hook, &frame.bytes[..cut]) {
-                Ok(flights) => assert_eq!(flights, vec![], "{hook:?}, {name} cut at {cut}"),
-                Err(_) => assert!(
-                    hook != Hook::Xdp && skb_runner_refuses(&frame.bytes[..cut]),
-                    "{hook:?}, {name} cut at {cut} refused"
-                ),
-            }
-        }
-    }
-}
-
-#[test]
-fn xdp_fingerprints_every_followed_frame_and_ignores_the_rest() {
-    check_followed_and_ignored(Hook::Xdp);
-}
-
-#[test]
-fn tc_fingerprints_every_followed_frame_and_ignores_the_rest() {
-    check_followed_and_ignored(Hook::TcIngress);
-    check_followed_and_ignored(Hook::TcEgress);
-}
-
-#[test]
-fn xdp_passes_frames_truncated_anywhere_in_the_headers() {
-    check_truncations(Hook::Xdp);
-}
-
-#[test]
-fn tc_passes_frames_truncated_anywhere_in_the_headers() {
-    check_truncations(Hook::TcIngress);
 }
 
 #[test]
