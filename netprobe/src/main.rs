@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use netprobe::{attach, bench, fastpath, lab, load, status};
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
@@ -27,12 +27,30 @@ enum Command {
     /// The study's two machines in network namespaces, for each networking
     /// mode, and the bench that compares them.
     #[command(subcommand_required = true)]
-    Lab(lab::LabArgs),
+    Lab(LabArgs),
     /// Open-loop, constant-rate HTTP/1.1 load (in the style of tcpkali and
     /// wrk2).
     Load(load::LoadArgs),
     /// Render saved `lab bench` results again, or compare two runs.
     Report(bench::ReportArgs),
+}
+
+#[derive(Args)]
+struct LabArgs {
+    #[command(flatten)]
+    options: lab::cli::LabOptions,
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    #[command(flatten)]
+    Lab(lab::cli::LabCommand),
+    /// Compare the modes: for each, build its lab, load nginx at each rate
+    /// and size with the probes on both nodes, and report latency, the
+    /// per-segment attribution and system metrics.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,7 +74,14 @@ fn main() -> ExitCode {
         Command::Status => status::run_status(),
         Command::Detach => status::run_detach(),
         Command::Fastpath(args) => fastpath::cli::run(args),
-        Command::Lab(args) => lab::cli::run(args),
+        Command::Lab(LabArgs {
+            command: LabCommand::Bench(args),
+            ..
+        }) => bench::run_bench(&args),
+        Command::Lab(LabArgs {
+            options,
+            command: LabCommand::Lab(command),
+        }) => lab::cli::run(options, command),
         Command::Load(args) => load::main(args),
         Command::Report(args) => bench::run_report(&args),
     };

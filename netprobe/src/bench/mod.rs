@@ -7,320 +7,40 @@
 //! study's order, the attribution of each mode's extra latency to segments,
 //! and a self-contained `report.html`. `netprobe report DIR` renders saved
 //! results again.
+//!
+//! Two halves, the second never using the first:
+//! - [`run`]: what runs things: the labs, the load generator, the probes,
+//!   the system's counters; it ends in a `results.json`.
+//! - [`analysis`]: what is computed from what was measured: medians, noise,
+//!   the order check, the attribution, the median request's timeline, the
+//!   tables and the page. `netprobe report` uses it alone.
 
-mod attribution;
-mod cpu_idle;
-mod html;
-mod interrupt;
-mod link;
-mod max_rate;
-mod median;
-mod noise;
-mod plan;
-mod progress;
-mod ranking;
-mod render;
-mod request;
-mod results;
-mod runner;
-mod system;
-mod tune;
-
-use std::{
-    fs::{self, File},
-    io::Write as _,
-    os::fd::AsRawFd as _,
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
-use anyhow::{Context as _, Result, bail};
+pub mod analysis;
+mod run;
 
 pub use self::{
-    attribution::{Attribution, attribute},
-    cpu_idle::IdlePolling,
-    plan::{Modes, PlanError, Rates, Sizes},
-    request::MedianRequest,
-    results::{BenchResults, MaxRate, ModeResults, Run, Settings, TuningStep},
-    runner::{BENCH_PREFIX, bench_prefix},
+    analysis::{
+        Attribution, BenchResults, MaxRate, MedianRequest, ModeResults, ReportArgs, Run, Settings,
+        TuningStep, attribute, run_report,
+    },
+    run::{
+        BENCH_PREFIX, BenchArgs, IdlePolling, Modes, PlanError, Rates, Sizes, bench_prefix,
+        run_bench,
+    },
 };
-use self::{
-    plan::{AUTO_SHARES, bytes, mode_time},
-    progress::Progress,
-    runner::{Bench, Load, RUNS_PER_POINT, Runs, SLICES},
-};
-use crate::{
-    lab::{CpuSplit, Mode, STATE_DIR},
-    load::Pacing,
-    privilege::require_bpf_privileges,
-};
+use crate::lab::Mode;
 
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    /// Modes to compare: "all" or a comma-separated list.
-    #[arg(long, default_value = "all")]
-    pub modes: Modes,
-    /// Requested rates (requests/s, comma-separated), or "auto": 10, 30, 50,
-    /// 70 and 90% of the highest rate host sustains.
-    #[arg(long, default_value = "auto")]
-    pub rates: Rates,
-    /// Response sizes in bytes.
-    #[arg(long, default_value = "350,4096")]
-    pub sizes: Sizes,
-    /// Measured time of each run; each rate and size runs twice, without
-    /// and with the probes, and each run in four slices (each after a
-    /// 0.15 s warm-up) for which the modes take turns.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
-    /// Keep-alive connections of the load generator.
-    #[arg(long, default_value_t = crate::load::DEFAULT_CONNECTIONS)]
-    pub connections: usize,
-    /// How the load generator waits for each send time (see `netprobe load
-    /// --pacing`). It spins by default, on the client's own CPUs: on a VM a
-    /// timer's wake-up is late by about 15 us and, worse, keeps the client's
-    /// CPU from responses arriving meanwhile, which left several modes'
-    /// medians on the same plateau at 30% of the maximum rate. With a
-    /// single CPU, shared with nginx, it sleeps instead.
-    #[arg(long, value_enum, default_value_t = Pacing::Spin)]
-    pub pacing: Pacing,
-    /// Apply the study's tuning (RPS/XPS, flow tables, NOTRACK, somaxconn,
-    /// fs.file-max) and report each setting.
-    #[arg(long)]
-    pub tune: bool,
-    /// Also find the highest rate each mode sustains, probes attached
-    /// (about 20 s more per mode).
-    #[arg(long)]
-    pub max_rates: bool,
-    /// Let idle CPUs halt. By default the bench keeps them polling (PM QoS
-    /// /dev/cpu_dma_latency 0): waking a halted vCPU takes tens of
-    /// microseconds, at random, and would swamp the modes' differences.
-    #[arg(long)]
-    pub allow_idle_states: bool,
-    /// Where results.json, table.txt, attribution.txt and report.html go.
-    #[arg(long, default_value = "bench-results")]
-    pub out: PathBuf,
-}
+/// Each run is split into this many slices, the modes taking turns between
+/// them.
+pub const SLICES: usize = 4;
 
-/// Before each slice of a run: the connections are new.
-const WARMUP: Duration = Duration::from_millis(150);
-const TABLE_FILE: &str = "table.txt";
-const ATTRIBUTION_FILE: &str = "attribution.txt";
-const HTML_FILE: &str = "report.html";
-
-pub fn run_bench(args: &BenchArgs) -> Result<()> {
-    require_bpf_privileges()?;
-    if args.connections == 0 {
-        bail!("at least one connection is needed");
-    }
-    let _lock = BenchLock::take()?;
-    fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-
-    let idle = IdlePolling::hold(args.allow_idle_states);
-    let load = Load {
-        duration: args.duration,
-        warmup: WARMUP,
-        connections: args.connections,
-        pacing: pacing_on(args.pacing, &CpuSplit::of_this_process()),
-    };
-    let sizes = &args.sizes.0;
-    let slice_time = load.slice_time();
-    let known_rates = match &args.rates {
-        Rates::Fixed(rates) => rates.len(),
-        Rates::Auto => AUTO_SHARES.len(),
-    };
-    let mut progress = Progress::new(
-        args.modes.0.len() * known_rates * sizes.len() * RUNS_PER_POINT * SLICES,
-        slice_time,
-    );
-    let (global_tuning, tuning) = if args.tune {
-        let (guard, steps) = tune::GlobalTuning::apply()?;
-        (Some(guard), steps)
-    } else {
-        (None, Vec::new())
-    };
-    // Dropped, it puts the machine-wide settings back: at the end, on an
-    // error, or by the interrupt handler.
-    let global_tuning = Arc::new(Mutex::new(global_tuning));
-    interrupt::tear_down_on_interrupt(Arc::clone(&global_tuning))?;
-    let mut bench = Bench::build(
-        &args.modes.0,
-        args.tune,
-        known_rates * sizes.len() * RUNS_PER_POINT * SLICES,
-        &mut progress,
-    )?;
-    let (rates, max_rate) = match &args.rates {
-        Rates::Fixed(rates) => (rates.clone(), None),
-        Rates::Auto => {
-            let host = bench.lab(Mode::Host);
-            let max = max_rate::find_max_rate(host, sizes[0], &load, &progress)?;
-            let rates = AUTO_SHARES
-                .iter()
-                .map(|share| (share * max.rate).round())
-                .collect();
-            (rates, Some(max))
-        }
-    };
-    log::info!(
-        "about {} for the runs",
-        humantime::format_duration(
-            mode_time(
-                rates.len() * RUNS_PER_POINT * SLICES,
-                sizes.len(),
-                slice_time
-            ) * args.modes.0.len() as u32
-        )
-    );
-    let mut results = BenchResults {
-        netprobe: env!("CARGO_PKG_VERSION").to_owned(),
-        kernel: kernel_release(),
-        cpus: std::thread::available_parallelism().map_or(1, usize::from),
-        settings: Settings {
-            modes: args.modes.0.clone(),
-            rates: rates.clone(),
-            sizes: sizes.iter().map(|size| bytes(*size)).collect(),
-            duration_s: args.duration.as_secs_f64(),
-            warmup_s: WARMUP.as_secs_f64(),
-            slices: SLICES,
-            connections: args.connections,
-            pacing: load.pacing,
-            tune: args.tune,
-            cpu_idle: idle.state.clone(),
-        },
-        max_rate,
-        tuning,
-        modes: Vec::new(),
-    };
-    let runs = Runs {
-        rates: &rates,
-        sizes,
-        load,
-        find_max: args.max_rates,
-    };
-    bench.run(
-        &runs,
-        &mut progress,
-        // What is done so far survives a later failure or interruption.
-        |modes| {
-            results.modes = modes.to_vec();
-            results.save(&args.out)
-        },
-    )?;
-    results.modes = bench.down()?;
-    progress.finish();
-    write_reports(&results, &args.out)?;
-    print_out(&format!(
-        "{}\nresults in {}\n",
-        render::Summary(&results),
-        args.out.display()
-    ))
-}
-
-/// Writes the tables and the HTML page for `results` into `dir`.
-fn write_reports(results: &BenchResults, dir: &Path) -> Result<()> {
-    results.save(dir)?;
-    for (file, text) in [
-        (
-            TABLE_FILE,
-            format!(
-                "{}{}",
-                render::LatencyTables(results),
-                ranking::Ranking(results)
-            ),
-        ),
-        (
-            ATTRIBUTION_FILE,
-            render::AttributionTables(results).to_string(),
-        ),
-        (HTML_FILE, html::Page(results).to_string()),
-    ] {
-        let path = dir.join(file);
-        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ReportArgs {
-    /// A directory `netprobe lab bench --out` wrote.
-    pub dir: PathBuf,
-    /// Another results directory to compare with.
-    #[arg(long)]
-    pub compare: Option<PathBuf>,
-}
-
-/// `netprobe report DIR [--compare DIR2]`.
-pub fn run_report(args: &ReportArgs) -> Result<()> {
-    let results = BenchResults::load(&args.dir)?;
-    write_reports(&results, &args.dir)?;
-    let mut text = render::Summary(&results).to_string();
-    if let Some(other) = &args.compare {
-        let other = BenchResults::load(other)?;
-        text.push_str(&format!("\n{}", render::compare(&results, &other)));
-    }
-    print_out(&text)
-}
-
-/// Writes `text` to stdout; a reader that stopped early (`| head`) is fine.
-fn print_out(text: &str) -> Result<()> {
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(error).context("writing to stdout")
-        }
-        _ => Ok(()),
-    }
-}
-
-fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|release| release.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// One bench at a time: the bench's lab has a fixed prefix. The lock is
-/// held while the file stays open.
-struct BenchLock {
-    _file: File,
-}
-
-impl BenchLock {
-    fn take() -> Result<Self> {
-        fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
-        let path = Path::new(STATE_DIR).join("bench.lock");
-        let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            bail!(
-                "another netprobe lab bench is running (its labs {}, ... are in use)",
-                bench_prefix(Mode::Host)
-            );
-        }
-        Ok(Self { _file: file })
-    }
-}
-
-/// The generator spins only on CPUs of its own: on a CPU nginx shares it
-/// would take the time nginx needs to answer.
-fn pacing_on(asked: Pacing, cpus: &CpuSplit) -> Pacing {
-    if asked == Pacing::Spin && cpus.shared() {
-        log::warn!(
-            "client and server share their CPUs: the load generator sleeps between sends \
-             instead of spinning, which would starve nginx"
-        );
-        return Pacing::Timer;
-    }
-    asked
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_generator_spins_only_on_cpus_of_its_own() {
-        let apart = CpuSplit::of(&[0, 1]);
-        let shared = CpuSplit::of(&[0]);
-        assert_eq!(pacing_on(Pacing::Spin, &apart), Pacing::Spin);
-        assert_eq!(pacing_on(Pacing::Spin, &shared), Pacing::Timer);
-        assert_eq!(pacing_on(Pacing::Timer, &apart), Pacing::Timer);
-    }
-}
+/// The study's order of the modes by latency, fastest first; the last step
+/// is strict. The order check compares neighbours in it, and the modes take
+/// their turns in it so that those neighbours run next to each other.
+pub const STUDY_ORDER: [Mode; 5] = [
+    Mode::Host,
+    Mode::Macvlan,
+    Mode::FlannelHostgw,
+    Mode::AwsVpc,
+    Mode::FlannelVxlan,
+];

@@ -17,18 +17,18 @@ use crate::fastpath;
 /// The prefix of the lab the CLI manages, unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "nplab";
 
+/// What every `netprobe lab` command takes.
 #[derive(Debug, Args)]
-pub struct LabArgs {
+pub struct LabOptions {
     /// Prefix of every namespace of the lab and of its state file; `down`
     /// removes only what carries it.
     #[arg(long, global = true, default_value = DEFAULT_PREFIX)]
-    prefix: String,
-    #[command(subcommand)]
-    command: LabCommand,
+    pub prefix: String,
 }
 
+/// The lab's own commands (`main` adds the bench beside them).
 #[derive(Debug, Subcommand)]
-enum LabCommand {
+pub enum LabCommand {
     /// Build the lab (replacing one with the same prefix) and start nginx
     /// in the server's namespace.
     Up {
@@ -53,10 +53,6 @@ enum LabCommand {
     },
     /// Show the lab: namespaces, addresses, server URLs.
     Status,
-    /// Compare the modes: for each, build its lab, load nginx at each rate
-    /// and size with the probes on both nodes, and report latency, the
-    /// per-segment attribution and system metrics.
-    Bench(crate::bench::BenchArgs),
     /// Run a command inside one of the lab's namespaces.
     Exec {
         /// node1, node2, node1-pod1, switch, router... (see `status`)
@@ -66,9 +62,9 @@ enum LabCommand {
     },
 }
 
-pub fn run(args: LabArgs) -> anyhow::Result<()> {
-    let prefix = args.prefix;
-    match args.command {
+pub fn run(options: LabOptions, command: LabCommand) -> anyhow::Result<()> {
+    let prefix = options.prefix;
+    match command {
         LabCommand::Up {
             mode,
             nodes,
@@ -86,7 +82,6 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             let lab = Lab::up(&spec)?;
             print!("{}", describe(&lab));
         }
-        LabCommand::Bench(bench) => crate::bench::run_bench(&bench)?,
         LabCommand::Down { all: false } => {
             Lab::down(&prefix)?;
             println!("lab {prefix} removed");

@@ -38,7 +38,6 @@ use std::{
 use thiserror::Error;
 
 pub use self::{
-    cli::LabArgs,
     cmd::CommandError,
     cpus::{CpuSplit, pin_current_thread},
     http::HttpResponse,

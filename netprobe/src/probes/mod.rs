@@ -4,6 +4,7 @@
 
 mod cost;
 mod loaded;
+mod node;
 mod session;
 mod snapshot;
 
@@ -17,6 +18,7 @@ use crate::{kernel_btf::BtfError, netns::NetNsError, path::Hook};
 pub use self::{
     cost::ProgramCost,
     loaded::LoadedProbes,
+    node::{Counted, Mark, NodeProbes},
     session::{ProbeSession, probe_config},
     snapshot::{Merge, Snapshot, empty_histogram},
 };

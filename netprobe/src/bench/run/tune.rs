@@ -6,8 +6,10 @@ use std::{fs, process::Command};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::results::TuningStep;
-use crate::lab::{Lab, Mode};
+use crate::{
+    bench::analysis::TuningStep,
+    lab::{Lab, Mode},
+};
 
 /// Entries of the global RPS socket flow table, as in the study.
 const SOCK_FLOW_ENTRIES: u64 = 65536;

@@ -8,16 +8,7 @@ use super::{
     noise::{Noise, Pair},
     results::BenchResults,
 };
-use crate::{lab::Mode, report::format_ns};
-
-/// The study's order, fastest first; the last step is strict.
-pub const STUDY_ORDER: [Mode; 5] = [
-    Mode::Host,
-    Mode::Macvlan,
-    Mode::FlannelHostgw,
-    Mode::AwsVpc,
-    Mode::FlannelVxlan,
-];
+use crate::{bench::STUDY_ORDER, lab::Mode, report::format_ns};
 
 /// The load generator's histograms tell values apart to three significant
 /// digits: medians closer than this share of their value are a tie.

@@ -40,7 +40,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{link::LinkLatency, median::median, request::MedianRequest, system::SystemMetrics};
+use super::{median::median, node_link::LinkLatency, request::MedianRequest};
 use crate::{
     lab::Mode,
     load::{LoadReport, Pacing},
@@ -224,4 +224,31 @@ impl ModeResults {
             .iter()
             .find(|run| run.size == size && (run.rate - rate).abs() < 0.5)
     }
+}
+
+/// What a run used: CPU per core, context switches, and packets per device
+/// of the lab.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemMetrics {
+    pub cpus: Vec<CpuUsage>,
+    pub context_switches_per_s: f64,
+    pub devices: Vec<DevicePackets>,
+}
+
+/// Share of one core's time, in percent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuUsage {
+    pub cpu: usize,
+    pub user: f64,
+    pub system: f64,
+    pub softirq: f64,
+}
+
+/// Packets through one device (during a run, once subtracted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePackets {
+    pub netns: String,
+    pub device: String,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }

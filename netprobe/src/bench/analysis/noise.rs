@@ -8,7 +8,8 @@
 //! spreads. Pairs queueing for milliseconds, past a mode's capacity, are
 //! noisier by orders of magnitude and keep their own spread.
 
-use super::{median::median, runner::SLICES};
+use super::median::median;
+use crate::bench::SLICES;
 
 // The factors below are worked out for four slices.
 const _: () = assert!(SLICES == 4);

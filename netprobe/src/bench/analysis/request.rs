@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use netprobe_common::probe::{Flight, FlightKey, IPPROTO_TCP, Trace};
 use serde::{Deserialize, Serialize};
 
-use super::{link::packet, median::middle};
+use super::{median::middle, node_link::packet};
 use crate::path::{Direction, ProbePath, SegmentKind};
 
 /// The share of the joined requests, by rank around the median, whose

@@ -15,7 +15,7 @@ use signal_hook::{
     iterator::Signals,
 };
 
-use super::{runner::bench_prefix, tune::GlobalTuning};
+use super::{bench_prefix, tune::GlobalTuning};
 use crate::lab::{Lab, Mode};
 
 /// Held while a lab is built or removed, so that the interrupt never tears

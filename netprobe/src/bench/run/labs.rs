@@ -6,190 +6,33 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use aya::maps::{MapData, RingBuf};
 use netprobe_common::probe::Trace;
 
 use super::{
-    interrupt,
-    link::{self, LinkLatency},
+    bench_prefix, interrupt,
+    load::{Load, run_load},
     max_rate,
     plan::bytes,
     progress::Progress,
-    ranking::STUDY_ORDER,
-    request::{MedianRequest, NodeSamples},
-    results::{ModeResults, Run},
     system::{self, Counters},
     tune,
 };
 use crate::{
-    discovery,
-    lab::{CpuSplit, Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
-    load::{self, LoadConfig, LoadResult, Pacing},
-    netns::NetNs,
-    probes::{ProbeOptions, ProbeSession, ProgramCost, Snapshot},
+    bench::{
+        SLICES, STUDY_ORDER,
+        analysis::{LinkLatency, MedianRequest, ModeResults, NodeSamples, Run, SAMPLE_EVERY},
+    },
+    lab::{Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize},
+    load::LoadResult,
+    probes::{Mark, NodeProbes},
     report::{Report, ReportContext},
 };
-
-/// Each rate and size runs twice: without probes, for the mode's own
-/// latency, and with them, for its breakdown.
-pub const RUNS_PER_POINT: usize = 2;
-
-/// Each run is split into slices, the modes taking turns between them.
-pub const SLICES: usize = 4;
 
 /// Before the runs, the machine is left to finish what building the labs
 /// started, until each CPU idles this share of one window.
 const SETTLED_IDLE: f64 = 0.95;
 const SETTLE_WINDOW: Duration = Duration::from_millis(250);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The bench's labs are named after it: `npbench_host`, ...
-pub const BENCH_PREFIX: &str = "npbench";
-
-/// The prefix of `mode`'s lab in the bench.
-pub fn bench_prefix(mode: Mode) -> String {
-    format!("{BENCH_PREFIX}_{}", mode.name().replace('-', "_"))
-}
-
-/// How each run loads the server.
-#[derive(Clone, Debug)]
-pub struct Load {
-    pub duration: Duration,
-    pub warmup: Duration,
-    pub connections: usize,
-    pub pacing: Pacing,
-}
-
-impl Load {
-    pub fn config(&self, url: String, rate: f64) -> LoadConfig {
-        LoadConfig {
-            connections: self.connections,
-            warmup: self.warmup,
-            pacing: self.pacing,
-            ..LoadConfig::new(url, rate, self.duration)
-        }
-    }
-
-    /// One of a run's [`SLICES`]: its share of the measured time, after a
-    /// warm-up of its own.
-    fn slice_config(&self, url: String, rate: f64) -> LoadConfig {
-        LoadConfig {
-            duration: self.duration / SLICES as u32,
-            ..self.config(url, rate)
-        }
-    }
-
-    /// How long one slice takes, its warm-up included.
-    pub fn slice_time(&self) -> Duration {
-        self.duration / SLICES as u32 + self.warmup
-    }
-}
-
-/// The probes on one node of the lab, sampling the packets whose link
-/// crossing the bench times.
-pub struct NodeProbes {
-    netns: String,
-    session: ProbeSession,
-    traces: RingBuf<MapData>,
-}
-
-/// What a node's probes had counted at the start of a run.
-pub struct Mark {
-    snapshot: Snapshot,
-    costs: Vec<ProgramCost>,
-}
-
-impl NodeProbes {
-    /// Attaches to the node's eth0; with `measure_cost`, the kernel's
-    /// run-time statistics are on (they cost throughput themselves).
-    pub fn attach(netns: &str, measure_cost: bool) -> Result<Self> {
-        let node = NetNs::named(netns)?;
-        let datapath = discovery::discover("eth0", &node)?;
-        let options = ProbeOptions {
-            skip_cost: !measure_cost,
-            sample_every: link::SAMPLE_EVERY,
-            ..ProbeOptions::default()
-        };
-        let mut session = ProbeSession::start(&datapath, &node, &options)
-            .with_context(|| format!("attaching probes in {netns}"))?;
-        let traces = session.take_traces()?;
-        Ok(Self {
-            netns: netns.to_owned(),
-            session,
-            traces,
-        })
-    }
-
-    /// Detaches the probes, loaded still, until [`Self::resume`].
-    pub fn pause(&mut self) {
-        self.session.pause();
-    }
-
-    /// Detaches the probes that see other namespaces' packets too.
-    pub fn quiesce(&mut self) {
-        self.session.quiesce();
-    }
-
-    pub fn resume(&mut self) -> Result<()> {
-        Ok(self.session.resume()?)
-    }
-
-    /// Marks the start of a run; samples taken before it are dropped.
-    pub fn mark(&mut self) -> Result<Mark> {
-        ProbeSession::drain_traces(&mut self.traces);
-        Ok(Mark {
-            snapshot: self.session.snapshot()?,
-            costs: self.session.program_costs()?,
-        })
-    }
-
-    /// The packets sampled since the last call (or the mark).
-    pub fn take_samples(&mut self) -> Vec<Trace> {
-        ProbeSession::drain_traces(&mut self.traces)
-    }
-
-    /// `traces` sampled here, with the hops they crossed.
-    pub fn samples<'a>(&'a self, traces: &'a [Trace]) -> NodeSamples<'a> {
-        NodeSamples {
-            path: self.session.path(),
-            traces,
-        }
-    }
-
-    /// The breakdown of what happened since `mark`.
-    pub fn report_since(&mut self, mark: &Mark, seconds: f64) -> Result<Report> {
-        let (snapshot, costs) = (self.session.snapshot()?, self.session.program_costs()?);
-        let context = ReportContext {
-            interface: "eth0",
-            netns: Some(&self.netns),
-            filter: None,
-            xdp_mode: self.session.xdp_mode(),
-            duration_s: seconds,
-        };
-        let report = Report::new(
-            &context,
-            self.session.path(),
-            &snapshot.since(&mark.snapshot),
-            0,
-            self.session.unobserved(),
-            costs_since(&mark.costs, &costs),
-            Vec::new(),
-        );
-        Ok(report)
-    }
-}
-
-fn costs_since(before: &[ProgramCost], after: &[ProgramCost]) -> Vec<ProgramCost> {
-    after
-        .iter()
-        .map(|now| {
-            let then = before.iter().find(|then| then.program == now.program);
-            let runs = now.run_cnt - then.map_or(0, |then| then.run_cnt);
-            let time = now.run_time_ns - then.map_or(0, |then| then.run_time_ns);
-            ProgramCost::new(&now.program, runs, Duration::from_nanos(time))
-        })
-        .collect()
-}
 
 /// One mode's lab, up for the whole bench, with the probes loaded on both
 /// nodes and paused outside its probed slices.
@@ -236,8 +79,8 @@ impl ModeLab {
             .into_iter()
             .map(|(_, netns)| netns.to_owned())
             .collect();
-        let mut client = NodeProbes::attach(&lab.nodes()[0].netns, false)?;
-        let mut server = NodeProbes::attach(&lab.nodes()[1].netns, false)?;
+        let mut client = NodeProbes::attach(&lab.nodes()[0].netns, SAMPLE_EVERY, false)?;
+        let mut server = NodeProbes::attach(&lab.nodes()[1].netns, SAMPLE_EVERY, false)?;
         client.pause();
         server.pause();
         Ok(Self {
@@ -322,15 +165,15 @@ impl ModeLab {
             let [client, server] = &slice.samples;
             let report = &slice.load.report;
             let request = MedianRequest::join(
-                &self.client.samples(client),
-                &self.server.samples(server),
+                &samples(&self.client, client),
+                &samples(&self.server, server),
                 report.send_lag.p50_ns,
             );
             (report.latency.p50_ns, request)
         }));
         let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
-        let client = self.client.report_since(&marks.0, probed.seconds)?;
-        let server = self.server.report_since(&marks.1, probed.seconds)?;
+        let client = report_since(&self.client, &marks.0, probed.seconds)?;
+        let server = report_since(&self.server, &marks.1, probed.seconds)?;
         let [client_samples, server_samples] = &probed.samples;
         Ok(Run {
             rate,
@@ -346,6 +189,36 @@ impl ModeLab {
             median_request,
         })
     }
+}
+
+/// `traces` sampled on `node`, with the hops they crossed.
+fn samples<'a>(node: &'a NodeProbes, traces: &'a [Trace]) -> NodeSamples<'a> {
+    NodeSamples {
+        path: node.session().path(),
+        traces,
+    }
+}
+
+/// The breakdown of what `node`'s probes saw since `mark`, `seconds` ago.
+fn report_since(node: &NodeProbes, mark: &Mark, seconds: f64) -> Result<Report> {
+    let counted = node.since(mark)?;
+    let session = node.session();
+    let context = ReportContext {
+        interface: "eth0",
+        netns: Some(node.netns()),
+        filter: None,
+        xdp_mode: session.xdp_mode(),
+        duration_s: seconds,
+    };
+    Ok(Report::new(
+        &context,
+        session.path(),
+        &counted.snapshot,
+        0,
+        session.unobserved(),
+        counted.costs,
+        Vec::new(),
+    ))
 }
 
 /// Where `mode` takes its turn: the study's order first, so that the modes
@@ -517,18 +390,6 @@ impl Bench {
         }
         Ok(self.results)
     }
-}
-
-/// The load generator, from inside the client's namespace and on the
-/// client's side of the CPUs.
-pub fn run_load(client_netns: &str, config: LoadConfig) -> Result<LoadResult> {
-    let cpus = CpuSplit::of_this_process().client;
-    NetNs::named(client_netns)?
-        .run(|| {
-            pin_current_thread(&cpus).context("pinning the load generator")?;
-            load::run(&config).map_err(anyhow::Error::from)
-        })?
-        .with_context(|| format!("loading {} at {:.0}/s", config.url, config.rate))
 }
 
 #[cfg(test)]

@@ -2,25 +2,21 @@
 //! doubling then bisecting; measured without and with the probes, which is
 //! the throughput the probes cost.
 
-use std::{
-    os::unix::process::CommandExt as _,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{os::unix::process::CommandExt as _, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    interrupt,
+    bench_prefix, interrupt,
+    load::{Load, run_load},
     plan::bytes,
     progress::Progress,
-    results::MaxRate,
-    runner::{Load, NodeProbes, bench_prefix, run_load},
 };
 use crate::{
+    bench::analysis::{MaxRate, SAMPLE_EVERY},
     lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
     load::Pacing,
-    probes::ProgramCost,
+    probes::{NodeProbes, ProgramCost},
 };
 
 /// Short runs: enough to see a rate held or not.
@@ -87,8 +83,8 @@ fn max_rate_in(
     progress.note("finding the highest rate host sustains, without probes");
     let without = search(lab, size, &load)?;
     let probes = (
-        NodeProbes::attach(&lab.nodes()[0].netns, false)?,
-        NodeProbes::attach(&lab.nodes()[1].netns, false)?,
+        NodeProbes::attach(&lab.nodes()[0].netns, SAMPLE_EVERY, false)?,
+        NodeProbes::attach(&lab.nodes()[1].netns, SAMPLE_EVERY, false)?,
     );
     progress.note("and with probes");
     let with = search(lab, size, &load)?;
@@ -109,12 +105,10 @@ fn max_rate_in(
 /// Each probe program's time per run on the server's node, with the kernel's
 /// statistics on, at `rate`.
 fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result<Vec<ProgramCost>> {
-    let mut server = NodeProbes::attach(&lab.nodes()[1].netns, true)?;
+    let mut server = NodeProbes::attach(&lab.nodes()[1].netns, SAMPLE_EVERY, true)?;
     let before = server.mark()?;
-    let started = Instant::now();
     run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
-    let report = server.report_since(&before, started.elapsed().as_secs_f64())?;
-    Ok(report.probe_cost)
+    Ok(server.since(&before)?.costs)
 }
 
 /// `wrk -t1 -c50 -d3s` from the client's namespace and CPUs, as the load

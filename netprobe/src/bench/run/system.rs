@@ -6,9 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
-
-use crate::netns::{NetNs, NetNsError};
+use crate::{
+    bench::analysis::{CpuUsage, DevicePackets, SystemMetrics},
+    netns::{NetNs, NetNsError},
+};
 
 /// Cumulative counters at one instant.
 #[derive(Clone, Debug, Default)]
@@ -17,32 +18,6 @@ pub struct Counters {
     cpus: Vec<[u64; 4]>,
     context_switches: u64,
     devices: Vec<DevicePackets>,
-}
-
-/// What a run used, from two [`Counters`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SystemMetrics {
-    pub cpus: Vec<CpuUsage>,
-    pub context_switches_per_s: f64,
-    pub devices: Vec<DevicePackets>,
-}
-
-/// Share of one core's time, in percent.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct CpuUsage {
-    pub cpu: usize,
-    pub user: f64,
-    pub system: f64,
-    pub softirq: f64,
-}
-
-/// Packets through one device (during a run, once subtracted).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DevicePackets {
-    pub netns: String,
-    pub device: String,
-    pub rx_packets: u64,
-    pub tx_packets: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

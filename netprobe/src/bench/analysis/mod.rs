@@ -1,0 +1,91 @@
+//! What the bench computes from what it measured, and how it shows it:
+//! medians over slices, the noise between modes, the study's order, the
+//! attribution of each mode's extra latency, the median request's
+//! timeline, the text tables and the HTML page. Nothing here builds a lab,
+//! runs load or touches the kernel: `netprobe report` renders saved results
+//! with this alone.
+
+mod attribution;
+mod html;
+mod median;
+mod node_link;
+mod noise;
+mod ranking;
+mod render;
+mod request;
+mod results;
+
+use std::{fs, io::Write as _, path::Path, path::PathBuf};
+
+use anyhow::{Context as _, Result};
+
+pub use self::{
+    attribution::{Attribution, attribute},
+    node_link::{LinkLatency, SAMPLE_EVERY},
+    render::Summary,
+    request::{MedianRequest, NodeSamples},
+    results::{
+        BenchResults, CpuUsage, DevicePackets, MaxRate, ModeResults, Run, Settings, SystemMetrics,
+        TuningStep,
+    },
+};
+
+const TABLE_FILE: &str = "table.txt";
+const ATTRIBUTION_FILE: &str = "attribution.txt";
+const HTML_FILE: &str = "report.html";
+
+/// Writes `results` and the tables and the HTML page made from them into
+/// `dir`.
+pub fn write_reports(results: &BenchResults, dir: &Path) -> Result<()> {
+    results.save(dir)?;
+    for (file, text) in [
+        (
+            TABLE_FILE,
+            format!(
+                "{}{}",
+                render::LatencyTables(results),
+                ranking::Ranking(results)
+            ),
+        ),
+        (
+            ATTRIBUTION_FILE,
+            render::AttributionTables(results).to_string(),
+        ),
+        (HTML_FILE, html::Page(results).to_string()),
+    ] {
+        let path = dir.join(file);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// A directory `netprobe lab bench --out` wrote.
+    pub dir: PathBuf,
+    /// Another results directory to compare with.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+}
+
+/// `netprobe report DIR [--compare DIR2]`.
+pub fn run_report(args: &ReportArgs) -> Result<()> {
+    let results = BenchResults::load(&args.dir)?;
+    write_reports(&results, &args.dir)?;
+    let mut text = Summary(&results).to_string();
+    if let Some(other) = &args.compare {
+        let other = BenchResults::load(other)?;
+        text.push_str(&format!("\n{}", render::compare(&results, &other)));
+    }
+    print_out(&text)
+}
+
+/// Writes `text` to stdout; a reader that stopped early (`| head`) is fine.
+pub fn print_out(text: &str) -> Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("writing to stdout")
+        }
+        _ => Ok(()),
+    }
+}

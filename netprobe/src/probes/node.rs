@@ -1,0 +1,113 @@
+//! The probes on one node of a lab: attached behind the node's `eth0` in
+//! its namespace, sampling packets, and counting from a mark, so that the
+//! same probes serve run after run.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use netprobe_common::probe::Trace;
+
+use super::{ProbeOptions, ProbeSession, ProgramCost, Snapshot};
+use crate::{discovery, netns::NetNs};
+
+/// The probes on one node, with the ring of the packets they sample.
+pub struct NodeProbes {
+    netns: String,
+    session: ProbeSession,
+    traces: RingBuf<MapData>,
+}
+
+/// What a node's probes had counted at the start of a run.
+pub struct Mark {
+    snapshot: Snapshot,
+    costs: Vec<ProgramCost>,
+}
+
+/// What a node's probes counted since a [`Mark`].
+pub struct Counted {
+    pub snapshot: Snapshot,
+    pub costs: Vec<ProgramCost>,
+}
+
+impl NodeProbes {
+    /// Attaches to the node's eth0, sampling one packet in `sample_every`;
+    /// with `measure_cost`, the kernel's run-time statistics are on (they
+    /// cost throughput themselves).
+    pub fn attach(netns: &str, sample_every: u32, measure_cost: bool) -> Result<Self> {
+        let node = NetNs::named(netns)?;
+        let datapath = discovery::discover("eth0", &node)?;
+        let options = ProbeOptions {
+            skip_cost: !measure_cost,
+            sample_every,
+            ..ProbeOptions::default()
+        };
+        let mut session = ProbeSession::start(&datapath, &node, &options)
+            .with_context(|| format!("attaching probes in {netns}"))?;
+        let traces = session.take_traces()?;
+        Ok(Self {
+            netns: netns.to_owned(),
+            session,
+            traces,
+        })
+    }
+
+    /// The node's namespace.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// The attached probes: their path, XDP mode and what they miss.
+    pub fn session(&self) -> &ProbeSession {
+        &self.session
+    }
+
+    /// Detaches the probes, loaded still, until [`Self::resume`].
+    pub fn pause(&mut self) {
+        self.session.pause();
+    }
+
+    /// Detaches the probes that see other namespaces' packets too.
+    pub fn quiesce(&mut self) {
+        self.session.quiesce();
+    }
+
+    pub fn resume(&mut self) -> Result<()> {
+        Ok(self.session.resume()?)
+    }
+
+    /// Marks the start of a run; samples taken before it are dropped.
+    pub fn mark(&mut self) -> Result<Mark> {
+        ProbeSession::drain_traces(&mut self.traces);
+        Ok(Mark {
+            snapshot: self.session.snapshot()?,
+            costs: self.session.program_costs()?,
+        })
+    }
+
+    /// The packets sampled since the last call (or the mark).
+    pub fn take_samples(&mut self) -> Vec<Trace> {
+        ProbeSession::drain_traces(&mut self.traces)
+    }
+
+    /// What the probes counted since `mark`.
+    pub fn since(&self, mark: &Mark) -> Result<Counted> {
+        let (snapshot, costs) = (self.session.snapshot()?, self.session.program_costs()?);
+        Ok(Counted {
+            snapshot: snapshot.since(&mark.snapshot),
+            costs: costs_since(&mark.costs, &costs),
+        })
+    }
+}
+
+fn costs_since(before: &[ProgramCost], after: &[ProgramCost]) -> Vec<ProgramCost> {
+    after
+        .iter()
+        .map(|now| {
+            let then = before.iter().find(|then| then.program == now.program);
+            let runs = now.run_cnt - then.map_or(0, |then| then.run_cnt);
+            let time = now.run_time_ns - then.map_or(0, |then| then.run_time_ns);
+            ProgramCost::new(&now.program, runs, Duration::from_nanos(time))
+        })
+        .collect()
+}
