@@ -11,7 +11,6 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use netprobe_common::probe::{DIRECTION_EGRESS, Trace};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -23,7 +22,7 @@ use crate::{
     netns::NetNs,
     path::{Datapath, Device, Direction, ProbePath},
     privilege::require_bpf_privileges,
-    probes::{ProbeOptions, ProbeSession, XdpModeChoice},
+    probes::{ProbeOptions, ProbeSession, SampledFlight, XdpModeChoice},
     report::{Report, ReportContext, Sample, SampleHop},
 };
 
@@ -280,32 +279,23 @@ fn print_live(report: &Report, terminal: bool) {
 }
 
 fn drain_samples(traces: &mut RingBuf<MapData>, path: &ProbePath, samples: &mut Vec<Sample>) {
-    for trace in ProbeSession::drain_traces(traces) {
+    for flight in ProbeSession::drain_traces(traces) {
         if samples.len() < MAX_SAMPLES {
-            samples.push(sample_from(&trace, path));
+            samples.push(sample_from(&flight, path));
         }
     }
 }
 
-fn sample_from(trace: &Trace, path: &ProbePath) -> Sample {
-    let direction = if trace.direction == DIRECTION_EGRESS {
-        Direction::Egress
-    } else {
-        Direction::Ingress
-    };
-    let flight = &trace.flight;
-    let first = usize::from(flight.first_hop);
+fn sample_from(flight: &SampledFlight, path: &ProbePath) -> Sample {
     Sample {
-        direction,
+        direction: flight.direction,
         hops: path
-            .hops(direction)
+            .hops(flight.direction)
             .iter()
-            .zip(flight.hop_ns)
             .enumerate()
-            .map(|(index, (hop, ns))| SampleHop {
-                point: hop.label(),
-                // The first hop is at 0; any other hop at 0 was not seen.
-                offset_ns: (index == first || (index > first && ns != 0)).then_some(u64::from(ns)),
+            .map(|(hop, point)| SampleHop {
+                point: point.label(),
+                offset_ns: flight.offset_ns(hop),
             })
             .collect(),
     }

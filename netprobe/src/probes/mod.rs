@@ -7,6 +7,7 @@ mod loaded;
 mod node;
 mod session;
 mod snapshot;
+mod trace;
 
 use aya::{EbpfError, maps::MapError, programs::ProgramError, sys::SyscallError};
 use netprobe_common::config::FlowFilter;
@@ -21,6 +22,7 @@ pub use self::{
     node::{Counted, Mark, NodeProbes},
     session::{ProbeSession, probe_config},
     snapshot::{Merge, Snapshot, empty_histogram},
+    trace::{Fingerprint, SampledFlight, TcpNumbers},
 };
 pub use crate::bpf_link::XdpModeChoice;
 

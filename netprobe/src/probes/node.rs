@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use netprobe_common::probe::Trace;
 
-use super::{ProbeOptions, ProbeSession, ProgramCost, Snapshot};
+use super::{ProbeOptions, ProbeSession, ProgramCost, SampledFlight, Snapshot};
 use crate::{discovery, netns::NetNs};
 
 /// The probes on one node, with the ring of the packets they sample.
@@ -86,7 +85,7 @@ impl NodeProbes {
     }
 
     /// The packets sampled since the last call (or the mark).
-    pub fn take_samples(&mut self) -> Vec<Trace> {
+    pub fn take_samples(&mut self) -> Vec<SampledFlight> {
         ProbeSession::drain_traces(&mut self.traces)
     }
 

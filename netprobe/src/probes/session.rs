@@ -17,7 +17,8 @@ use netprobe_common::{
 };
 
 use super::{
-    LoadedProbes, ProbeError, ProbeOptions, ProgramCost, Snapshot, Unobserved, XdpModeChoice,
+    LoadedProbes, ProbeError, ProbeOptions, ProgramCost, SampledFlight, Snapshot, Unobserved,
+    XdpModeChoice,
 };
 use crate::{
     bpf_link::{self, AttachError, error_chain, xdp_mode_name},
@@ -293,12 +294,13 @@ impl ProbeSession {
     }
 
     /// Every sampled flight waiting in `traces` (from [`Self::take_traces`]).
-    pub fn drain_traces(traces: &mut RingBuf<MapData>) -> Vec<Trace> {
+    pub fn drain_traces(traces: &mut RingBuf<MapData>) -> Vec<SampledFlight> {
         let mut drained = Vec::new();
         while let Some(item) = traces.next() {
             if item.len() >= size_of::<Trace>() {
                 // SAFETY: the probes write whole `Trace`s, at any alignment.
-                drained.push(unsafe { item.as_ptr().cast::<Trace>().read_unaligned() });
+                let trace = unsafe { item.as_ptr().cast::<Trace>().read_unaligned() };
+                drained.extend(SampledFlight::decode(&trace));
             }
         }
         drained

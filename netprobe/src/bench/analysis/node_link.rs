@@ -8,10 +8,13 @@
 use std::collections::HashMap;
 
 use hdrhistogram::Histogram;
-use netprobe_common::probe::{DIRECTION_EGRESS, Flight, FlightKey, Trace};
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Latency, new_hdr};
+use crate::{
+    path::Direction,
+    probes::{Fingerprint, SampledFlight},
+    report::{Latency, new_hdr},
+};
 
 /// One packet in this many is sampled on both nodes.
 pub const SAMPLE_EVERY: u32 = 32;
@@ -26,7 +29,7 @@ pub struct LinkLatency {
 
 impl LinkLatency {
     /// Joins the two nodes' samples; `None` if no packet was sampled on both.
-    pub fn join(client: &[Trace], server: &[Trace]) -> Option<Self> {
+    pub fn join(client: &[SampledFlight], server: &[SampledFlight]) -> Option<Self> {
         let request = crossings(client, server)?;
         let response = crossings(server, client)?;
         Some(Self {
@@ -42,21 +45,20 @@ impl LinkLatency {
 }
 
 /// The time each packet sampled leaving `sender` took to reach `receiver`.
-fn crossings(sender: &[Trace], receiver: &[Trace]) -> Option<Histogram<u64>> {
-    let arrivals: HashMap<FlightKey, u64> = receiver
+fn crossings(sender: &[SampledFlight], receiver: &[SampledFlight]) -> Option<Histogram<u64>> {
+    let arrivals: HashMap<Fingerprint, u64> = receiver
         .iter()
-        .filter(|trace| trace.direction != DIRECTION_EGRESS)
-        .map(|trace| (packet(&trace.flight), trace.flight.start_ns))
+        .filter(|flight| flight.direction == Direction::Ingress)
+        .map(|flight| (flight.packet, flight.start_ns))
         .collect();
     let mut histogram = new_hdr();
-    for trace in sender
+    for flight in sender
         .iter()
-        .filter(|trace| trace.direction == DIRECTION_EGRESS)
+        .filter(|flight| flight.direction == Direction::Egress)
     {
-        let left = trace.flight.last_ns();
         if let Some(crossed) = arrivals
-            .get(&packet(&trace.flight))
-            .and_then(|arrived| arrived.checked_sub(left))
+            .get(&flight.packet)
+            .and_then(|arrived| arrived.checked_sub(flight.last_ns))
         {
             histogram.saturating_record(crossed);
         }
@@ -64,27 +66,21 @@ fn crossings(sender: &[Trace], receiver: &[Trace]) -> Option<Histogram<u64>> {
     (!histogram.is_empty()).then_some(histogram)
 }
 
-/// A packet's fingerprint, whichever direction a node saw it in.
-pub fn packet(flight: &Flight) -> FlightKey {
-    FlightKey {
-        direction: 0,
-        ..flight.key
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use netprobe_common::probe::DIRECTION_INGRESS;
+    use netprobe_common::probe::{
+        DIRECTION_EGRESS, DIRECTION_INGRESS, Flight, FlightKey, IPPROTO_TCP, Trace,
+    };
 
     use super::*;
 
     /// A complete flight of packet `id` seen from `start_ns`, its last hop
     /// `last_offset` later.
-    fn trace(direction: u32, id: u32, start_ns: u64, last_offset: u32) -> Trace {
+    fn trace(direction: u32, id: u32, start_ns: u64, last_offset: u32) -> SampledFlight {
         let mut flight = Flight {
             key: FlightKey {
                 direction: direction as u8,
-                protocol: 6,
+                protocol: IPPROTO_TCP,
                 ip_id: id,
                 word0: 1000 + id,
                 word1: 7,
@@ -95,11 +91,12 @@ mod tests {
             ..Flight::default()
         };
         flight.hop_ns[2] = last_offset;
-        Trace {
+        SampledFlight::decode(&Trace {
             direction,
             hops: 3,
             flight,
-        }
+        })
+        .expect("a known direction")
     }
 
     #[test]

@@ -18,11 +18,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use netprobe_common::probe::{Flight, FlightKey, IPPROTO_TCP, Trace};
 use serde::{Deserialize, Serialize};
 
-use super::{median::middle, node_link::packet};
-use crate::path::{Direction, ProbePath, SegmentKind};
+use super::median::middle;
+use crate::{
+    path::{Direction, ProbePath, SegmentKind},
+    probes::{Fingerprint, SampledFlight},
+};
 
 /// The share of the joined requests, by rank around the median, whose
 /// times are averaged.
@@ -50,7 +52,7 @@ pub struct MedianRequest {
 /// One node's sampled flights and the hops they crossed.
 pub struct NodeSamples<'a> {
     pub path: &'a ProbePath,
-    pub traces: &'a [Trace],
+    pub flights: &'a [SampledFlight],
 }
 
 impl MedianRequest {
@@ -61,31 +63,32 @@ impl MedianRequest {
         let requests_sent = client.whole(Direction::Egress);
         let requests_received = server.whole(Direction::Ingress);
         let responses_received = client.whole(Direction::Ingress);
-        let responses_sent: HashMap<u32, (FlightKey, &Flight)> = server
+        // Responses by their sequence number, which is their request's
+        // acknowledgement number.
+        let responses_sent: HashMap<u32, (Fingerprint, &SampledFlight)> = server
             .whole(Direction::Egress)
             .into_iter()
-            .filter(|(key, _)| key.protocol == IPPROTO_TCP)
-            .map(|(key, flight)| (key.word0, (key, flight)))
+            .filter_map(|(packet, flight)| Some((packet.tcp()?.seq, (packet, flight))))
             .collect();
         let mut requests: Vec<Timeline> = requests_sent
             .iter()
-            .filter(|(key, _)| key.protocol == IPPROTO_TCP)
-            .filter_map(|(key, &sent)| {
-                let received = *requests_received.get(key)?;
-                let (response, answered) = *responses_sent.get(&key.word1)?;
+            .filter_map(|(packet, &sent)| {
+                let numbers = packet.tcp()?;
+                let received = *requests_received.get(packet)?;
+                let (response, answered) = *responses_sent.get(&numbers.ack)?;
                 let read = *responses_received.get(&response)?;
                 let mut timeline = Timeline::default();
-                timeline.flight(client.path, Direction::Egress, sent);
-                timeline.gap(SegmentKind::Link, sent.last_ns(), received.start_ns)?;
-                timeline.flight(server.path, Direction::Ingress, received);
+                timeline.flight(client.path, sent);
+                timeline.gap(SegmentKind::Link, sent.last_ns, received.start_ns)?;
+                timeline.flight(server.path, received);
                 timeline.gap(
                     SegmentKind::Application,
-                    received.last_ns(),
+                    received.last_ns,
                     answered.start_ns,
                 )?;
-                timeline.flight(server.path, Direction::Egress, answered);
-                timeline.gap(SegmentKind::Link, answered.last_ns(), read.start_ns)?;
-                timeline.flight(client.path, Direction::Ingress, read);
+                timeline.flight(server.path, answered);
+                timeline.gap(SegmentKind::Link, answered.last_ns, read.start_ns)?;
+                timeline.flight(client.path, read);
                 Some(timeline)
             })
             .collect();
@@ -162,17 +165,12 @@ impl MedianRequest {
 
 impl NodeSamples<'_> {
     /// The flights seen at every hop of `direction`, by packet.
-    fn whole(&self, direction: Direction) -> HashMap<FlightKey, &Flight> {
+    fn whole(&self, direction: Direction) -> HashMap<Fingerprint, &SampledFlight> {
         let hops = self.path.hops(direction).len();
-        self.traces
+        self.flights
             .iter()
-            .filter(|trace| {
-                trace.direction == direction.code()
-                    && trace.hops as usize == hops
-                    && trace.flight.first_hop == 0
-                    && trace.flight.skipped == 0
-            })
-            .map(|trace| (packet(&trace.flight), &trace.flight))
+            .filter(|flight| flight.direction == direction && flight.hops == hops && flight.whole)
+            .map(|flight| (flight.packet, flight))
             .collect()
     }
 }
@@ -194,14 +192,13 @@ impl Timeline {
         self.ns[index.expect("every kind is in ALL")] += ns;
     }
 
-    /// Each segment of a flight seen at every hop of `direction`.
-    fn flight(&mut self, path: &ProbePath, direction: Direction, flight: &Flight) {
-        let hops = path.hops(direction);
+    /// Each segment of a flight seen at every hop of its direction.
+    fn flight(&mut self, path: &ProbePath, flight: &SampledFlight) {
+        let hops = path.hops(flight.direction);
         for (hop, pair) in hops.windows(2).enumerate() {
-            let (from, to) = (flight.hop_ns[hop], flight.hop_ns[hop + 1]);
             self.add(
                 SegmentKind::between(&pair[0], &pair[1]),
-                u64::from(to.saturating_sub(from)),
+                flight.segment_ns(hop),
             );
         }
     }
@@ -216,7 +213,9 @@ impl Timeline {
 
 #[cfg(test)]
 mod tests {
-    use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS};
+    use netprobe_common::probe::{
+        DIRECTION_EGRESS, DIRECTION_INGRESS, Flight, FlightKey, IPPROTO_TCP, Trace,
+    };
 
     use super::*;
     use crate::path::{Hook, Hop, Role};
@@ -295,24 +294,28 @@ mod tests {
         (client, server)
     }
 
+    /// The requests' traces, decoded as the probes' ring is, joined.
     fn join(requests: &[(Vec<Trace>, Vec<Trace>)]) -> Option<MedianRequest> {
         let path = path();
-        let client: Vec<Trace> = requests
+        let decoded = |traces: &Vec<Trace>| -> Vec<SampledFlight> {
+            traces.iter().filter_map(SampledFlight::decode).collect()
+        };
+        let client: Vec<SampledFlight> = requests
             .iter()
-            .flat_map(|(client, _)| client.clone())
+            .flat_map(|(client, _)| decoded(client))
             .collect();
-        let server: Vec<Trace> = requests
+        let server: Vec<SampledFlight> = requests
             .iter()
-            .flat_map(|(_, server)| server.clone())
+            .flat_map(|(_, server)| decoded(server))
             .collect();
         MedianRequest::join(
             &NodeSamples {
                 path: &path,
-                traces: &client,
+                flights: &client,
             },
             &NodeSamples {
                 path: &path,
-                traces: &server,
+                flights: &server,
             },
             400,
         )

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use netprobe_common::probe::Trace;
 
 use super::{
     bench_prefix, interrupt,
@@ -24,7 +23,7 @@ use crate::{
     },
     lab::{Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize},
     load::LoadResult,
-    probes::{Mark, NodeProbes},
+    probes::{Mark, NodeProbes, SampledFlight},
     report::{Report, ReportContext},
 };
 
@@ -52,7 +51,7 @@ struct Measured {
     system: Counters,
     seconds: f64,
     /// The packets the client's and the server's probes sampled.
-    samples: [Vec<Trace>; 2],
+    samples: [Vec<SampledFlight>; 2],
 }
 
 impl Measured {
@@ -191,11 +190,11 @@ impl ModeLab {
     }
 }
 
-/// `traces` sampled on `node`, with the hops they crossed.
-fn samples<'a>(node: &'a NodeProbes, traces: &'a [Trace]) -> NodeSamples<'a> {
+/// `flights` sampled on `node`, with the hops they crossed.
+fn samples<'a>(node: &'a NodeProbes, flights: &'a [SampledFlight]) -> NodeSamples<'a> {
     NodeSamples {
         path: node.session().path(),
-        traces,
+        flights,
     }
 }
 
