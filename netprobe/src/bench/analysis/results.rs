@@ -35,7 +35,7 @@
 //! Latencies are integer nanoseconds, CPU shares percent. A mode's median
 //! in the table and the order check is the median of `slice_p50_ns`.
 
-use std::{fs, path::Path};
+use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,7 @@ use crate::{
     lab::Mode,
     load::{LoadReport, Pacing},
     probes::ProgramCost,
+    record::{self, RecordError},
     report::Report,
 };
 
@@ -189,17 +190,16 @@ impl Run {
 }
 
 impl BenchResults {
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(RESULTS_FILE);
-        let json = serde_json::to_string_pretty(self).context("encoding results")?;
-        fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+    /// Writes `results.json` into `dir`, whole or not at all: the bench
+    /// saves after every rate and size, and an interrupted save must not
+    /// lose what the earlier ones kept.
+    pub fn save(&self, dir: &Path) -> Result<(), RecordError> {
+        record::save(&dir.join(RESULTS_FILE), self)
     }
 
     pub fn load(dir: &Path) -> Result<Self> {
-        let path = dir.join(RESULTS_FILE);
-        let json =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&json).with_context(|| format!("parsing {}", path.display()))
+        record::load(&dir.join(RESULTS_FILE))?
+            .with_context(|| format!("no {RESULTS_FILE} in {}", dir.display()))
     }
 
     pub fn mode(&self, mode: Mode) -> Option<&ModeResults> {

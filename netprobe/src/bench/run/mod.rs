@@ -198,7 +198,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         // What is done so far survives a later failure or interruption.
         |modes| {
             results.modes = modes.to_vec();
-            results.save(&args.out)
+            Ok(results.save(&args.out)?)
         },
     )?;
     results.modes = bench.down()?;
