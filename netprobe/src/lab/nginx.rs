@@ -37,6 +37,16 @@ pub enum ResponseSize {
 impl ResponseSize {
     pub const ALL: [ResponseSize; 2] = [ResponseSize::Small, ResponseSize::Large];
 
+    /// The size the response is known by, in bytes: the study's figures
+    /// (the small one is 352 bytes on the wire, see [`Self::response_len`]).
+    pub fn nominal_len(self) -> usize {
+        match self {
+            ResponseSize::Small => 350,
+            ResponseSize::Large => 4096,
+        }
+    }
+
+    /// Where nginx serves it, named after its size.
     pub fn path(self) -> &'static str {
         match self {
             ResponseSize::Small => "/350",
@@ -214,6 +224,9 @@ mod tests {
     fn responses_are_350_bytes_and_4_kb() {
         assert_eq!(ResponseSize::Small.response_len(), 352);
         assert_eq!(ResponseSize::Large.response_len(), 4096);
+        for size in ResponseSize::ALL {
+            assert_eq!(size.path(), format!("/{}", size.nominal_len()));
+        }
     }
 
     #[test]

@@ -7,9 +7,14 @@ use std::fmt::{self, Display, Formatter};
 use super::{
     attribution::{Attribution, CLOSURE_TOLERANCE, attribute},
     ranking::Ranking,
+    request::AROUND_MEDIAN,
     results::{BenchResults, RATE_TOLERANCE},
 };
-use crate::{path::SegmentKind, report::format_ns};
+use crate::{
+    bench::{GENERATOR_CHECK_CONNECTIONS, GENERATOR_CHECK_SHARE, WRK_CONNECTIONS, WRK_THREADS},
+    path::SegmentKind,
+    report::format_ns,
+};
 
 /// Everything `netprobe report` prints for one results directory.
 pub struct Summary<'a>(pub &'a BenchResults);
@@ -48,13 +53,16 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
             "highest rate {} sustains ({} B): {:.0}/s with probes, {:.0}/s without ({lost:.1}% lost to the probes)",
             max.mode, max.size, max.rate, max.rate_without_probes
         )?;
-        let requested = 0.8 * max.wrk_rate;
+        let requested = GENERATOR_CHECK_SHARE * max.wrk_rate;
         let held = (max.generator_at_80_percent - requested).abs() <= RATE_TOLERANCE * requested;
         let within = format!("held within {:.0}%", RATE_TOLERANCE * 100.0);
         writeln!(
             f,
-            "wrk -t1 -c50 closed-loop maximum {:.0}/s; netprobe load (100 connections) asked for 80% ({requested:.0}/s) achieved {:.0}/s ({})",
+            "wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} closed-loop maximum {:.0}/s; netprobe load \
+             ({GENERATOR_CHECK_CONNECTIONS} connections) asked for {:.0}% ({requested:.0}/s) \
+             achieved {:.0}/s ({})",
             max.wrk_rate,
+            GENERATOR_CHECK_SHARE * 100.0,
             max.generator_at_80_percent,
             if held {
                 within
@@ -210,10 +218,11 @@ fn attribution_table(
         f,
         "\nextra latency over host at {rate:.0}/s, {size} B, with probes: the load generator's median \
          (and mean), and the median request split by segment kind over both nodes (requests \
-         followed whole, those within 10% of the median averaged); \"closes\": parts / p50, \
+         followed whole, those within {:.0}% of the median averaged); \"closes\": parts / p50, \
          \"margin\": how far apart they may be by chance (two standard errors, from how the \
          differences of every mode that held its rate moved between the slices; a mode past its \
-         capacity has its own) or how far apart the averaged requests' totals lie"
+         capacity has its own) or how far apart the averaged requests' totals lie",
+        AROUND_MEDIAN / 2.0 * 100.0
     )?;
     write!(
         f,

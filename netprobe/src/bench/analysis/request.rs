@@ -28,7 +28,7 @@ use crate::{
 
 /// The share of the joined requests, by rank around the median, whose
 /// times are averaged.
-const AROUND_MEDIAN: f64 = 0.2;
+pub const AROUND_MEDIAN: f64 = 0.2;
 
 /// The requests around the median, on average.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

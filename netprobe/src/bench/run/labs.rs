@@ -11,7 +11,6 @@ use super::{
     bench_prefix, interrupt,
     load::{Load, run_load},
     max_rate,
-    plan::bytes,
     progress::Progress,
     system::{self, Counters},
     tune,
@@ -176,7 +175,7 @@ impl ModeLab {
         let [client_samples, server_samples] = &probed.samples;
         Ok(Run {
             rate,
-            size: bytes(size),
+            size: size.nominal_len(),
             load: alone.load.report,
             slice_p50_ns,
             system: alone.system.metrics(alone.seconds),
@@ -353,7 +352,7 @@ impl Bench {
             // attached: the probes' cost differs between modes (more
             // hops, more runs).
             let alone = take_turns(labs, |lab| {
-                progress.start_run(lab.mode, rate, bytes(size), false);
+                progress.start_run(lab.mode, rate, size.nominal_len(), false);
                 lab.slice(load, size, rate, false)
             })?;
             let marks = labs
@@ -361,7 +360,7 @@ impl Bench {
                 .map(|lab| Ok((lab.client.mark()?, lab.server.mark()?)))
                 .collect::<Result<Vec<_>>>()?;
             let probed = take_turns(labs, |lab| {
-                progress.start_run(lab.mode, rate, bytes(size), true);
+                progress.start_run(lab.mode, rate, size.nominal_len(), true);
                 lab.slice(load, size, rate, true)
             });
             labs.iter_mut().for_each(ModeLab::pause);

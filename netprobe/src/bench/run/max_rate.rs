@@ -9,11 +9,13 @@ use anyhow::{Context as _, Result, bail};
 use super::{
     bench_prefix, interrupt,
     load::{Load, run_load},
-    plan::bytes,
     progress::Progress,
 };
 use crate::{
-    bench::analysis::{MaxRate, SAMPLE_EVERY},
+    bench::{
+        GENERATOR_CHECK_CONNECTIONS, GENERATOR_CHECK_SHARE, WRK_CONNECTIONS, WRK_THREADS,
+        analysis::{MaxRate, SAMPLE_EVERY},
+    },
     lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
     load::Pacing,
     probes::{NodeProbes, ProgramCost},
@@ -27,12 +29,10 @@ const PROBE_LOAD: Load = Load {
     pacing: Pacing::Spin,
 };
 const FIRST_RATE: f64 = 4000.0;
+/// How long wrk runs to find its maximum.
+const WRK_DURATION: Duration = Duration::from_secs(3);
 /// Halving the gap between held and not held five times: within 3%.
 const BISECTIONS: usize = 5;
-/// Connections for checking the generator against wrk: at 80% of wrk's
-/// maximum, 50 connections leave each one barely an interval's time per
-/// request, and the check would measure that rather than the generator.
-const CHECK_CONNECTIONS: usize = 100;
 /// No machine here sustains this; the search stops doubling there.
 const CEILING: f64 = 2_000_000.0;
 
@@ -72,12 +72,12 @@ fn max_rate_in(
     progress.note("measuring wrk's closed-loop maximum and the load generator against it");
     let wrk_rate = wrk_max(lab, size)?;
     let check = Load {
-        connections: CHECK_CONNECTIONS,
+        connections: GENERATOR_CHECK_CONNECTIONS,
         ..load.clone()
     };
     let generator = run_load(
         lab.client_netns(),
-        check.config(lab.server_url(size), 0.8 * wrk_rate),
+        check.config(lab.server_url(size), GENERATOR_CHECK_SHARE * wrk_rate),
     )?
     .report;
     progress.note("finding the highest rate host sustains, without probes");
@@ -93,7 +93,7 @@ fn max_rate_in(
     let probe_cost = measure_cost(lab, size, &load, with / 2.0)?;
     Ok(MaxRate {
         mode: Mode::Host,
-        size: bytes(size),
+        size: size.nominal_len(),
         rate: with,
         rate_without_probes: without,
         wrk_rate,
@@ -111,21 +111,16 @@ fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result
     Ok(server.since(&before)?.costs)
 }
 
-/// `wrk -t1 -c50 -d3s` from the client's namespace and CPUs, as the load
-/// generator runs: its requests/s.
+/// wrk's requests/s over [`WRK_DURATION`], from the client's namespace and
+/// CPUs, as the load generator runs.
 fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
     let cpus = CpuSplit::of_this_process().client;
     let mut wrk = Command::new("ip");
-    wrk.args([
-        "netns",
-        "exec",
-        lab.client_netns(),
-        "wrk",
-        "-t1",
-        "-c50",
-        "-d3s",
-    ])
-    .arg(lab.server_url(size));
+    wrk.args(["netns", "exec", lab.client_netns(), "wrk"])
+        .arg(format!("-t{WRK_THREADS}"))
+        .arg(format!("-c{WRK_CONNECTIONS}"))
+        .arg(format!("-d{}s", WRK_DURATION.as_secs()))
+        .arg(lab.server_url(size));
     // SAFETY: between fork and exec the child only makes the one
     // sched_setaffinity call, which allocates nothing.
     unsafe { wrk.pre_exec(move || pin_current_thread(&cpus)) };

@@ -29,7 +29,7 @@ pub use self::{
 use self::{
     labs::{Bench, Runs},
     load::Load,
-    plan::{AUTO_SHARES, bytes, mode_time},
+    plan::{AUTO_SHARES, mode_time},
     progress::Progress,
 };
 use super::{
@@ -52,12 +52,19 @@ pub struct BenchArgs {
     #[arg(long, default_value = "auto")]
     pub rates: Rates,
     /// Response sizes in bytes.
-    #[arg(long, default_value = "350,4096")]
+    #[arg(long, default_value_t = Sizes::all())]
     pub sizes: Sizes,
-    /// Measured time of each run; each rate and size runs twice, without
-    /// and with the probes, and each run in four slices (each after a
-    /// 0.15 s warm-up) for which the modes take turns.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(
+        long,
+        default_value = "2s",
+        value_parser = humantime::parse_duration,
+        help = format!(
+            "Measured time of each run; each rate and size runs twice, without and with the \
+             probes, and each run in {SLICES} slices (each after a {} warm-up) for which the \
+             modes take turns",
+            humantime::format_duration(WARMUP)
+        )
+    )]
     pub duration: Duration,
     /// Keep-alive connections of the load generator.
     #[arg(long, default_value_t = crate::load::DEFAULT_CONNECTIONS)]
@@ -173,7 +180,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         settings: Settings {
             modes: args.modes.0.clone(),
             rates: rates.clone(),
-            sizes: sizes.iter().map(|size| bytes(*size)).collect(),
+            sizes: sizes.iter().map(|size| size.nominal_len()).collect(),
             duration_s: args.duration.as_secs_f64(),
             warmup_s: WARMUP.as_secs_f64(),
             slices: SLICES,

@@ -1,7 +1,7 @@
 //! What a bench runs: modes, rates and sizes from the command line, and how
 //! long that takes.
 
-use std::{str::FromStr, time::Duration};
+use std::{fmt, str::FromStr, time::Duration};
 
 use thiserror::Error;
 
@@ -13,7 +13,7 @@ pub enum PlanError {
     Mode(String),
     #[error("{0:?} is not a rate: rates are positive requests per second, or \"auto\"")]
     Rate(String),
-    #[error("{0:?} is not a response size: the lab serves 350 and 4096 bytes")]
+    #[error("{0:?} is not a response size: the lab serves {sizes} bytes", sizes = served_sizes())]
     Size(String),
     #[error("nothing to run: {0} is empty")]
     Empty(&'static str),
@@ -91,7 +91,7 @@ impl FromStr for Sizes {
                 let size = size.trim();
                 ResponseSize::ALL
                     .into_iter()
-                    .find(|known| size.parse() == Ok(bytes(*known)))
+                    .find(|known| size.parse() == Ok(known.nominal_len()))
                     .ok_or_else(|| PlanError::Size(size.to_owned()))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -99,12 +99,28 @@ impl FromStr for Sizes {
     }
 }
 
-/// The size a response is known by: 350 (the study's figure for the small
-/// one) or 4096.
-pub fn bytes(size: ResponseSize) -> usize {
-    match size {
-        ResponseSize::Small => 350,
-        ResponseSize::Large => 4096,
+impl Sizes {
+    /// Every size the lab serves.
+    pub fn all() -> Self {
+        Sizes(ResponseSize::ALL.to_vec())
+    }
+}
+
+/// `350 and 4096`.
+fn served_sizes() -> String {
+    let sizes = ResponseSize::ALL.map(|size| size.nominal_len().to_string());
+    sizes.join(" and ")
+}
+
+/// As `--sizes` takes them: `350,4096`.
+impl fmt::Display for Sizes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sizes: Vec<String> = self
+            .0
+            .iter()
+            .map(|size| size.nominal_len().to_string())
+            .collect();
+        f.write_str(&sizes.join(","))
     }
 }
 
