@@ -14,7 +14,6 @@ pub struct LoadReport {
     pub connections: usize,
     pub threads: usize,
     /// How the generator waited for each send time.
-    #[serde(default)]
     pub pacing: Pacing,
     /// Requests per second asked for.
     pub requested_rate: f64,

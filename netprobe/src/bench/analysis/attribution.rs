@@ -8,13 +8,12 @@
 //! The median request rather than means: this VM stalls a request for
 //! milliseconds now and then, anywhere on its way; at 0.1% of the requests
 //! that moves a mean by microseconds, at random, and no segment holds all
-//! of it. (The generator's mean difference is kept beside them.) Results
-//! saved before requests were sampled whole fall back to the segments'
-//! medians, which add up while every hop's time is narrowly spread.
+//! of it. (The generator's mean difference is kept beside them.)
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+use std::{
+    collections::BTreeMap,
+    fmt::{self, Display, Formatter},
+};
 
 use super::{
     noise::{Noise, Pair},
@@ -23,7 +22,7 @@ use super::{
 };
 use crate::{lab::Mode, path::SegmentKind};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Attribution {
     pub mode: Mode,
     pub rate: f64,
@@ -41,15 +40,12 @@ pub struct Attribution {
     pub median_ns: i64,
     /// How far apart parts and median may be by the probes' measurement
     /// alone: the totals of the requests averaged lie this far apart in the
-    /// two runs together, and the median lies among them (or, from
-    /// segment medians, half a histogram bucket each, 1/64 of its value).
-    #[serde(default)]
+    /// two runs together, and the median lies among them.
     pub resolution_ns: i64,
     /// How far the median difference may be off by chance: two standard
     /// errors from how every difference between modes that held their rate
     /// moved between the slices, or this one's own move if larger (the
     /// only measure for a mode past its capacity).
-    #[serde(default)]
     pub noise_ns: i64,
 }
 
@@ -89,66 +85,6 @@ impl Attribution {
     }
 }
 
-/// Time per segment kind of the run's median request, or the segments'
-/// medians if no request was sampled whole (results saved before requests
-/// were).
-pub fn time_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
-    match &run.median_request {
-        Some(request) => request.by_kind.clone(),
-        None => median_by_kind(run),
-    }
-}
-
-/// Median time per segment kind, summed over both nodes and both
-/// directions, with the link between them and the server's application
-/// time. (The client's gap between reading and writing is the load
-/// generator's schedule, not part of a request.)
-fn median_by_kind(run: &Run) -> BTreeMap<SegmentKind, u64> {
-    let mut sums = BTreeMap::new();
-    for segment in run.client.segments.iter().chain(&run.server.segments) {
-        *sums.entry(segment.kind).or_default() += segment.latency.p50_ns;
-    }
-    if let Some(link) = &run.link {
-        sums.insert(SegmentKind::Link, link.round_trip_p50_ns());
-    }
-    if let Some(application) = &run.server.application {
-        sums.insert(SegmentKind::Application, application.p50_ns);
-    }
-    sums
-}
-
-/// One run's time by segment kind and the time its requests waited to be
-/// sent, and how far their sum may be from the median of the whole by
-/// measurement alone.
-struct Breakdown {
-    by_kind: BTreeMap<SegmentKind, u64>,
-    client_wait_ns: u64,
-    uncertainty_ns: u64,
-}
-
-impl Breakdown {
-    /// The median request's: its totals' spread, among which the median
-    /// lies.
-    fn of_request(request: &MedianRequest) -> Self {
-        Self {
-            by_kind: request.by_kind.clone(),
-            client_wait_ns: request.client_wait_ns,
-            uncertainty_ns: request.spread_ns,
-        }
-    }
-
-    /// The segments' medians: each within half a histogram bucket, 1/64
-    /// of its value.
-    fn of_medians(run: &Run) -> Self {
-        let by_kind = median_by_kind(run);
-        Self {
-            uncertainty_ns: by_kind.values().sum::<u64>() / 64,
-            by_kind,
-            client_wait_ns: run.probed_load.send_lag.p50_ns,
-        }
-    }
-}
-
 /// A mode's probed run against host's, as the noise compares them.
 fn probed_pair<'a>(run: &'a Run, host: &'a Run) -> Pair<'a> {
     Pair {
@@ -175,7 +111,8 @@ fn pairs<'a>(
         })
 }
 
-/// Every mode's runs against host's at the same rate and size.
+/// Every mode's runs against host's at the same rate and size, where both
+/// followed a request whole (see [`unattributed`]).
 pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
     let Some(host) = results.mode(Mode::Host) else {
         return Vec::new();
@@ -185,27 +122,24 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
     let noise = Noise::pooled(pairs(results, host).map(|(_, run, host)| probed_pair(run, host)));
     let mut attributions = Vec::new();
     for (mode, run, baseline) in pairs(results, host) {
-        // Both runs' median requests, or else both runs' segment medians.
-        let (ours, theirs) = match (&run.median_request, &baseline.median_request) {
-            (Some(ours), Some(theirs)) => {
-                (Breakdown::of_request(ours), Breakdown::of_request(theirs))
-            }
-            _ => (Breakdown::of_medians(run), Breakdown::of_medians(baseline)),
+        let (Some(ours), Some(theirs)) = (&run.median_request, &baseline.median_request) else {
+            continue;
         };
         let by_kind: BTreeMap<SegmentKind, i64> = SegmentKind::ALL
             .into_iter()
             .filter(|kind| ours.by_kind.contains_key(kind) || theirs.by_kind.contains_key(kind))
             .map(|kind| {
                 let time =
-                    |breakdown: &Breakdown| breakdown.by_kind.get(&kind).copied().unwrap_or(0);
-                (kind, time(&ours) as i64 - time(&theirs) as i64)
+                    |request: &MedianRequest| request.by_kind.get(&kind).copied().unwrap_or(0);
+                (kind, time(ours) as i64 - time(theirs) as i64)
             })
             .collect();
         let delta = |ours: u64, theirs: u64| ours as i64 - theirs as i64;
         // The generator's figures from the same runs as the breakdown's.
         let (load, host_load) = (&run.probed_load, &baseline.probed_load);
         let client_wait_ns = delta(ours.client_wait_ns, theirs.client_wait_ns);
-        let resolution_ns = ours.uncertainty_ns + theirs.uncertainty_ns;
+        // The median lies among the averaged requests' totals.
+        let resolution_ns = ours.spread_ns + theirs.spread_ns;
         attributions.push(Attribution {
             mode: mode.mode,
             rate: run.rate,
@@ -220,6 +154,39 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
         });
     }
     attributions
+}
+
+/// A mode's run at a rate and size that [`attribute`] leaves out: it or
+/// host's run followed no request whole in its middle slices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unattributed {
+    pub mode: Mode,
+    pub rate: f64,
+    pub size: usize,
+}
+
+/// Every mode's runs without a median request to split, in its run or in
+/// host's.
+pub fn unattributed(results: &BenchResults) -> Vec<Unattributed> {
+    let Some(host) = results.mode(Mode::Host) else {
+        return Vec::new();
+    };
+    pairs(results, host)
+        .filter(|(_, run, baseline)| {
+            run.median_request.is_none() || baseline.median_request.is_none()
+        })
+        .map(|(mode, run, _)| Unattributed {
+            mode: mode.mode,
+            rate: run.rate,
+            size: run.size,
+        })
+        .collect()
+}
+
+impl Display for Unattributed {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} B at {:.0}/s", self.mode, self.size, self.rate)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{attribution::time_by_kind, render::Summary, results::BenchResults};
+use super::{render::Summary, results::BenchResults};
 use crate::{path::SegmentKind, report::format_ns};
 
 const WIDTH: f64 = 720.0;
@@ -100,7 +100,8 @@ fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
     writeln!(f, "</svg>")
 }
 
-/// A bar per mode, its segment kinds' median times stacked.
+/// A bar per mode that followed requests whole, the median request's time
+/// in each segment kind stacked.
 fn segment_chart(
     f: &mut Formatter<'_>,
     results: &BenchResults,
@@ -111,10 +112,10 @@ fn segment_chart(
         .modes
         .iter()
         .filter_map(|mode| {
-            let run = mode.run(rate, size)?;
+            let request = mode.run(rate, size)?.median_request.as_ref()?;
             Some((
                 mode.mode.to_string(),
-                time_by_kind(run).into_iter().collect(),
+                request.by_kind.clone().into_iter().collect(),
             ))
         })
         .collect();

@@ -5,7 +5,7 @@
 use std::fmt::{self, Display, Formatter};
 
 use super::{
-    attribution::{Attribution, CLOSURE_TOLERANCE, attribute},
+    attribution::{Attribution, CLOSURE_TOLERANCE, Unattributed, attribute, unattributed},
     ranking::Ranking,
     request::AROUND_MEDIAN,
     results::{BenchResults, RATE_TOLERANCE},
@@ -37,7 +37,7 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
         results.kernel,
         results.cpus,
         settings.duration_s,
-        settings.slices.max(1),
+        settings.slices,
         settings.warmup_s,
         settings.connections,
         settings.pacing,
@@ -118,7 +118,7 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
         f,
         "\nlatency p50/p99 at each requested rate, {size} B responses, without probes \
          (p50: the median of the {} slices' medians)",
-        results.settings.slices.max(1)
+        results.settings.slices
     )?;
     write!(f, "{:<16}", "mode")?;
     for rate in &results.settings.rates {
@@ -202,6 +202,18 @@ impl Display for AttributionTables<'_> {
                 count(Attribution::closes),
                 attributions.len(),
                 count(Attribution::within_noise)
+            )?;
+        }
+        let unattributed: Vec<String> = unattributed(results)
+            .iter()
+            .map(Unattributed::to_string)
+            .collect();
+        if !unattributed.is_empty() {
+            writeln!(
+                f,
+                "\nnot split by segment (no request followed whole in the middle slices of its \
+                 run or of host's): {}",
+                unattributed.join(", ")
             )?;
         }
         Ok(())

@@ -37,7 +37,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{median::median, node_link::LinkLatency, request::MedianRequest};
@@ -75,11 +75,9 @@ pub struct Settings {
     /// Warm-up before each slice.
     pub warmup_s: f64,
     /// The slices each run is split into, the modes taking turns.
-    #[serde(default)]
     pub slices: usize,
     pub connections: usize,
     /// How the load generator waited for each send time.
-    #[serde(default)]
     pub pacing: Pacing,
     pub tune: bool,
     /// Whether idle CPUs polled or could halt (see `--allow-idle-states`).
@@ -136,13 +134,11 @@ pub struct Run {
     pub load: LoadReport,
     /// The p50 of each of that run's slices, in the order they ran: how
     /// far the median moved from one turn to the next.
-    #[serde(default)]
     pub slice_p50_ns: Vec<u64>,
     /// The load generator with the probes attached, in the run the
     /// breakdown comes from.
     pub probed_load: LoadReport,
     /// The p50 of each slice of the run with probes.
-    #[serde(default)]
     pub probed_slice_p50_ns: Vec<u64>,
     /// Per-hop breakdown on the client's node and on the server's (probed
     /// run).
@@ -151,8 +147,8 @@ pub struct Run {
     /// The link between the nodes, from packets sampled on both.
     pub link: Option<LinkLatency>,
     /// Where the time of the requests around the median went, from
-    /// requests sampled whole on both nodes.
-    #[serde(default)]
+    /// requests sampled whole on both nodes; `None` if no request was
+    /// followed whole in the run's middle slices.
     pub median_request: Option<MedianRequest>,
     /// CPU, context switches and packets of the run without probes.
     pub system: SystemMetrics,
@@ -167,15 +163,14 @@ impl Run {
     /// medians. A few seconds in which the VM runs slow land in one slice
     /// and leave it where the other slices put it; the median of all the
     /// run's requests moves with them by the share of requests that slice
-    /// holds, and falls between the two when they differ. Results saved
-    /// before slices: that median of all requests.
+    /// holds, and falls between the two when they differ.
     pub fn p50_ns(&self) -> u64 {
-        median(self.slice_p50_ns.iter().copied()).unwrap_or(self.load.latency.p50_ns)
+        median(self.slice_p50_ns.iter().copied()).expect("a run has slices")
     }
 
     /// The median with the probes attached, taken as [`Self::p50_ns`].
     pub fn probed_p50_ns(&self) -> u64 {
-        median(self.probed_slice_p50_ns.iter().copied()).unwrap_or(self.probed_load.latency.p50_ns)
+        median(self.probed_slice_p50_ns.iter().copied()).expect("a run has slices")
     }
 
     /// Whether the run without probes held its rate.
@@ -197,9 +192,42 @@ impl BenchResults {
         record::save(&dir.join(RESULTS_FILE), self)
     }
 
+    /// Reads `results.json` from `dir`, refusing one whose runs do not
+    /// have the slices its settings name.
     pub fn load(dir: &Path) -> Result<Self> {
-        record::load(&dir.join(RESULTS_FILE))?
-            .with_context(|| format!("no {RESULTS_FILE} in {}", dir.display()))
+        let path = dir.join(RESULTS_FILE);
+        let results: Self = record::load(&path)?
+            .with_context(|| format!("no {RESULTS_FILE} in {}", dir.display()))?;
+        results
+            .check_slices()
+            .with_context(|| format!("{} is not a bench's results", path.display()))?;
+        Ok(results)
+    }
+
+    fn check_slices(&self) -> Result<()> {
+        let slices = self.settings.slices;
+        if slices == 0 {
+            bail!("it has no slices");
+        }
+        for mode in &self.modes {
+            for run in &mode.runs {
+                for (what, p50s) in [
+                    ("without", &run.slice_p50_ns),
+                    ("with", &run.probed_slice_p50_ns),
+                ] {
+                    if p50s.len() != slices {
+                        bail!(
+                            "{} {} B at {:.0}/s {what} probes has {} slices, not {slices}",
+                            mode.mode,
+                            run.size,
+                            run.rate,
+                            p50s.len()
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn mode(&self, mode: Mode) -> Option<&ModeResults> {
