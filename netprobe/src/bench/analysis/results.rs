@@ -40,7 +40,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{median::median, node_link::LinkLatency, request::MedianRequest};
+use super::{median::median, node_link::LinkLatency, noise::MAX_SLICES, request::MedianRequest};
 use crate::{
     lab::Mode,
     load::{LoadReport, Pacing},
@@ -193,7 +193,8 @@ impl BenchResults {
     }
 
     /// Reads `results.json` from `dir`, refusing one whose runs do not
-    /// have the slices its settings name.
+    /// have the slices its settings name, or more than the noise has
+    /// factors for.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(RESULTS_FILE);
         let results: Self = record::load(&path)?
@@ -206,8 +207,8 @@ impl BenchResults {
 
     fn check_slices(&self) -> Result<()> {
         let slices = self.settings.slices;
-        if slices == 0 {
-            bail!("it has no slices");
+        if !(2..=MAX_SLICES).contains(&slices) {
+            bail!("its runs have {slices} slices each; a bench's have 2 to {MAX_SLICES}");
         }
         for mode in &self.modes {
             for run in &mode.runs {
