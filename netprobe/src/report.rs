@@ -133,8 +133,10 @@ pub struct EndToEnd {
     pub latency: Latency,
 }
 
+/// The labels of the observation points on each direction, in order: a
+/// [`ProbePath`] as the report shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Path {
+pub struct PathLabels {
     pub ingress: Vec<String>,
     pub egress: Vec<String>,
 }
@@ -146,7 +148,7 @@ pub struct Report {
     pub duration_s: f64,
     pub filter: Option<String>,
     pub xdp_mode: Option<String>,
-    pub path: Path,
+    pub path: PathLabels,
     pub segments: Vec<Segment>,
     pub end_to_end: Vec<EndToEnd>,
     /// The application's time on a socket, from reading a request that came
@@ -268,7 +270,7 @@ impl Report {
             duration_s: context.duration_s,
             filter: context.filter.map(str::to_owned),
             xdp_mode: context.xdp_mode.map(str::to_owned),
-            path: Path {
+            path: PathLabels {
                 ingress: path.ingress.iter().map(|hop| hop.label()).collect(),
                 egress: path.egress.iter().map(|hop| hop.label()).collect(),
             },

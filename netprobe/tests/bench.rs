@@ -83,7 +83,7 @@ fn a_short_bench_writes_results_tables_and_a_page() {
     );
     assert_eq!(results.settings.pacing, Pacing::Spin);
     for mode in &results.modes {
-        let run = mode.run(2000.0, 350).expect("the run");
+        let run = mode.point(2000.0, 350).expect("the run");
         assert!(
             (run.load.achieved_rate - 2000.0).abs() < 20.0,
             "{}: {:?}",
@@ -133,7 +133,10 @@ fn a_short_bench_writes_results_tables_and_a_page() {
             "{}: {request:?} against the generator's p50 {generator_p50}",
             mode.mode
         );
-        let link = run.link.as_ref().expect("packets sampled on both nodes");
+        let link = run
+            .node_link
+            .as_ref()
+            .expect("packets sampled on both nodes");
         assert!(
             link.request.count > 20 && link.response.count > 20,
             "{}: {link:?}",
@@ -143,8 +146,8 @@ fn a_short_bench_writes_results_tables_and_a_page() {
     // aws-vpc's link is two veths and the router's forwarding; host's is
     // one veth.
     let link_p50 = |mode| {
-        let run = results.mode(mode).and_then(|mode| mode.run(2000.0, 350));
-        run.and_then(|run| run.link.as_ref())
+        let run = results.mode(mode).and_then(|mode| mode.point(2000.0, 350));
+        run.and_then(|run| run.node_link.as_ref())
             .expect("the link")
             .request
             .p50_ns
@@ -236,7 +239,7 @@ fn auto_rates_are_shares_of_the_maximum_host_sustains_in_the_bench_lab() {
         .collect();
     assert_eq!(shares, [0.1, 0.3, 0.5, 0.7, 0.9]);
     let host = results.mode(Mode::Host).expect("host's results");
-    assert_eq!(host.runs.len(), 5);
+    assert_eq!(host.points.len(), 5);
     assert!(bench_namespaces().is_empty());
 }
 

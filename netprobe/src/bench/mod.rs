@@ -20,8 +20,8 @@ mod run;
 
 pub use self::{
     analysis::{
-        Attribution, BenchResults, MaxRate, MedianRequest, ModeResults, ReportArgs, Run, Settings,
-        TuningStep, attribute, run_report,
+        Attribution, BenchResults, MaxRate, MedianRequest, ModeResults, PointResults, ReportArgs,
+        Settings, TuningStep, attribute, run_report,
     },
     run::{
         BENCH_PREFIX, BenchArgs, IdlePolling, Modes, PlanError, Rates, Sizes, bench_prefix,

@@ -18,7 +18,7 @@ use std::{
 use super::{
     noise::{Noise, Pair},
     request::MedianRequest,
-    results::{BenchResults, ModeResults, Run},
+    results::{BenchResults, ModeResults, PointResults},
 };
 use crate::{lab::Mode, path::SegmentKind};
 
@@ -86,11 +86,11 @@ impl Attribution {
 }
 
 /// A mode's probed run against host's, as the noise compares them.
-fn probed_pair<'a>(run: &'a Run, host: &'a Run) -> Pair<'a> {
+fn probed_pair<'a>(point: &'a PointResults, host: &'a PointResults) -> Pair<'a> {
     Pair {
         ours: &host.probed_slice_p50_ns,
-        theirs: &run.probed_slice_p50_ns,
-        held: run.probed_held() && host.probed_held(),
+        theirs: &point.probed_slice_p50_ns,
+        held: point.probed_held() && host.probed_held(),
     }
 }
 
@@ -98,15 +98,15 @@ fn probed_pair<'a>(run: &'a Run, host: &'a Run) -> Pair<'a> {
 fn pairs<'a>(
     results: &'a BenchResults,
     host: &'a ModeResults,
-) -> impl Iterator<Item = (&'a ModeResults, &'a Run, &'a Run)> {
+) -> impl Iterator<Item = (&'a ModeResults, &'a PointResults, &'a PointResults)> {
     results
         .modes
         .iter()
         .filter(|mode| mode.mode != Mode::Host)
         .flat_map(move |mode| {
-            mode.runs.iter().filter_map(move |run| {
-                let baseline = host.run(run.rate, run.size)?;
-                Some((mode, run, baseline))
+            mode.points.iter().filter_map(move |point| {
+                let baseline = host.point(point.rate, point.size)?;
+                Some((mode, point, baseline))
             })
         })
 }
@@ -119,10 +119,11 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
     };
     // How far a median difference over host may be off by chance, from
     // every mode that held its rate.
-    let noise = Noise::pooled(pairs(results, host).map(|(_, run, host)| probed_pair(run, host)));
+    let noise =
+        Noise::pooled(pairs(results, host).map(|(_, point, host)| probed_pair(point, host)));
     let mut attributions = Vec::new();
-    for (mode, run, baseline) in pairs(results, host) {
-        let (Some(ours), Some(theirs)) = (&run.median_request, &baseline.median_request) else {
+    for (mode, point, baseline) in pairs(results, host) {
+        let (Some(ours), Some(theirs)) = (&point.median_request, &baseline.median_request) else {
             continue;
         };
         let by_kind: BTreeMap<SegmentKind, i64> = SegmentKind::ALL
@@ -136,21 +137,21 @@ pub fn attribute(results: &BenchResults) -> Vec<Attribution> {
             .collect();
         let delta = |ours: u64, theirs: u64| ours as i64 - theirs as i64;
         // The generator's figures from the same runs as the breakdown's.
-        let (load, host_load) = (&run.probed_load, &baseline.probed_load);
+        let (load, host_load) = (&point.probed_load, &baseline.probed_load);
         let client_wait_ns = delta(ours.client_wait_ns, theirs.client_wait_ns);
         // The median lies among the averaged requests' totals.
         let resolution_ns = ours.spread_ns + theirs.spread_ns;
         attributions.push(Attribution {
             mode: mode.mode,
-            rate: run.rate,
-            size: run.size,
+            rate: point.rate,
+            size: point.size,
             parts_ns: by_kind.values().sum::<i64>() + client_wait_ns,
             by_kind,
             client_wait_ns,
             mean_ns: delta(load.latency.mean_ns, host_load.latency.mean_ns),
-            median_ns: delta(run.probed_p50_ns(), baseline.probed_p50_ns()),
+            median_ns: delta(point.probed_p50_ns(), baseline.probed_p50_ns()),
             resolution_ns: resolution_ns as i64,
-            noise_ns: noise.of(&probed_pair(run, baseline)) as i64,
+            noise_ns: noise.of(&probed_pair(point, baseline)) as i64,
         });
     }
     attributions
@@ -172,13 +173,13 @@ pub fn unattributed(results: &BenchResults) -> Vec<Unattributed> {
         return Vec::new();
     };
     pairs(results, host)
-        .filter(|(_, run, baseline)| {
-            run.median_request.is_none() || baseline.median_request.is_none()
+        .filter(|(_, point, baseline)| {
+            point.median_request.is_none() || baseline.median_request.is_none()
         })
-        .map(|(mode, run, _)| Unattributed {
+        .map(|(mode, point, _)| Unattributed {
             mode: mode.mode,
-            rate: run.rate,
-            size: run.size,
+            rate: point.rate,
+            size: point.size,
         })
         .collect()
 }

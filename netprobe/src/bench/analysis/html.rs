@@ -53,18 +53,18 @@ impl Display for Page<'_> {
 /// A line per mode: p50 (solid) and p99 (dashed) of the load generator.
 fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> fmt::Result {
     let rates = &results.settings.rates;
-    let runs = |mode: &super::results::ModeResults| -> Vec<(f64, u64, u64)> {
-        mode.runs
+    let points = |mode: &super::results::ModeResults| -> Vec<(f64, u64, u64)> {
+        mode.points
             .iter()
-            .filter(|run| run.size == size)
-            .map(|run| (run.rate, run.p50_ns(), run.load.latency.p99_ns))
+            .filter(|point| point.size == size)
+            .map(|point| (point.rate, point.p50_ns(), point.load.latency.p99_ns))
             .collect()
     };
     let max_rate = rates.iter().copied().fold(1.0, f64::max);
     let max_ns = results
         .modes
         .iter()
-        .flat_map(|mode| runs(mode).into_iter().map(|(_, _, p99)| p99))
+        .flat_map(|mode| points(mode).into_iter().map(|(_, _, p99)| p99))
         .max()
         .unwrap_or(1)
         .max(1) as f64;
@@ -77,7 +77,7 @@ fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
         &format!("latency (max {})", format_ns(max_ns as u64)),
     )?;
     for (index, mode) in results.modes.iter().enumerate() {
-        let points = runs(mode);
+        let points = points(mode);
         if points.is_empty() {
             continue;
         }
@@ -112,7 +112,7 @@ fn segment_chart(
         .modes
         .iter()
         .filter_map(|mode| {
-            let request = mode.run(rate, size)?.median_request.as_ref()?;
+            let request = mode.point(rate, size)?.median_request.as_ref()?;
             Some((
                 mode.mode.to_string(),
                 request.by_kind.clone().into_iter().collect(),

@@ -21,12 +21,12 @@ use anyhow::{Context as _, Result};
 
 pub use self::{
     attribution::{Attribution, attribute},
-    node_link::{LinkLatency, SAMPLE_EVERY},
+    node_link::NodeLinkLatency,
     render::Summary,
     request::{MedianRequest, NodeSamples},
     results::{
-        BenchResults, CpuUsage, DevicePackets, MaxRate, ModeResults, Run, Settings, SystemMetrics,
-        TuningStep,
+        BenchResults, CpuUsage, DevicePackets, MaxRate, ModeResults, PointResults, Settings,
+        SystemMetrics, TuningStep,
     },
 };
 

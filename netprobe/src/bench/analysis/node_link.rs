@@ -16,18 +16,15 @@ use crate::{
     report::{Latency, new_hdr},
 };
 
-/// One packet in this many is sampled on both nodes.
-pub const SAMPLE_EVERY: u32 = 32;
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LinkLatency {
+pub struct NodeLinkLatency {
     /// Client's node to server's: requests.
     pub request: Latency,
     /// Server's node to client's: responses.
     pub response: Latency,
 }
 
-impl LinkLatency {
+impl NodeLinkLatency {
     /// Joins the two nodes' samples; `None` if no packet was sampled on both.
     pub fn join(client: &[SampledFlight], server: &[SampledFlight]) -> Option<Self> {
         let request = crossings(client, server)?;
@@ -112,7 +109,7 @@ mod tests {
             trace(DIRECTION_INGRESS, 2, 8_500, 800),  // +3_000
             trace(DIRECTION_EGRESS, 3, 7_000, 1_000), // leaves at 8_000: +1_000
         ];
-        let link = LinkLatency::join(&client, &server).expect("packets were joined");
+        let link = NodeLinkLatency::join(&client, &server).expect("packets were joined");
         // HdrHistogram values are exact to 1%.
         let near = |ns: u64, expected: u64| ns.abs_diff(expected) <= expected / 100;
         assert_eq!(link.request.count, 2);
@@ -127,7 +124,7 @@ mod tests {
     fn a_direction_without_joined_packets_gives_nothing() {
         let client = [trace(DIRECTION_EGRESS, 1, 1_000, 500)];
         let server = [trace(DIRECTION_INGRESS, 1, 2_500, 800)];
-        assert_eq!(LinkLatency::join(&client, &server), None);
-        assert_eq!(LinkLatency::join(&client, &[]), None);
+        assert_eq!(NodeLinkLatency::join(&client, &server), None);
+        assert_eq!(NodeLinkLatency::join(&client, &[]), None);
     }
 }

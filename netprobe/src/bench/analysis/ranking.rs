@@ -111,11 +111,11 @@ fn medians_at(
     let medians: Option<Vec<Median>> = STUDY_ORDER
         .iter()
         .map(|&mode| {
-            let run = results.mode(mode)?.run(rate, size)?;
+            let point = results.mode(mode)?.point(rate, size)?;
             Some(Median {
-                p50: run.p50_ns(),
-                slices: run.slice_p50_ns.clone(),
-                held: run.held(),
+                p50: point.p50_ns(),
+                slices: point.slice_p50_ns.clone(),
+                held: point.held(),
             })
         })
         .collect();

@@ -132,15 +132,15 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
             continue;
         }
         for &rate in &results.settings.rates {
-            let cell = match mode.run(rate, size) {
-                Some(run) => {
+            let cell = match mode.point(rate, size) {
+                Some(point) => {
                     let mut cell = format!(
                         "{}/{}",
-                        format_ns(run.p50_ns()),
-                        format_ns(run.load.latency.p99_ns)
+                        format_ns(point.p50_ns()),
+                        format_ns(point.load.latency.p99_ns)
                     );
-                    if !run.held() {
-                        cell.push_str(&format!(" ({:.0}/s)", run.load.achieved_rate));
+                    if !point.held() {
+                        cell.push_str(&format!(" ({:.0}/s)", point.load.achieved_rate));
                     }
                     cell
                 }
@@ -283,17 +283,17 @@ pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
         let Some(theirs) = other.mode(mode.mode) else {
             continue;
         };
-        for run in &mode.runs {
-            let Some(their_run) = theirs.run(run.rate, run.size) else {
+        for point in &mode.points {
+            let Some(their_point) = theirs.point(point.rate, point.size) else {
                 continue;
             };
-            let (before, after) = (run.p50_ns(), their_run.p50_ns());
+            let (before, after) = (point.p50_ns(), their_point.p50_ns());
             let change = 100.0 * (after as f64 - before as f64) / before.max(1) as f64;
             text.push_str(&format!(
                 "{:<16} {:>8.0}/s {:>5} B  {:>9} -> {:>9} ({change:+.1}%)\n",
                 mode.mode.to_string(),
-                run.rate,
-                run.size,
+                point.rate,
+                point.size,
                 format_ns(before),
                 format_ns(after)
             ));

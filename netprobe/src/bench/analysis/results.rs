@@ -40,7 +40,9 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{median::median, node_link::LinkLatency, noise::MAX_SLICES, request::MedianRequest};
+use super::{
+    median::median, node_link::NodeLinkLatency, noise::MAX_SLICES, request::MedianRequest,
+};
 use crate::{
     lab::Mode,
     load::{LoadReport, Pacing},
@@ -122,12 +124,15 @@ pub struct ModeResults {
     /// With `--max-rates`: the highest rate of the first size this mode
     /// sustains, probes attached.
     pub max_rate: Option<f64>,
-    pub runs: Vec<Run>,
+    /// Each rate and size it ran.
+    #[serde(rename = "runs")]
+    pub points: Vec<PointResults>,
 }
 
-/// One rate and size in one mode.
+/// One rate and size (a point) in one mode: its run without the probes
+/// and its run with them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Run {
+pub struct PointResults {
     pub rate: f64,
     pub size: usize,
     /// The load generator with no probes attached: the mode's own latency.
@@ -145,7 +150,8 @@ pub struct Run {
     pub client: Report,
     pub server: Report,
     /// The link between the nodes, from packets sampled on both.
-    pub link: Option<LinkLatency>,
+    #[serde(rename = "link")]
+    pub node_link: Option<NodeLinkLatency>,
     /// Where the time of the requests around the median went, from
     /// requests sampled whole on both nodes; `None` if no request was
     /// followed whole in the run's middle slices.
@@ -158,7 +164,7 @@ pub struct Run {
 /// answered: the bar the issue sets the load generator.
 pub const RATE_TOLERANCE: f64 = 0.01;
 
-impl Run {
+impl PointResults {
     /// The mode's median without probes: the median of its slices'
     /// medians. A few seconds in which the VM runs slow land in one slice
     /// and leave it where the other slices put it; the median of all the
@@ -211,17 +217,17 @@ impl BenchResults {
             bail!("its runs have {slices} slices each; a bench's have 2 to {MAX_SLICES}");
         }
         for mode in &self.modes {
-            for run in &mode.runs {
+            for point in &mode.points {
                 for (what, p50s) in [
-                    ("without", &run.slice_p50_ns),
-                    ("with", &run.probed_slice_p50_ns),
+                    ("without", &point.slice_p50_ns),
+                    ("with", &point.probed_slice_p50_ns),
                 ] {
                     if p50s.len() != slices {
                         bail!(
                             "{} {} B at {:.0}/s {what} probes has {} slices, not {slices}",
                             mode.mode,
-                            run.size,
-                            run.rate,
+                            point.size,
+                            point.rate,
                             p50s.len()
                         );
                     }
@@ -244,14 +250,14 @@ impl ModeResults {
             unavailable,
             tuning: Vec::new(),
             max_rate: None,
-            runs: Vec::new(),
+            points: Vec::new(),
         }
     }
 
-    pub fn run(&self, rate: f64, size: usize) -> Option<&Run> {
-        self.runs
+    pub fn point(&self, rate: f64, size: usize) -> Option<&PointResults> {
+        self.points
             .iter()
-            .find(|run| run.size == size && (run.rate - rate).abs() < 0.5)
+            .find(|point| point.size == size && (point.rate - rate).abs() < 0.5)
     }
 }
 

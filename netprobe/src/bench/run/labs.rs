@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use super::{
-    bench_prefix, interrupt,
+    SAMPLE_EVERY, bench_prefix, interrupt,
     load::{Load, run_load},
     max_rate,
+    plan::Plan,
     progress::Progress,
     system::{self, Counters},
     tune,
@@ -18,7 +19,7 @@ use super::{
 use crate::{
     bench::{
         SLICES, STUDY_ORDER,
-        analysis::{LinkLatency, MedianRequest, ModeResults, NodeSamples, Run, SAMPLE_EVERY},
+        analysis::{MedianRequest, ModeResults, NodeLinkLatency, NodeSamples, PointResults},
     },
     lab::{Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize},
     load::LoadResult,
@@ -142,16 +143,16 @@ impl ModeLab {
         })
     }
 
-    /// A rate and size's record from its slices alone and probed, the
-    /// probes' breakdown since `marks`.
-    fn run(
+    /// What a rate and size measured, from its slices alone and probed,
+    /// the probes' breakdown since `marks`.
+    fn point(
         &mut self,
         rate: f64,
         size: ResponseSize,
         marks: &(Mark, Mark),
         alone: Vec<Measured>,
         probed: Vec<Measured>,
-    ) -> Result<Run> {
+    ) -> Result<PointResults> {
         let slice_p50s = |slices: &[Measured]| {
             slices
                 .iter()
@@ -173,7 +174,7 @@ impl ModeLab {
         let client = report_since(&self.client, &marks.0, probed.seconds)?;
         let server = report_since(&self.server, &marks.1, probed.seconds)?;
         let [client_samples, server_samples] = &probed.samples;
-        Ok(Run {
+        Ok(PointResults {
             rate,
             size: size.nominal_len(),
             load: alone.load.report,
@@ -183,7 +184,7 @@ impl ModeLab {
             probed_slice_p50_ns,
             client,
             server,
-            link: LinkLatency::join(client_samples, server_samples),
+            node_link: NodeLinkLatency::join(client_samples, server_samples),
             median_request,
         })
     }
@@ -248,15 +249,6 @@ fn take_turns<L, M>(
         }
     }
     Ok(slices)
-}
-
-/// What every mode runs.
-pub struct Runs<'a> {
-    pub rates: &'a [f64],
-    pub sizes: &'a [ResponseSize],
-    pub load: Load,
-    /// `--max-rates`: find the highest rate each mode sustains.
-    pub find_max: bool,
 }
 
 /// Every mode's lab, all up for the whole bench, each under its own prefix,
@@ -324,22 +316,23 @@ impl Bench {
     /// results after every rate and size.
     pub fn run(
         &mut self,
-        runs: &Runs,
+        plan: &Plan,
         progress: &mut Progress,
         mut save: impl FnMut(&[ModeResults]) -> Result<()>,
     ) -> Result<()> {
-        let Runs {
+        let Plan {
             rates,
             sizes,
             load,
             find_max,
-        } = runs;
+        } = plan;
         let Self { labs, results } = self;
         if *find_max {
             for lab in labs.iter_mut() {
                 progress.note(&format!("finding the highest rate {} sustains", lab.mode));
                 lab.resume()?;
-                let search = max_rate::search(&lab.lab, sizes[0], &max_rate::search_load(load));
+                let search =
+                    max_rate::search(&lab.lab, sizes[0], &max_rate::rate_search_load(load));
                 lab.pause();
                 results[lab.index].max_rate = Some(search?);
             }
@@ -370,8 +363,8 @@ impl Bench {
                 .zip(marks)
                 .zip(alone.into_iter().zip(probed))
             {
-                let run = lab.run(rate, size, &marks, alone, probed)?;
-                results[lab.index].runs.push(run);
+                let point = lab.point(rate, size, &marks, alone, probed)?;
+                results[lab.index].points.push(point);
             }
             save(results)?;
         }

@@ -7,27 +7,22 @@ use std::{os::unix::process::CommandExt as _, process::Command, time::Duration};
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    bench_prefix, interrupt,
+    SAMPLE_EVERY, bench_prefix, interrupt,
     load::{Load, run_load},
     progress::Progress,
 };
 use crate::{
     bench::{
         GENERATOR_CHECK_CONNECTIONS, GENERATOR_CHECK_SHARE, WRK_CONNECTIONS, WRK_THREADS,
-        analysis::{MaxRate, SAMPLE_EVERY},
+        analysis::MaxRate,
     },
     lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
-    load::Pacing,
     probes::{NodeProbes, ProgramCost},
 };
 
-/// Short runs: enough to see a rate held or not.
-const PROBE_LOAD: Load = Load {
-    duration: Duration::from_secs(2),
-    warmup: Duration::from_millis(500),
-    connections: 50,
-    pacing: Pacing::Spin,
-};
+/// Each run of the rate search: short, enough to see a rate held or not.
+const RATE_SEARCH_DURATION: Duration = Duration::from_secs(2);
+const RATE_SEARCH_WARMUP: Duration = Duration::from_millis(500);
 const FIRST_RATE: f64 = 4000.0;
 /// How long wrk runs to find its maximum.
 const WRK_DURATION: Duration = Duration::from_secs(3);
@@ -68,7 +63,7 @@ fn max_rate_in(
     bench: &Load,
     progress: &Progress,
 ) -> Result<MaxRate> {
-    let load = search_load(bench);
+    let load = rate_search_load(bench);
     progress.note("measuring wrk's closed-loop maximum and the load generator against it");
     let wrk_rate = wrk_max(lab, size)?;
     let check = Load {
@@ -139,12 +134,13 @@ fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
         .with_context(|| format!("no Requests/sec in wrk's output: {stdout}"))
 }
 
-/// The short runs of a search, with the bench's connections and pacing.
-pub fn search_load(bench: &Load) -> Load {
+/// The runs of the rate search: short, with the bench's connections and
+/// pacing.
+pub fn rate_search_load(bench: &Load) -> Load {
     Load {
-        connections: bench.connections,
-        pacing: bench.pacing,
-        ..PROBE_LOAD
+        duration: RATE_SEARCH_DURATION,
+        warmup: RATE_SEARCH_WARMUP,
+        ..bench.clone()
     }
 }
 

@@ -27,9 +27,9 @@ pub use self::{
     plan::{Modes, PlanError, Rates, Sizes},
 };
 use self::{
-    labs::{Bench, Runs},
+    labs::Bench,
     load::Load,
-    plan::{AUTO_SHARES, mode_time},
+    plan::{AUTO_SHARES, Plan, mode_time},
     progress::Progress,
 };
 use super::{
@@ -101,6 +101,10 @@ const WARMUP: Duration = Duration::from_millis(150);
 /// Each rate and size runs twice: without probes, for the mode's own
 /// latency, and with them, for its breakdown.
 const RUNS_PER_POINT: usize = 2;
+
+/// The probes on both nodes sample one packet in this many (the same
+/// packets on both: they pick by the packet's headers).
+const SAMPLE_EVERY: u32 = 32;
 
 /// The bench's labs are named after it: `npbench_host`, ...
 pub const BENCH_PREFIX: &str = "npbench";
@@ -193,14 +197,14 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         tuning,
         modes: Vec::new(),
     };
-    let runs = Runs {
+    let plan = Plan {
         rates: &rates,
         sizes,
         load,
         find_max: args.max_rates,
     };
     bench.run(
-        &runs,
+        &plan,
         &mut progress,
         // What is done so far survives a later failure or interruption.
         |modes| {

@@ -1,10 +1,11 @@
-//! What a bench runs: modes, rates and sizes from the command line, and how
-//! long that takes.
+//! What a bench runs: modes, rates and sizes from the command line, the
+//! plan every mode runs, and how long that takes.
 
 use std::{fmt, str::FromStr, time::Duration};
 
 use thiserror::Error;
 
+use super::load::Load;
 use crate::lab::{Mode, ResponseSize};
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -17,6 +18,15 @@ pub enum PlanError {
     Size(String),
     #[error("nothing to run: {0} is empty")]
     Empty(&'static str),
+}
+
+/// What every mode runs: each size at each rate, with these load settings.
+pub struct Plan<'a> {
+    pub rates: &'a [f64],
+    pub sizes: &'a [ResponseSize],
+    pub load: Load,
+    /// `--max-rates`: find the highest rate each mode sustains.
+    pub find_max: bool,
 }
 
 /// `--modes all` or a comma-separated list.
