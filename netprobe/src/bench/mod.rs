@@ -35,15 +35,15 @@ use crate::lab::Mode;
 pub const SLICES: usize = 4;
 
 /// `--rates auto` checks the load generator against wrk's closed-loop
-/// maximum (`wrk -t1 -c50`), asking it for this share of that rate
-pub const GENERATOR_CHECK_SHARE: f64 = 0.8;
-/// with this many connections: at 80% of wrk's maximum, 50 connections
-/// leave each one barely an interval's time per request, and the check
-/// would measure that rather than the generator.
-pub const GENERATOR_CHECK_CONNECTIONS: usize = 100;
-/// wrk's threads and connections in that check.
+/// maximum, with wrk on this many threads and connections,
 pub const WRK_THREADS: usize = 1;
 pub const WRK_CONNECTIONS: usize = 50;
+/// asking the generator for this share of wrk's rate
+pub const GENERATOR_CHECK_SHARE: f64 = 0.8;
+/// over this many connections: over wrk's, each would have barely an
+/// interval's time per request at that share, and the check would measure
+/// that rather than the generator.
+pub const GENERATOR_CHECK_CONNECTIONS: usize = 100;
 
 /// The study's order of the modes by latency, fastest first; the last step
 /// is strict. The order check compares neighbours in it, and the modes take

@@ -33,8 +33,8 @@ pub struct LoadArgs {
     #[arg(short, long)]
     pub threads: Option<usize>,
     /// How to wait for each send time: sleep on a timer, or spin (keeps a
-    /// CPU busy per thread; on a VM, where each timer costs a trip through
-    /// the hypervisor, it takes about 15 us off every request's latency)
+    /// CPU busy per thread, and sends on time where a timer wakes late: on
+    /// a VM each timer costs a trip through the hypervisor)
     #[arg(long, value_enum, default_value_t = Pacing::Timer)]
     pub pacing: Pacing,
     /// Also write the report to FILE as JSON

@@ -5,7 +5,7 @@
 //! sent, set against the generator's median difference in the same
 //! (probed) runs.
 //!
-//! The median request rather than means: this VM stalls a request for
+//! The median request rather than means: a VM stalls a request for
 //! milliseconds now and then, anywhere on its way; at 0.1% of the requests
 //! that moves a mean by microseconds, at random, and no segment holds all
 //! of it. (The generator's mean difference is kept beside them.)

@@ -6,12 +6,15 @@
 //!   "netprobe": "0.1.0", "kernel": "6.18.44", "cpus": 2,
 //!   "settings": {"modes": ["host", ...], "rates": [12000.0, ...], "sizes": [350, 4096],
 //!                "duration_s": 2.0, "warmup_s": 0.15, "slices": 4, "connections": 50,
-//!                "tune": false,
+//!                "pacing": "spin", "tune": false,
 //!                "cpu_idle": "polling (/dev/cpu_dma_latency held at 0)"},
 //!   "max_rate": {"mode": "host", "size": 350, "rate": 40000.0,
-//!                "rate_without_probes": 41000.0},
+//!                "rate_without_probes": 41000.0, "wrk_rate": 45000.0,
+//!                "generator_at_80_percent": 36000.0,
+//!                "probe_cost": [{"program", "run_cnt", "run_time_ns", "ns_per_run"}]},
 //!   "tuning": [{"setting": "...", "applied": true, "detail": "..."}],
-//!   "modes": [{"mode": "flannel-vxlan", "unavailable": null,
+//!   "modes": [{"mode": "flannel-vxlan", "unavailable": null, "tuning": [...],
+//!              "max_rate": null,
 //!              "runs": [{"rate": 12000.0, "size": 350,
 //!                        "load": {LoadReport without probes: requested_rate,
 //!                                 achieved_rate, errors, timeouts, reconnects,
@@ -95,10 +98,12 @@ pub struct MaxRate {
     pub size: usize,
     pub rate: f64,
     pub rate_without_probes: f64,
-    /// wrk's closed-loop maximum on the same path (`wrk -t1 -c50`), without
-    /// probes: what the load generator is checked against.
+    /// wrk's closed-loop maximum on the same path, without probes: what the
+    /// load generator is checked against (see
+    /// [`crate::bench::WRK_CONNECTIONS`]).
     pub wrk_rate: f64,
-    /// What `netprobe load` achieved when asked for 80% of `wrk_rate`.
+    /// What `netprobe load` achieved when asked for
+    /// [`crate::bench::GENERATOR_CHECK_SHARE`] (80%) of `wrk_rate`.
     pub generator_at_80_percent: f64,
     /// Each probe program's cost per run on the server's node, at half
     /// `rate`, from the kernel's run-time statistics.
@@ -161,7 +166,7 @@ pub struct PointResults {
 }
 
 /// A run held its rate when it kept within this share of it, every request
-/// answered: the bar the issue sets the load generator.
+/// answered: the bar the load generator is held to.
 pub const RATE_TOLERANCE: f64 = 0.01;
 
 impl PointResults {

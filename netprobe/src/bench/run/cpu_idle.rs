@@ -1,7 +1,6 @@
 //! Idle CPUs poll instead of halting while the bench runs. On a VM, waking
 //! a halted vCPU costs tens of microseconds, at random: more than most
-//! modes differ by (here it doubled host's median and made it vary by a
-//! third between identical runs). A PM QoS request for zero exit latency
+//! modes differ by. A PM QoS request for zero exit latency
 //! on `/dev/cpu_dma_latency`, as cyclictest and tuned's latency-performance
 //! profile hold, keeps cpuidle in its polling state. The kernel drops the
 //! request when the file closes, so even a killed bench leaves nothing.

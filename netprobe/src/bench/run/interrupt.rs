@@ -41,8 +41,9 @@ pub fn tear_down_on_interrupt(tuning: Arc<Mutex<Option<GlobalTuning>>>) -> Resul
             eprintln!("\ninterrupted: removing the bench's labs");
             let _change = lab_change();
             for mode in Mode::ALL {
-                if let Err(error) = Lab::down(&bench_prefix(mode)) {
-                    eprintln!("error: {error:#} (netprobe lab down --all)");
+                let prefix = bench_prefix(mode);
+                if let Err(error) = Lab::down(&prefix) {
+                    eprintln!("error: {error:#} (netprobe lab down --prefix {prefix})");
                 }
             }
             drop(

@@ -1,7 +1,7 @@
 //! The bench's runs: every mode's lab up at once, and the load at each rate
 //! and size run once alone (latency and system metrics) and once with the
-//! probes on both nodes (the per-hop breakdown and the link between the
-//! nodes), each run in slices for which the modes take turns.
+//! probes on both nodes (the per-hop breakdown, the node link and the
+//! median request), each run in slices for which the modes take turns.
 
 use std::time::{Duration, Instant};
 
@@ -312,7 +312,7 @@ impl Bench {
             .map(|lab| &*lab.lab)
     }
 
-    /// Does `runs` in every lab, the modes taking turns; `save` gets the
+    /// Runs `plan` in every lab, the modes taking turns; `save` gets the
     /// results after every rate and size.
     pub fn run(
         &mut self,

@@ -70,11 +70,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = crate::load::DEFAULT_CONNECTIONS)]
     pub connections: usize,
     /// How the load generator waits for each send time (see `netprobe load
-    /// --pacing`). It spins by default, on the client's own CPUs: on a VM a
-    /// timer's wake-up is late by about 15 us and, worse, keeps the client's
-    /// CPU from responses arriving meanwhile, which left several modes'
-    /// medians on the same plateau at 30% of the maximum rate. With a
-    /// single CPU, shared with nginx, it sleeps instead.
+    /// --pacing`). It spins by default, on the client's own CPUs, so that
+    /// requests leave on time and responses are read as they arrive: on a
+    /// VM a timer's wake-up comes microseconds late and holds up the
+    /// responses that arrive meanwhile. With a single CPU, shared with
+    /// nginx, it sleeps instead.
     #[arg(long, value_enum, default_value_t = Pacing::Spin)]
     pub pacing: Pacing,
     /// Apply the study's tuning (RPS/XPS, flow tables, NOTRACK, somaxconn,
@@ -228,7 +228,7 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
-/// One bench at a time: the bench's lab has a fixed prefix. The lock is
+/// One bench at a time: the bench's labs have fixed prefixes. The lock is
 /// held while the file stays open.
 struct BenchLock {
     _file: File,

@@ -61,9 +61,9 @@ pub enum Rates {
 }
 
 /// The share of host's maximum that `--rates auto` runs at: the study's 30
-/// to 90%, and 10% (about where the study's lowest rate, 50k of 450k req/s,
-/// was), where requests rarely overlap and each mode's own path cost shows
-/// without queueing.
+/// to 90%, and 10%, near the study's lowest rate (50k of 450k req/s), where
+/// requests rarely overlap and each mode's own path cost shows without
+/// queueing.
 pub const AUTO_SHARES: [f64; 5] = [0.1, 0.3, 0.5, 0.7, 0.9];
 
 impl FromStr for Rates {
