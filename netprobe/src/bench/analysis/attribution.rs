@@ -192,7 +192,7 @@ impl Display for Unattributed {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::fixtures, *};
 
     fn row(parts_ns: i64, median_ns: i64, resolution_ns: i64) -> Attribution {
         Attribution {
@@ -236,5 +236,61 @@ mod tests {
             ..row(3_000, 2_800, 800)
         };
         assert!(closed.closes() && !closed.within_noise());
+    }
+
+    #[test]
+    fn a_modes_extra_time_is_split_by_kind_against_hosts() {
+        let results = fixtures::three_modes();
+        // Probed medians 30.5 us against 20.5 us (the middle two slices).
+        // The parts: +2 us of stack, +0.5 us of link, +3 and +2 us of
+        // VXLAN, no application time, and +0.1 us of send lag: +7.6 us,
+        // 76% of +10 us. The averaged requests' totals lie 0.5 and 0.3 us
+        // apart. vxlan's and macvlan's differences from host both moved by
+        // a standard deviation of 0.5 us between the slices: the pooled
+        // margin is 2 x 0.546 x 500 / 0.888 = 615 ns, over the 546 ns of
+        // vxlan's own.
+        let expected = Attribution {
+            mode: Mode::FlannelVxlan,
+            rate: 1000.0,
+            size: 350,
+            by_kind: BTreeMap::from([
+                (SegmentKind::Link, 500),
+                (SegmentKind::VxlanEncap, 3_000),
+                (SegmentKind::VxlanDecap, 2_000),
+                (SegmentKind::Stack, 2_000),
+                (SegmentKind::Application, 0),
+            ]),
+            client_wait_ns: 100,
+            parts_ns: 7_600,
+            mean_ns: 15_000,
+            median_ns: 10_000,
+            resolution_ns: 800,
+            noise_ns: 615,
+        };
+        assert_eq!(attribute(&results), std::slice::from_ref(&expected));
+        assert_eq!(expected.closure(), Some(0.76));
+        assert!(expected.closes());
+        assert_eq!(expected.margin_ns(), 800);
+        // macvlan followed no request whole: not split, but named.
+        assert_eq!(
+            unattributed(&results),
+            [Unattributed {
+                mode: Mode::Macvlan,
+                rate: 1000.0,
+                size: 350
+            }]
+        );
+        assert_eq!(
+            unattributed(&results)[0].to_string(),
+            "macvlan 350 B at 1000/s"
+        );
+    }
+
+    #[test]
+    fn without_host_nothing_is_attributed() {
+        let mut results = fixtures::three_modes();
+        results.modes.retain(|mode| mode.mode != Mode::Host);
+        assert_eq!(attribute(&results), []);
+        assert_eq!(unattributed(&results), []);
     }
 }

@@ -6,6 +6,8 @@
 //! with this alone.
 
 mod attribution;
+#[cfg(test)]
+mod fixtures;
 mod html;
 mod median;
 mod node_link;

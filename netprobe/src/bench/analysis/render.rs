@@ -301,3 +301,48 @@ pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{super::fixtures::three_modes, *};
+
+    #[test]
+    fn the_latency_table_has_a_row_per_mode_and_the_rate_a_mode_fell_short_to() {
+        assert_eq!(
+            LatencyTables(&three_modes()).to_string(),
+            "\nlatency p50/p99 at each requested rate, 350 B responses, without probes \
+             (p50: the median of the 4 slices' medians)\n\
+             mode                            1000/s\n\
+             host                     20.0us/50.0us\n\
+             flannel-vxlan            30.0us/50.0us\n\
+             macvlan          21.0us/50.0us (900/s)\n"
+        );
+    }
+
+    #[test]
+    fn the_attribution_table_shows_each_part_and_names_what_it_could_not_split() {
+        let text = AttributionTables(&three_modes()).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[2],
+            "mode                    p50       mean      parts  closes   margin client wait      \
+             bridge        veth     macvlan     routing   node link vxlan encap vxlan decap       \
+             stack application"
+        );
+        assert_eq!(
+            lines[3],
+            "flannel-vxlan       +10.0us    +15.0us     +7.6us     76%    800ns      +100ns        \
+             +0ns        +0ns        +0ns        +0ns      +500ns      +3.0us      +2.0us      \
+             +2.0us        +0ns"
+        );
+        assert!(
+            lines[5].ends_with("at 1 of 1 modes, rates and sizes; at 0 more they miss by less than the p50 difference may be off by chance (the margin)"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[7],
+            "not split by segment (no request followed whole in the middle slices of its run or \
+             of host's): macvlan 350 B at 1000/s"
+        );
+    }
+}

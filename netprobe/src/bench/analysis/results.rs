@@ -292,3 +292,37 @@ pub struct DevicePackets {
     pub rx_packets: u64,
     pub tx_packets: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{super::fixtures::three_modes, *};
+
+    #[test]
+    fn a_points_median_is_the_median_of_its_slices() {
+        let results = three_modes();
+        let vxlan = results.mode(Mode::FlannelVxlan).unwrap().point(1000.0, 350);
+        let vxlan = vxlan.expect("the point");
+        // Probed slices 30, 32, 30 and 31 us: the middle two are 30 and 31.
+        assert_eq!((vxlan.p50_ns(), vxlan.probed_p50_ns()), (30_000, 30_500));
+        assert!(vxlan.held() && vxlan.probed_held());
+        let macvlan = &results.mode(Mode::Macvlan).unwrap().points[0];
+        // 900/s of 1000/s is short of 1%.
+        assert!(!macvlan.held());
+    }
+
+    #[test]
+    fn results_whose_runs_miss_slices_are_refused() {
+        let mut results = three_modes();
+        assert!(results.check_slices().is_ok());
+        results.modes[1].points[0].probed_slice_p50_ns.pop();
+        assert_eq!(
+            results.check_slices().unwrap_err().to_string(),
+            "flannel-vxlan 350 B at 1000/s with probes has 3 slices, not 4"
+        );
+        results.settings.slices = MAX_SLICES + 1;
+        assert_eq!(
+            results.check_slices().unwrap_err().to_string(),
+            "its runs have 33 slices each; a bench's have 2 to 32"
+        );
+    }
+}
