@@ -15,7 +15,7 @@
 //!   the order check, the attribution, the median request's timeline, the
 //!   tables and the page. `netprobe report` uses it alone.
 
-pub mod analysis;
+mod analysis;
 mod run;
 
 pub use self::{
