@@ -158,7 +158,8 @@ fn print_path(datapath: &Datapath, path: &ProbePath) {
     }
     if let Some(hook) = datapath.fastpath {
         println!(
-            "  netprobe's VXLAN fast path ({}) takes packets for local pods from the NIC to the pod",
+            "  netprobe's VXLAN fast path ({}) takes packets for local pods from the NIC to the pod, \
+             and the pods' packets for other nodes from their veths to the NIC",
             hook.name()
         );
     }

@@ -326,6 +326,8 @@ impl ProbePath {
         // netif_receive_skb tracepoint of the pod's interface. So do
         // macvlan and ipvlan (RX_HANDLER_ANOTHER): only a veth peer
         // receives a packet anew, through that tracepoint.
+        // Leaving, the pod's packets go from its veth's TC ingress (past
+        // the veth's netif_receive_skb) straight to the NIC's egress.
         let kernel_path = datapath.fastpath.is_none();
         let nic_tc = datapath.fastpath != Some(FastpathHook::Xdp);
         let receiving_pods: Vec<Device> = match datapath.fastpath {
@@ -354,8 +356,8 @@ impl ProbePath {
                 Hook::NetifReceive,
                 &datapath.bridge_ports,
             )),
-            Some(hop(Role::Bridge, Hook::NetifReceive, &datapath.bridges)),
-            Some(hop(Role::Vxlan, Hook::NetDevQueue, &datapath.vxlan)),
+            kernel_path.then(|| hop(Role::Bridge, Hook::NetifReceive, &datapath.bridges)),
+            kernel_path.then(|| hop(Role::Vxlan, Hook::NetDevQueue, &datapath.vxlan)),
             Some(hop(Role::Nic, Hook::TcEgress, &nic())),
             Some(hop(Role::Nic, Hook::NetDevStartXmit, &nic())),
         ];

@@ -234,11 +234,7 @@ fn a_recreated_pod_is_served_again_within_a_second() {
 }
 
 fn port_in_devmap(id: &FastpathId, ifindex: u32) -> bool {
-    netprobe::fastpath::FastpathMaps::from_pins(&id.pin_dir())
-        .expect("maps")
-        .ports
-        .get(ifindex, 0)
-        .is_ok()
+    support::fastpath::maps(id).ports.get(ifindex, 0).is_ok()
 }
 
 /// Requests from the client pod, each on a new connection, one after
@@ -312,10 +308,7 @@ fn vxlan_fastpath_mode_runs_on_every_node_and_goes_with_the_lab() {
     );
     lab.down().expect("lab down");
     for id in &ids {
-        assert!(
-            !id.state_dir().exists() && !id.pin_dir().exists(),
-            "{id} left"
-        );
+        assert!(!id.state_dir().exists(), "{id} left");
     }
     assert!(
         netprobe::fastpath::state::all()
@@ -331,17 +324,17 @@ fn vxlan_fastpath_mode_runs_on_every_node_and_goes_with_the_lab() {
 }
 
 #[test]
-fn the_sync_process_goes_with_its_pins_and_disable_cleans_up_after_kill() {
+fn the_sync_process_goes_with_its_record_and_disable_cleans_up_after_kill() {
     let lab = lab(Mode::FlannelVxlan);
     let names = Names::of(&lab);
     let peer_checksums = || feature(&names.node1, "eth0", Feature::TxChecksum);
 
-    // `netprobe detach` removes every pin: the sync process notices, puts
-    // the devices back and exits.
-    let id = enable(&names.node2, &[]);
+    // Its record removed, the sync process puts the devices back and
+    // exits, which detaches its programs.
+    let id = enable(&names.node2, &["--hook", "xdp"]);
     let pid = netprobe::fastpath::state::sync_pid(&id).expect("syncing");
     assert!(!peer_checksums());
-    std::fs::remove_dir_all(id.pin_dir()).expect("remove pins");
+    std::fs::remove_dir_all(id.state_dir()).expect("remove the record");
     // It removes its record before it exits, and runs under SCHED_IDLE, so
     // its exit can trail the record's removal.
     wait_until("the sync process exits", || {
@@ -350,9 +343,9 @@ fn the_sync_process_goes_with_its_pins_and_disable_cleans_up_after_kill() {
     assert!(peer_checksums(), "settings restored");
     assert_no_fastpath(&names.node2, "eth0");
 
-    // A sync process killed outright leaves its pins and changes; disable
-    // removes them.
-    let id = enable(&names.node2, &[]);
+    // A sync process killed outright takes its programs with it, and leaves
+    // its changes and record; disable removes them.
+    let id = enable(&names.node2, &["--hook", "xdp"]);
     let pid = netprobe::fastpath::state::sync_pid(&id).expect("syncing");
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     wait_until("the sync process is gone", || {

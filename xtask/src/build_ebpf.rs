@@ -63,6 +63,9 @@ pub fn nightly_bpf_cargo(subcommand: &str) -> Command {
     let rustflags = [
         "--cfg=bpf_target_arch=\"x86_64\"",
         "-Cdebuginfo=2",
+        // BPF ISA v3 (kernel 5.1+): atomic fetch-and-add, which the fast
+        // path counts its outer IPv4 identification with.
+        "-Ctarget-cpu=v3",
         // BTF carries the function info the verifier wants for bpf_loop callbacks.
         "-Clink-arg=--btf",
     ]

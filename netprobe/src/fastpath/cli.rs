@@ -6,13 +6,13 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, Result, anyhow};
 use aya::programs::loaded_programs;
 use clap::{Args, Subcommand};
-use netprobe_common::fastpath::Counter;
+use netprobe_common::fastpath::{Counter, EgressCounter};
 
 use super::{
-    EnableOptions, FastpathHook, disable, enable,
+    EnableOptions, HookChoice, disable, enable,
     programs::FastpathMaps,
     state::{self, FastpathId, FastpathState},
-    sync,
+    sync::{self, SyncOptions},
 };
 use crate::{bpf_link::XdpModeChoice, netns::NetNs, privilege::require_bpf_privileges};
 
@@ -25,7 +25,8 @@ pub struct FastpathArgs {
 #[derive(Debug, Subcommand)]
 enum FastpathCommand {
     /// Take VXLAN packets for this node's pods from the interface straight
-    /// to the pods' veths.
+    /// to the pods' veths, and the pods' packets for other nodes' pods from
+    /// their veths straight to the interface, encapsulated.
     Enable(EnableArgs),
     /// Stop the fast path on the interface and undo what it changed.
     Disable {
@@ -38,7 +39,13 @@ enum FastpathCommand {
     Status,
     /// The sync process `enable` starts (internal).
     #[command(hide = true)]
-    Sync { key: String },
+    Sync {
+        key: String,
+        #[arg(long, value_enum)]
+        hook: HookChoice,
+        #[arg(long, value_enum)]
+        xdp_mode: XdpModeChoice,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -58,8 +65,11 @@ struct EnableArgs {
     /// VNI the vxlan device must have (e.g. 1).
     #[arg(long)]
     vni: Option<u32>,
-    #[arg(long, value_enum, default_value_t = FastpathHook::Xdp)]
-    hook: FastpathHook,
+    /// Where ingress runs: auto picks TC on a veth (measured faster) and
+    /// native XDP on a physical NIC (not measured here).
+    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
+    hook: HookChoice,
+    /// XDP's mode; naming one asks for XDP.
     #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
     xdp_mode: XdpModeChoice,
     /// Keep syncing in this process until Ctrl-C or SIGTERM, then disable,
@@ -86,10 +96,15 @@ pub fn run(args: FastpathArgs) -> Result<()> {
                 },
                 ..EnableOptions::new(args.interface, args.netns)
             };
+            let sync_options = SyncOptions {
+                hook: options.hook,
+                xdp_mode: options.xdp_mode,
+            };
             let id = enable(&options)?;
             if foreground {
-                println!("fast path enabled on {id}; Ctrl-C disables it");
-                sync::run(&id)?;
+                sync::run(&id, sync_options, || {
+                    println!("fast path enabled on {id}; Ctrl-C disables it");
+                })?;
                 println!("fast path on {id} disabled");
             } else {
                 let state = state::load(&id)?.ok_or_else(|| anyhow!("{id} vanished"))?;
@@ -118,10 +133,14 @@ pub fn run(args: FastpathArgs) -> Result<()> {
                 print!("{}", describe(&state)?);
             }
         }
-        FastpathCommand::Sync { key } => {
+        FastpathCommand::Sync {
+            key,
+            hook,
+            xdp_mode,
+        } => {
             let state =
                 state::load_key(&key)?.ok_or_else(|| anyhow!("no fast path recorded as {key}"))?;
-            sync::run(&state.id)?;
+            sync::run(&state.id, SyncOptions { hook, xdp_mode }, || {})?;
         }
     }
     Ok(())
@@ -145,15 +164,17 @@ pub fn describe(state: &FastpathState) -> Result<String> {
         "{id}: {hook} on {} (VNI {}, port {}), {sync}",
         vxlan.name, vxlan.vni, vxlan.port
     )?;
-    writeln!(
-        text,
-        "  program {} id {}, pinned in {}",
-        state.hook.program(),
-        state.program_id,
-        id.pin_dir().display()
-    )?;
-    if let Some(cost) = program_cost(state.program_id) {
-        writeln!(text, "  cost: {cost}")?;
+    writeln!(text, "  hook: {}", state.hook_reason)?;
+    for (direction, program, id) in [
+        ("ingress", state.hook.program(), state.program_id),
+        (
+            "egress",
+            super::programs::EGRESS_PROGRAM,
+            state.egress_program_id,
+        ),
+    ] {
+        let cost = program_cost(id).map_or(String::new(), |cost| format!(", {cost}"));
+        writeln!(text, "  {direction} program {program} id {id}{cost}")?;
     }
     let list = |ips: &[std::net::Ipv4Addr]| {
         let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
@@ -185,25 +206,84 @@ pub fn describe(state: &FastpathState) -> Result<String> {
     for pod in &state.skipped {
         writeln!(text, "  pod {} left to the kernel: {}", pod.ip, pod.reason)?;
     }
-    // Half taken down (pins gone), it still shows what it changed.
-    match FastpathMaps::from_pins(&id.pin_dir()).and_then(|maps| maps.counters()) {
-        Ok(counters) => {
+    let egress = &state.egress;
+    match &egress.idle {
+        Some(idle) => writeln!(text, "  egress IDLE, nothing is encapsulated: {idle}")?,
+        None => writeln!(
+            text,
+            "  egress from: {}",
+            if egress.ports.is_empty() {
+                "no pod yet".to_owned()
+            } else {
+                egress.ports.join(", ")
+            }
+        )?,
+    }
+    for route in &egress.routes {
+        writeln!(
+            text,
+            "  egress to {} via VTEP {} (next hop {})",
+            route.prefix, route.vtep, route.next_hop
+        )?;
+    }
+    for route in &egress.skipped {
+        writeln!(
+            text,
+            "  egress to {} left to the kernel: {}",
+            route.prefix, route.reason
+        )?;
+    }
+    for pod in &egress.skipped_pods {
+        writeln!(
+            text,
+            "  egress from pod {} left to the kernel: {}",
+            pod.ip, pod.reason
+        )?;
+    }
+    // The maps live as long as the sync process: once it is gone, the
+    // record still shows what it changed.
+    match FastpathMaps::from_ids(&state.maps)
+        .and_then(|maps| Ok((maps.counters()?, maps.egress_counters()?)))
+    {
+        Ok((ingress, egress)) => {
+            let passed = |names: Vec<(&str, u64)>| {
+                let total: u64 = names.iter().map(|(_, count)| count).sum();
+                let named: Vec<String> = names
+                    .iter()
+                    .filter(|(_, count)| *count > 0)
+                    .map(|(name, count)| format!("{name} {count}"))
+                    .collect();
+                format!(
+                    "{total} packets{}{}",
+                    if named.is_empty() { "" } else { ": " },
+                    named.join(", ")
+                )
+            };
             writeln!(
                 text,
-                "  fast-pathed: {} packets",
-                counters[Counter::Fastpathed as usize]
+                "  fast-pathed: {} packets in, {} out",
+                ingress[Counter::Fastpathed as usize],
+                egress[EgressCounter::Encapsulated as usize]
             )?;
-            let passed: Vec<String> = Counter::ALL[1..]
-                .iter()
-                .filter(|counter| counters[**counter as usize] > 0)
-                .map(|counter| format!("{} {}", counter.name(), counters[*counter as usize]))
-                .collect();
-            let total: u64 = counters[1..].iter().sum();
             writeln!(
                 text,
-                "  passed to the kernel: {total} packets{}{}",
-                if passed.is_empty() { "" } else { ": " },
-                passed.join(", ")
+                "  passed to the kernel in: {}",
+                passed(
+                    Counter::ALL[1..]
+                        .iter()
+                        .map(|counter| (counter.name(), ingress[*counter as usize]))
+                        .collect()
+                )
+            )?;
+            writeln!(
+                text,
+                "  passed to the kernel out: {}",
+                passed(
+                    EgressCounter::ALL[1..]
+                        .iter()
+                        .map(|counter| (counter.name(), egress[*counter as usize]))
+                        .collect()
+                )
             )?;
         }
         Err(error) => writeln!(text, "  counters unavailable: {error}")?,
@@ -219,6 +299,9 @@ pub fn describe(state: &FastpathState) -> Result<String> {
 
 /// The program's run time per packet, when bpf statistics are on.
 fn program_cost(id: u32) -> Option<String> {
+    if id == 0 {
+        return None;
+    }
     let info = loaded_programs()
         .filter_map(Result::ok)
         .find(|program| program.id() == id)?;

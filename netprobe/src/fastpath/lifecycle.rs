@@ -1,7 +1,8 @@
-//! Enabling a fast path (checks, load, attach, pin, start the sync process)
-//! and taking it down again, from `disable`, `netprobe detach`, `lab down`
-//! or the sync process itself. Whatever fails half way is rolled back:
-//! nothing stays attached, pinned or changed.
+//! Enabling a fast path (checks, record, start the sync process), attaching
+//! its programs (for the sync process), and taking it down again, from
+//! `disable`, `netprobe detach`, `lab down` or the sync process itself.
+//! Whatever fails half way is rolled back: nothing stays attached, running
+//! or changed.
 
 use std::{
     fs, io,
@@ -12,17 +13,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::programs::{LinkOrder, TcAttachType, links::FdLink};
+use aya::programs::{LinkOrder, TcAttachType, XdpMode, links::FdLink};
 use netprobe_common::fastpath::FastpathConfig;
 
 use super::{
     FastpathError, FastpathHook,
     devices::{self, Target},
-    programs::{FastpathMaps, LoadedFastpath, require_kernel_helpers},
-    state::{self, FastpathId, FastpathState, LINK_PIN, VxlanDevice},
+    hook::{self, HookChoice, Resolved},
+    programs::{LoadedFastpath, require_kernel_helpers},
+    state::{self, EgressState, FastpathId, FastpathState, VxlanDevice},
 };
 use crate::{
-    bpf_link::{self, AttachError, XdpModeChoice, error_chain, xdp_mode_name},
+    bpf_link::{self, AttachError, XdpModeChoice, error_chain},
     ethtool::Feature,
     netlink::{self, Link},
     netns::NetNs,
@@ -32,9 +34,6 @@ use crate::{
 /// `disable` for it to exit.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// `statfs` type of a bpffs.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-const BPF_FS: &str = "/sys/fs/bpf";
 
 #[derive(Clone, Debug)]
 pub struct EnableOptions {
@@ -46,7 +45,7 @@ pub struct EnableOptions {
     /// Required UDP port and VNI of the vxlan device.
     pub port: Option<u16>,
     pub vni: Option<u32>,
-    pub hook: FastpathHook,
+    pub hook: HookChoice,
     pub xdp_mode: XdpModeChoice,
     /// The netprobe executable to run as the background sync process;
     /// `None` leaves the syncing to the caller ([`super::sync::run`]).
@@ -61,15 +60,16 @@ impl EnableOptions {
             vxlan_dev: None,
             port: None,
             vni: None,
-            hook: FastpathHook::default(),
+            hook: HookChoice::default(),
             xdp_mode: XdpModeChoice::default(),
             sync: None,
         }
     }
 }
 
-/// Enables the fast path `options` asks for and returns its id. With a
-/// sync executable, returns once the sync process has filled the maps.
+/// Checks that the fast path `options` asks for can run, records it, and
+/// returns its id. With a sync executable, returns once the sync process
+/// has attached the programs and filled the maps.
 pub fn enable(options: &EnableOptions) -> Result<FastpathId, FastpathError> {
     let node = match &options.netns {
         Some(name) => NetNs::named(name)?,
@@ -80,7 +80,7 @@ pub fn enable(options: &EnableOptions) -> Result<FastpathId, FastpathError> {
         netns: options.netns.clone(),
         netns_inode: node.inode(),
     };
-    if state::load(&id)?.is_some() || id.pin_dir().exists() {
+    if state::load(&id)?.is_some() {
         return Err(FastpathError::AlreadyEnabled(id.to_string()));
     }
     let links = node.run(netlink::links)??;
@@ -92,7 +92,8 @@ pub fn enable(options: &EnableOptions) -> Result<FastpathId, FastpathError> {
             netns: node.name().to_owned(),
         })?;
     let vxlan = choose_vxlan(&links, nic, options)?;
-    if options.hook == FastpathHook::Xdp
+    let resolved = hook::resolve(options.hook, options.xdp_mode, nic);
+    if resolved.hook == FastpathHook::Xdp
         && let Some(prog_id) = nic.xdp_prog_id
     {
         return Err(FastpathError::ForeignXdp {
@@ -100,65 +101,37 @@ pub fn enable(options: &EnableOptions) -> Result<FastpathId, FastpathError> {
             prog_id,
         });
     }
-    require_kernel_helpers(options.hook)?;
-    let nic_mac = mac_of(nic)?;
-    let config = FastpathConfig {
-        vni: vxlan.vni,
-        port: vxlan.port,
-        nic_mac,
-        vtep_mac: vxlan.mac,
-        _pad: 0,
-    };
-    let mut loaded = LoadedFastpath::load(&config)?;
-    let (link, xdp_mode) = attach(&mut loaded, options, nic, &node)?;
-    let program_id = link
-        .info()
-        .map_err(|source| FastpathError::Attach {
-            hook: options.hook,
-            interface: id.to_string(),
-            reason: source.to_string(),
-        })?
-        .program_id();
-    let mut state = FastpathState {
+    require_kernel_helpers(resolved.hook)?;
+    let state = FastpathState {
         id: id.clone(),
         ifindex: nic.index,
-        nic_mac,
-        hook: options.hook,
-        xdp_mode: xdp_mode.map(xdp_mode_name).map(str::to_owned),
+        nic_mac: mac_of(nic)?,
+        hook: resolved.hook,
+        hook_reason: resolved.reason,
+        xdp_mode: None,
         vxlan,
-        program_id,
+        program_id: 0,
+        egress_program_id: 0,
+        maps: Default::default(),
         changes: Vec::new(),
         locals: Vec::new(),
         remotes: Vec::new(),
         pods: Vec::new(),
         skipped: Vec::new(),
         idle: None,
+        egress: EgressState::default(),
     };
-    // From here on, a failure takes down whatever was set up.
-    let set_up = (|| {
-        state::create_dir(&id)?;
-        state::save(&state)?;
-        pin(&loaded.maps, link, &id)?;
-        if state.native_xdp() {
-            state
-                .changes
-                .extend(complete_peer_checksums(nic, &node, &id)?);
-            state::save(&state)?;
+    state::create_dir(&id)?;
+    state::save(&state)?;
+    if let Some(netprobe) = &options.sync
+        && let Err(error) = spawn_sync(netprobe, &id, options)
+    {
+        if let Err(cleanup) = teardown(&id, None) {
+            log::error!("rolling back the fast path on {id}: {cleanup}");
         }
-        if let Some(netprobe) = &options.sync {
-            spawn_sync(netprobe, &id)?;
-        }
-        Ok(())
-    })();
-    match set_up {
-        Ok(()) => Ok(id),
-        Err(error) => {
-            if let Err(cleanup) = teardown(&id) {
-                log::error!("rolling back the fast path on {id}: {cleanup}");
-            }
-            Err(error)
-        }
+        return Err(error);
     }
+    Ok(id)
 }
 
 /// The vxlan device on `nic` that `options` names or narrows down to.
@@ -261,16 +234,27 @@ fn mac_of(link: &Link) -> Result<[u8; 6], FastpathError> {
     <[u8; 6]>::try_from(link.mac.as_slice()).map_err(|_| FastpathError::NoMac(link.name.clone()))
 }
 
-/// Loads the hook's program and attaches it to `nic`; returns the link and,
-/// for XDP, the mode that took.
-fn attach(
+/// The fast path's object for `state`, loaded.
+pub(crate) fn load(state: &FastpathState) -> Result<LoadedFastpath, FastpathError> {
+    LoadedFastpath::load(&FastpathConfig {
+        vni: state.vxlan.vni,
+        port: state.vxlan.port,
+        nic_mac: state.nic_mac,
+        vtep_mac: state.vxlan.mac,
+        _pad: 0,
+    })
+}
+
+/// Attaches the ingress program `resolved` names to `nic`, TC in place of
+/// XDP where the rule allows and the driver refuses native XDP; returns the
+/// link, the hook and, for XDP, the mode that took.
+pub(crate) fn attach_ingress(
     loaded: &mut LoadedFastpath,
-    options: &EnableOptions,
+    resolved: &Resolved,
     nic: &Link,
     node: &NetNs,
-) -> Result<(FdLink, Option<aya::programs::XdpMode>), FastpathError> {
-    let hook = options.hook;
-    let attach_error = |error: AttachError| match error {
+) -> Result<(FdLink, FastpathHook, Option<XdpMode>), FastpathError> {
+    let attach_error = |hook, error: AttachError| match error {
         AttachError::Busy => FastpathError::ForeignXdp {
             interface: nic.name.clone(),
             prog_id: 0,
@@ -278,7 +262,7 @@ fn attach(
         AttachError::NotALink => FastpathError::Attach {
             hook,
             interface: nic.name.clone(),
-            reason: "the kernel attached without a bpf_link, which cannot be pinned".into(),
+            reason: "the kernel attached without a bpf_link".into(),
         },
         AttachError::Refused(error) => FastpathError::Attach {
             hook,
@@ -287,75 +271,54 @@ fn attach(
         },
         AttachError::NetNs(error) => error.into(),
     };
-    match hook {
-        FastpathHook::Xdp => {
-            let (link, mode) =
-                bpf_link::attach_xdp(loaded.xdp()?, nic.index, node, options.xdp_mode)
-                    .map_err(attach_error)?;
-            Ok((link, Some(mode)))
-        }
-        FastpathHook::Tc => {
-            // Last in the tcx chain: programs before it (netprobe's probes
-            // among them) still see every packet.
-            let link = bpf_link::attach_tcx(
-                loaded.tc()?,
-                &nic.name,
-                TcAttachType::Ingress,
-                LinkOrder::last(),
-                node,
-            )
-            .map_err(attach_error)?;
-            Ok((link, None))
+    if resolved.hook == FastpathHook::Xdp {
+        match bpf_link::attach_xdp(loaded.xdp()?, nic.index, node, resolved.xdp_mode) {
+            Ok((link, mode)) => return Ok((link, FastpathHook::Xdp, Some(mode))),
+            Err(AttachError::Refused(_)) if resolved.tc_fallback => {}
+            Err(error) => return Err(attach_error(FastpathHook::Xdp, error)),
         }
     }
+    // Last in the tcx chain: programs before it (netprobe's probes among
+    // them) still see every packet.
+    let link = bpf_link::attach_tcx(
+        loaded.tc()?,
+        &nic.name,
+        TcAttachType::Ingress,
+        LinkOrder::last(),
+        node,
+    )
+    .map_err(|error| attach_error(FastpathHook::Tc, error))?;
+    Ok((link, FastpathHook::Tc, None))
 }
 
-/// Pins the link and the maps: from now on they outlive this process.
-fn pin(maps: &FastpathMaps, link: FdLink, id: &FastpathId) -> Result<(), FastpathError> {
-    ensure_bpffs()?;
-    let dir = id.pin_dir();
-    fs::create_dir_all(&dir).map_err(|source| FastpathError::Io {
-        action: "creating",
-        path: dir.clone(),
-        source,
-    })?;
-    maps.pin(&dir)?;
-    let path = dir.join(LINK_PIN);
-    link.pin(&path)
-        .map_err(|source| FastpathError::Pin { path, source })?;
-    Ok(())
-}
-
-/// Mounts the bpffs where systemd would, on systems that have none yet.
-fn ensure_bpffs() -> Result<(), FastpathError> {
-    let path = std::ffi::CString::new(BPF_FS).expect("no NUL");
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } == 0 && stat.f_type == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    let bpf = std::ffi::CString::new("bpf").expect("no NUL");
-    if unsafe {
-        libc::mount(
-            bpf.as_ptr(),
-            path.as_ptr(),
-            bpf.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    } != 0
-    {
-        return Err(FastpathError::Io {
-            action: "mounting a bpffs on",
-            path: PathBuf::from(BPF_FS),
-            source: io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+/// Attaches the egress program to a served pod's veth (in the calling
+/// thread's namespace, the node's), last in its tcx ingress chain.
+pub(crate) fn attach_egress(
+    loaded: &mut LoadedFastpath,
+    veth: &str,
+    node: &NetNs,
+) -> Result<FdLink, FastpathError> {
+    bpf_link::attach_tcx(
+        loaded.egress()?,
+        veth,
+        TcAttachType::Ingress,
+        LinkOrder::last(),
+        node,
+    )
+    .map_err(|error| FastpathError::Attach {
+        hook: FastpathHook::Tc,
+        interface: veth.to_owned(),
+        reason: match error {
+            AttachError::Refused(error) => error_chain(&error),
+            AttachError::NetNs(error) => error.to_string(),
+            AttachError::Busy | AttachError::NotALink => "no bpf_link".into(),
+        },
+    })
 }
 
 /// When `nic` is a veth, turns off tx checksum offload on its peer (see
 /// [`devices`]); returns the change made, if any.
-fn complete_peer_checksums(
+pub(crate) fn complete_peer_checksums(
     nic: &Link,
     node: &NetNs,
     id: &FastpathId,
@@ -379,9 +342,13 @@ fn complete_peer_checksums(
     Ok(devices::ensure(&target, Feature::TxChecksum, false, None)?)
 }
 
-/// Starts `netprobe fastpath sync ID` in a session of its own, and waits
-/// for its first round.
-fn spawn_sync(netprobe: &Path, id: &FastpathId) -> Result<(), FastpathError> {
+/// Starts `netprobe fastpath sync KEY` in a session of its own, and waits
+/// for its first round; fails with the error it logged if it exits first.
+fn spawn_sync(
+    netprobe: &Path,
+    id: &FastpathId,
+    options: &EnableOptions,
+) -> Result<(), FastpathError> {
     let log_path = id.log_file();
     let io_error = |action| {
         let path = log_path.clone();
@@ -395,6 +362,8 @@ fn spawn_sync(netprobe: &Path, id: &FastpathId) -> Result<(), FastpathError> {
     let mut command = Command::new(netprobe);
     command
         .args(["fastpath", "sync", &id.key()])
+        .args(["--hook", options.hook.name(), "--xdp-mode"])
+        .arg(xdp_mode_choice_name(options.xdp_mode))
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io_error("opening"))?)
         .stderr(log);
@@ -421,9 +390,16 @@ fn spawn_sync(netprobe: &Path, id: &FastpathId) -> Result<(), FastpathError> {
             // Not checked: it may have exited already.
             child.kill().ok();
             child.wait().ok();
+            // Its error's first line (a verifier log may follow), or else
+            // the last thing it said.
             let log = fs::read_to_string(&log_path).unwrap_or_default();
-            let last = log.lines().last().unwrap_or("no output").to_owned();
-            return Err(FastpathError::SyncStart(last));
+            let said = log
+                .lines()
+                .rev()
+                .find_map(|line| line.strip_prefix("error: "))
+                .or_else(|| log.lines().last())
+                .unwrap_or("the sync process did not start");
+            return Err(FastpathError::SyncStart(said.to_owned()));
         }
         thread::sleep(POLL_INTERVAL);
     }
@@ -432,18 +408,26 @@ fn spawn_sync(netprobe: &Path, id: &FastpathId) -> Result<(), FastpathError> {
     Ok(())
 }
 
+fn xdp_mode_choice_name(choice: XdpModeChoice) -> &'static str {
+    match choice {
+        XdpModeChoice::Auto => "auto",
+        XdpModeChoice::Native => "native",
+        XdpModeChoice::Generic => "generic",
+    }
+}
+
 /// Stops the fast path `id`: its sync process, which takes it down; or,
 /// when that is not running, takes it down here.
 pub fn disable(id: &FastpathId) -> Result<(), FastpathError> {
-    if state::load(id)?.is_none() && !id.pin_dir().exists() {
+    if state::load(id)?.is_none() {
         return Err(FastpathError::NotEnabled(id.to_string()));
     }
     if let Some(pid) = state::sync_pid(id) {
         stop(pid)?;
     }
     // Taken down by the sync process, unless it was not running.
-    if state::load(id)?.is_some() || id.pin_dir().exists() {
-        teardown(id)?;
+    if state::load(id)?.is_some() {
+        teardown(id, None)?;
     }
     Ok(())
 }
@@ -490,30 +474,22 @@ fn disable_matching(
     Ok(disabled)
 }
 
-/// Takes down what [`enable`] set up: the link (which detaches), the maps,
-/// the device changes and the record. Goes on past failures, reporting them
-/// all at the end.
-pub(crate) fn teardown(id: &FastpathId) -> Result<(), FastpathError> {
+/// Takes down what outlives the sync process (whose exit detaches the
+/// programs): the device changes and the record. The changes are those
+/// recorded, or those `known` to the caller when the record is gone. Goes
+/// on past failures, reporting them all at the end.
+pub(crate) fn teardown(
+    id: &FastpathId,
+    known: Option<&FastpathState>,
+) -> Result<(), FastpathError> {
     let mut failures = Vec::new();
-    let dir = id.pin_dir();
-    for name in std::iter::once(LINK_PIN).chain(FastpathMaps::pin_names()) {
-        let path = dir.join(name);
-        match fs::remove_file(&path) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                failures.push(format!("removing {}: {error}", path.display()));
-            }
-            _ => {}
-        }
-    }
-    match fs::remove_dir(&dir) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => {
-            failures.push(format!("removing {}: {error}", dir.display()));
-        }
-        _ => {}
-    }
     match state::load(id) {
         Ok(Some(state)) => undo_changes(&state, &mut failures),
-        Ok(None) => {}
+        Ok(None) => {
+            if let Some(state) = known {
+                undo_changes(state, &mut failures);
+            }
+        }
         Err(error) => failures.push(error.to_string()),
     }
     if let Err(error) = state::remove(id) {

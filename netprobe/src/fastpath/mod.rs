@@ -1,17 +1,22 @@
-//! `netprobe fastpath`: a VXLAN-decapsulation fast path on a node's
-//! interface. XDP (or TC ingress) takes VXLAN packets for pods on this node
+//! `netprobe fastpath`: a VXLAN fast path on a node. On the node's
+//! interface, XDP (or TC ingress) takes VXLAN packets for pods on this node
 //! straight to the pod's veth, instead of through the vxlan device, routing
-//! and the bridge, rewritten as that path would have delivered them;
-//! everything else goes to the kernel unchanged.
+//! and the bridge, rewritten as that path would have delivered them; on
+//! each served pod's veth, TC ingress takes the pod's packets for pods on
+//! other nodes straight to the interface, encapsulated as routing and the
+//! vxlan device would have sent them. Everything else goes to the kernel
+//! unchanged.
 //!
-//! `enable` loads and attaches the program and pins its link and maps under
-//! `/sys/fs/bpf/netprobe/fastpath/ID/` (see [`state`]), then starts a sync
-//! process that keeps the maps in step with netlink (`sync`); `disable`
-//! stops it, unpins (which detaches) and puts back the device settings the
-//! XDP path needed ([`devices`]).
+//! `enable` checks the node and records the fast path (see [`state`]), then
+//! starts a sync process (`sync`) that loads and attaches the programs,
+//! holds them, and keeps the maps and the pods' attachments in step with
+//! netlink; `disable` stops it, which detaches everything, and puts back
+//! the device settings the XDP path needed ([`devices`]).
 
 pub mod cli;
 pub mod devices;
+pub mod egress;
+mod hook;
 mod lifecycle;
 mod overlay;
 pub mod programs;
@@ -20,17 +25,14 @@ mod sync;
 
 use std::{io, path::PathBuf};
 
-use aya::{
-    EbpfError,
-    maps::MapError,
-    pin::PinError,
-    programs::{ProgramError, links::LinkError},
-};
+use aya::{EbpfError, maps::MapError, programs::ProgramError};
 use thiserror::Error;
 
 use self::{devices::DeviceError, state::StateError};
 pub use self::{
+    hook::HookChoice,
     lifecycle::{EnableOptions, disable, disable_all, disable_in, enable},
+    overlay::ViewError,
     programs::{FastpathMaps, LoadedFastpath},
     state::{FastpathId, FastpathState},
 };
@@ -62,10 +64,11 @@ pub enum FastpathError {
          (--hook tc runs the fast path without XDP)"
     )]
     ForeignXdp { interface: String, prog_id: u32 },
-    #[error("this kernel lacks {helper}, which --hook {} needs", hook.name())]
+    #[error("this kernel lacks {helper}, which {user} needs")]
     MissingHelper {
         helper: &'static str,
-        hook: FastpathHook,
+        /// `--hook xdp`, `--hook tc` or `the fast path` (its egress).
+        user: String,
     },
     #[error("probing the kernel for {helper}: {source}")]
     HelperProbe {
@@ -104,19 +107,16 @@ pub enum FastpathError {
         name: &'static str,
         source: MapError,
     },
-    #[error("pinning {}: {source}", path.display())]
-    Pin { path: PathBuf, source: PinError },
-    #[error("opening pinned {}: {source}", path.display())]
-    OpenPin { path: PathBuf, source: MapError },
-    #[error("opening pinned link {}: {source}", path.display())]
-    OpenLink { path: PathBuf, source: LinkError },
+    #[error("opening map id {id}: {source}")]
+    OpenMap { id: u32, source: MapError },
     #[error("{action} {}: {source}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("the sync process did not start: {0}")]
+    /// The sync process's own error, as it logged it.
+    #[error("{0}")]
     SyncStart(String),
     #[error("the sync process [{0}] did not stop")]
     SyncStop(libc::pid_t),
@@ -134,4 +134,6 @@ pub enum FastpathError {
     NetNs(#[from] NetNsError),
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    View(#[from] ViewError),
 }

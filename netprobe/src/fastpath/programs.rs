@@ -1,16 +1,21 @@
 //! The fast path's eBPF object: the kernel helpers it needs, loading it for
 //! one vxlan device, and typed handles on its maps, from the loaded object
-//! or from their pins.
+//! or, in any other process, by the ids the record keeps.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, IterableMap as _, Map, MapData, PerCpuArray},
+    maps::{
+        Array, DevMapHash, HashMap, IterableMap as _, Map, MapData, PerCpuArray, lpm_trie::LpmTrie,
+    },
     programs::{ProgramType, SchedClassifier, Xdp},
     sys::{BpfHelper, is_helper_supported},
 };
-use netprobe_common::fastpath::{COUNTERS, Counter, FastpathConfig, LocalAddresses, PodEntry};
+use netprobe_common::fastpath::{
+    COUNTERS, Counter, EGRESS_COUNTERS, EgressCounter, EgressPort, EgressRoute, FastpathConfig,
+    LocalAddresses, PodEntry,
+};
 
 use super::{FastpathError, FastpathHook};
 
@@ -18,8 +23,23 @@ use super::{FastpathError, FastpathHook};
 pub static FASTPATH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-fastpath.o"));
 
-/// The maps, in the order they are pinned and opened.
-const MAP_NAMES: [&str; 5] = ["FP_LOCALS", "FP_REMOTES", "FP_PODS", "FP_PORTS", "FP_STATS"];
+/// The program on the pods' veths.
+pub const EGRESS_PROGRAM: &str = "np_fp_egress";
+
+/// The maps userspace reads or fills, by name.
+const MAP_NAMES: [&str; 8] = [
+    "FP_LOCALS",
+    "FP_REMOTES",
+    "FP_PODS",
+    "FP_PORTS",
+    "FP_STATS",
+    "FP_EGRESS_PORTS",
+    "FP_ROUTES",
+    "FP_EGRESS_STATS",
+];
+
+/// The ids of the maps, by name: what another process opens them by.
+pub type MapIds = BTreeMap<String, u32>;
 
 impl FastpathHook {
     /// Name of the program that implements the hook.
@@ -52,21 +72,40 @@ impl FastpathHook {
     }
 }
 
+/// The helpers the egress program calls that older kernels lack.
+const EGRESS_HELPERS: &[(BpfHelper, &str)] = &[
+    (BpfHelper::BPF_FUNC_skb_pull_data, "bpf_skb_pull_data"),
+    (BpfHelper::BPF_FUNC_skb_adjust_room, "bpf_skb_adjust_room"),
+    (BpfHelper::BPF_FUNC_get_hash_recalc, "bpf_get_hash_recalc"),
+    (BpfHelper::BPF_FUNC_redirect, "bpf_redirect"),
+];
+
 /// Fails, naming the first missing helper, unless `supported` (the kernel's
-/// answer, [`is_helper_supported`]) has every helper `hook` calls.
+/// answer, [`is_helper_supported`]) has every helper `hook` and the egress
+/// program call.
 pub fn require_helpers(
     hook: FastpathHook,
     supported: impl Fn(ProgramType, BpfHelper) -> Result<bool, aya::programs::ProgramError>,
 ) -> Result<(), FastpathError> {
     let (program_type, helpers) = hook.helpers();
-    for &(helper, name) in helpers {
-        let present =
-            supported(program_type, helper).map_err(|source| FastpathError::HelperProbe {
-                helper: name,
-                source,
-            })?;
-        if !present {
-            return Err(FastpathError::MissingHelper { helper: name, hook });
+    let needs = [
+        (program_type, helpers, format!("--hook {}", hook.name())),
+        (
+            ProgramType::SchedClassifier,
+            EGRESS_HELPERS,
+            "the fast path".to_owned(),
+        ),
+    ];
+    for (program_type, helpers, user) in needs {
+        for &(helper, name) in helpers {
+            let present =
+                supported(program_type, helper).map_err(|source| FastpathError::HelperProbe {
+                    helper: name,
+                    source,
+                })?;
+            if !present {
+                return Err(FastpathError::MissingHelper { helper: name, user });
+            }
         }
     }
     Ok(())
@@ -78,8 +117,8 @@ pub fn require_kernel_helpers(hook: FastpathHook) -> Result<(), FastpathError> {
 }
 
 /// The object loaded for one vxlan device, programs not yet in the kernel:
-/// what `enable` attaches, and what tests run on crafted frames with
-/// BPF_PROG_TEST_RUN.
+/// what the sync process attaches and holds, and what tests run on crafted
+/// frames with BPF_PROG_TEST_RUN.
 pub struct LoadedFastpath {
     ebpf: Ebpf,
     pub maps: FastpathMaps,
@@ -98,25 +137,38 @@ impl LoadedFastpath {
 
     /// The XDP program, loaded into the kernel.
     pub fn xdp(&mut self) -> Result<&mut Xdp, FastpathError> {
-        let xdp: &mut Xdp = self.program(FastpathHook::Xdp)?;
+        let xdp: &mut Xdp = self.program(FastpathHook::Xdp.program(), FastpathHook::Xdp)?;
         load(xdp.load(), FastpathHook::Xdp)?;
         Ok(xdp)
     }
 
-    /// The TC program, loaded into the kernel.
+    /// The ingress TC program, loaded into the kernel.
     pub fn tc(&mut self) -> Result<&mut SchedClassifier, FastpathError> {
-        let tc: &mut SchedClassifier = self.program(FastpathHook::Tc)?;
+        self.classifier(FastpathHook::Tc.program())
+    }
+
+    /// The egress program, loaded into the kernel.
+    pub fn egress(&mut self) -> Result<&mut SchedClassifier, FastpathError> {
+        self.classifier(EGRESS_PROGRAM)
+    }
+
+    fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, FastpathError> {
+        let tc: &mut SchedClassifier = self.program(name, FastpathHook::Tc)?;
         load(tc.load(), FastpathHook::Tc)?;
         Ok(tc)
     }
 
-    fn program<'a, T>(&'a mut self, hook: FastpathHook) -> Result<&'a mut T, FastpathError>
+    fn program<'a, T>(
+        &'a mut self,
+        name: &'static str,
+        hook: FastpathHook,
+    ) -> Result<&'a mut T, FastpathError>
     where
         &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
     {
         self.ebpf
-            .program_mut(hook.program())
-            .ok_or(FastpathError::MissingProgram(hook.program()))?
+            .program_mut(name)
+            .ok_or(FastpathError::MissingProgram(name))?
             .try_into()
             .map_err(|source| FastpathError::Program { hook, source })
     }
@@ -140,57 +192,81 @@ pub struct FastpathMaps {
     pub pods: HashMap<MapData, u32, PodEntry>,
     pub ports: DevMapHash<MapData>,
     pub stats: PerCpuArray<MapData, u64>,
+    pub egress_ports: HashMap<MapData, u32, EgressPort>,
+    pub routes: LpmTrie<MapData, u32, EgressRoute>,
+    pub egress_stats: PerCpuArray<MapData, u64>,
 }
 
 impl FastpathMaps {
     fn open(
         mut take: impl FnMut(&'static str) -> Result<Map, FastpathError>,
     ) -> Result<Self, FastpathError> {
-        let [locals, remotes, pods, ports, stats] = MAP_NAMES;
+        let [
+            locals,
+            remotes,
+            pods,
+            ports,
+            stats,
+            egress_ports,
+            routes,
+            egress_stats,
+        ] = MAP_NAMES;
         Ok(Self {
             locals: typed(locals, take(locals)?)?,
             remotes: typed(remotes, take(remotes)?)?,
             pods: typed(pods, take(pods)?)?,
             ports: typed(ports, take(ports)?)?,
             stats: typed(stats, take(stats)?)?,
+            egress_ports: typed(egress_ports, take(egress_ports)?)?,
+            routes: typed(routes, take(routes)?)?,
+            egress_stats: typed(egress_stats, take(egress_stats)?)?,
         })
     }
 
-    /// The maps pinned in `dir` by [`Self::pin`].
-    pub fn from_pins(dir: &Path) -> Result<Self, FastpathError> {
+    /// The maps of a fast path that another process holds, by the ids of
+    /// [`Self::ids`]: found whatever mounts this process sees.
+    pub fn from_ids(ids: &MapIds) -> Result<Self, FastpathError> {
         Self::open(|name| {
-            let path = dir.join(name);
-            let data = MapData::from_pin(&path).map_err(|source| FastpathError::OpenPin {
-                path: path.clone(),
-                source,
-            })?;
+            let id = *ids.get(name).ok_or(FastpathError::MissingMap(name))?;
+            let data =
+                MapData::from_id(id).map_err(|source| FastpathError::OpenMap { id, source })?;
             Map::from_map_data(data).map_err(|source| FastpathError::Map { name, source })
         })
     }
 
-    /// Pins every map in `dir`, which must exist on a bpffs.
-    pub fn pin(&self, dir: &Path) -> Result<(), FastpathError> {
-        let [locals, remotes, pods, ports, stats] = MAP_NAMES;
-        for (name, data) in [
+    /// The maps' ids, by name.
+    pub fn ids(&self) -> Result<MapIds, FastpathError> {
+        let [
+            locals,
+            remotes,
+            pods,
+            ports,
+            stats,
+            egress_ports,
+            routes,
+            egress_stats,
+        ] = MAP_NAMES;
+        [
             (locals, self.locals.map()),
             (remotes, self.remotes.map()),
             (pods, self.pods.map()),
             (ports, self.ports.map()),
             (stats, self.stats.map()),
-        ] {
-            let path = dir.join(name);
-            data.pin(&path)
-                .map_err(|source| FastpathError::Pin { path, source })?;
-        }
-        Ok(())
+            (egress_ports, self.egress_ports.map()),
+            (routes, self.routes.map()),
+            (egress_stats, self.egress_stats.map()),
+        ]
+        .into_iter()
+        .map(|(name, data)| {
+            let info = data
+                .info()
+                .map_err(|source| FastpathError::Map { name, source })?;
+            Ok((name.to_owned(), info.id()))
+        })
+        .collect()
     }
 
-    /// Pin file names, for removal.
-    pub fn pin_names() -> [&'static str; 5] {
-        MAP_NAMES
-    }
-
-    /// Each counter summed over CPUs, indexed by `Counter`.
+    /// Each ingress counter summed over CPUs, indexed by `Counter`.
     pub fn counters(&self) -> Result<[u64; COUNTERS as usize], FastpathError> {
         let mut totals = [0; COUNTERS as usize];
         for (counter, total) in Counter::ALL.into_iter().zip(totals.iter_mut()) {
@@ -199,17 +275,35 @@ impl FastpathMaps {
         Ok(totals)
     }
 
-    /// One counter summed over CPUs.
+    /// One ingress counter summed over CPUs.
     pub fn counter(&self, counter: Counter) -> Result<u64, FastpathError> {
-        let per_cpu =
-            self.stats
-                .get(&(counter as u32), 0)
-                .map_err(|source| FastpathError::Map {
-                    name: "FP_STATS",
-                    source,
-                })?;
-        Ok(per_cpu.iter().sum())
+        sum_per_cpu(&self.stats, "FP_STATS", counter as u32)
     }
+
+    /// Each egress counter summed over CPUs, indexed by `EgressCounter`.
+    pub fn egress_counters(&self) -> Result<[u64; EGRESS_COUNTERS as usize], FastpathError> {
+        let mut totals = [0; EGRESS_COUNTERS as usize];
+        for (counter, total) in EgressCounter::ALL.into_iter().zip(totals.iter_mut()) {
+            *total = self.egress_counter(counter)?;
+        }
+        Ok(totals)
+    }
+
+    /// One egress counter summed over CPUs.
+    pub fn egress_counter(&self, counter: EgressCounter) -> Result<u64, FastpathError> {
+        sum_per_cpu(&self.egress_stats, "FP_EGRESS_STATS", counter as u32)
+    }
+}
+
+fn sum_per_cpu(
+    array: &PerCpuArray<MapData, u64>,
+    name: &'static str,
+    index: u32,
+) -> Result<u64, FastpathError> {
+    let per_cpu = array
+        .get(&index, 0)
+        .map_err(|source| FastpathError::Map { name, source })?;
+    Ok(per_cpu.iter().sum())
 }
 
 fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -239,6 +333,13 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "this kernel lacks bpf_xdp_adjust_head, which --hook xdp needs"
+        );
+        let lacks_hash = |_, helper| Ok(helper != BpfHelper::BPF_FUNC_get_hash_recalc);
+        assert_eq!(
+            require_helpers(FastpathHook::Xdp, lacks_hash)
+                .unwrap_err()
+                .to_string(),
+            "this kernel lacks bpf_get_hash_recalc, which the fast path needs"
         );
     }
 }

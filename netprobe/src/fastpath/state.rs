@@ -1,9 +1,10 @@
-//! Where an enabled fast path lives, so that `status` and `disable` work
-//! from any process: its pins under `PIN_DIR/fastpath/ID/` (the link, which
-//! keeps it attached, and the maps) and its record under
-//! `STATE_DIR/ID/` (`state.json`, and the sync process's `sync.pid` and
-//! `sync.log`). `ID` is `NETNS_INODE-INTERFACE`: interface names repeat
-//! across namespaces.
+//! Where an enabled fast path is recorded, so that `status` and `disable`
+//! work from any process, however it entered the node's namespace: under
+//! `STATE_DIR/ID/`, `state.json` (with the ids of the maps, which another
+//! process opens them by whatever mounts it sees) and the sync process's
+//! `sync.pid` and `sync.log`. `ID` is `NETNS_INODE-INTERFACE`: interface
+//! names repeat across namespaces. The programs, their links and maps live
+//! as long as the sync process that holds them.
 
 use std::{
     fs, io,
@@ -14,15 +15,18 @@ use std::{
 use aya::programs::XdpMode;
 use serde::{Deserialize, Serialize};
 
-use super::{FastpathHook, devices::DeviceChange};
+use super::{
+    FastpathHook,
+    devices::DeviceChange,
+    egress::{ServedRoute, SkippedRoute},
+    programs::MapIds,
+};
 use crate::{
     bpf_link::xdp_mode_name,
-    record::{self, PIN_DIR, io_error},
+    record::{self, io_error},
 };
 
 pub const STATE_DIR: &str = "/run/netprobe/fastpath";
-/// The pinned bpf_link: while it exists, the program stays attached.
-pub const LINK_PIN: &str = "link";
 const STATE_FILE: &str = "state.json";
 const PID_FILE: &str = "sync.pid";
 const LOG_FILE: &str = "sync.log";
@@ -42,10 +46,6 @@ pub struct FastpathId {
 impl FastpathId {
     pub fn key(&self) -> String {
         format!("{}-{}", self.netns_inode, self.interface)
-    }
-
-    pub fn pin_dir(&self) -> PathBuf {
-        Path::new(PIN_DIR).join("fastpath").join(self.key())
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -104,10 +104,16 @@ pub struct FastpathState {
     pub ifindex: u32,
     pub nic_mac: [u8; 6],
     pub hook: FastpathHook,
+    /// Why this hook: asked for, or the `--hook auto` rule.
+    pub hook_reason: String,
     /// `native` or `generic` for XDP.
     pub xdp_mode: Option<String>,
     pub vxlan: VxlanDevice,
+    /// The programs' ids; 0 until the sync process has loaded them.
     pub program_id: u32,
+    pub egress_program_id: u32,
+    /// The maps' ids, by name.
+    pub maps: MapIds,
     /// Device settings netprobe changed, to undo on disable.
     pub changes: Vec<DeviceChange>,
     pub locals: Vec<Ipv4Addr>,
@@ -115,6 +121,19 @@ pub struct FastpathState {
     pub pods: Vec<ServedPod>,
     pub skipped: Vec<SkippedPod>,
     /// Why nothing is fast-pathed right now, if so.
+    pub idle: Option<String>,
+    pub egress: EgressState,
+}
+
+/// The egress direction: encapsulation on the served pods' veths.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EgressState {
+    /// The veths the egress program is attached to.
+    pub ports: Vec<String>,
+    pub routes: Vec<ServedRoute>,
+    pub skipped: Vec<SkippedRoute>,
+    pub skipped_pods: Vec<SkippedPod>,
+    /// Why nothing is encapsulated right now, if so.
     pub idle: Option<String>,
 }
 
@@ -181,7 +200,7 @@ pub fn sync_pid(id: &FastpathId) -> Option<libc::pid_t> {
         .ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
-    // `fastpath sync KEY` in the background, `fastpath enable IFACE
+    // `fastpath sync KEY ...` in the background, `fastpath enable IFACE
     // --foreground` in the foreground.
     let key = id.key();
     let ours = args.contains(&b"fastpath".as_slice())

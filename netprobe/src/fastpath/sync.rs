@@ -1,9 +1,13 @@
-//! The sync process of an enabled fast path. Every [`SYNC_INTERVAL`] it
-//! reads netlink again, works out the [overlay](super::overlay), prepares
-//! new pods' veths for native XDP and applies the difference to the maps: a
-//! pod that appears or goes away is picked up within that interval. On
-//! SIGTERM or SIGINT (`disable`), or once its pins are gone (`netprobe
-//! detach`), it takes the fast path down and exits.
+//! The sync process of an enabled fast path: it loads the programs,
+//! attaches the ingress one to the node's interface and holds them; every
+//! [`SYNC_INTERVAL`] it reads netlink again, works out the
+//! [overlay](super::overlay), prepares new pods' veths for native XDP,
+//! attaches the egress program to new pods' veths and applies the
+//! difference to the maps: a pod, route, neighbour or FDB entry that
+//! appears, changes or goes is followed within that interval. On SIGTERM or
+//! SIGINT (`disable`), or once its record is gone, it exits, which detaches
+//! everything, and puts back what it changed. Killed outright, it takes the
+//! programs with it, and `disable` puts the devices back.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,28 +16,52 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{HashMap, MapData, MapError};
-use netprobe_common::fastpath::{LocalAddresses, MAX_LOCALS, PodEntry};
+use aya::{
+    maps::{HashMap, MapData, MapError, lpm_trie::Key},
+    programs::links::FdLink,
+};
+use netprobe_common::fastpath::{EgressPort, EgressRoute, LocalAddresses, MAX_LOCALS, PodEntry};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{
-    FastpathError,
+    FastpathError, FastpathHook,
     devices::{self, Target},
-    lifecycle::teardown,
+    egress::Prefix,
+    hook::{self, HookChoice},
+    lifecycle::{self, teardown},
     overlay::{NodeView, Overlay, overlay},
-    programs::FastpathMaps,
-    state::{self, FastpathId, FastpathState, LINK_PIN, ServedPod, SkippedPod},
+    programs::LoadedFastpath,
+    state::{self, EgressState, FastpathId, FastpathState, ServedPod, SkippedPod},
 };
-use crate::{ethtool::Feature, netns::NetNs};
+use crate::{
+    ethtool::Feature,
+    bpf_link::{XdpModeChoice, xdp_mode_name},
+    netlink,
+    netns::NetNs,
+};
 
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Syncs the fast path `id` until it is stopped, then takes it down, also
-/// when it could not start.
-pub fn run(id: &FastpathId) -> Result<(), FastpathError> {
+/// What `enable` asked for, which the sync process resolves on the node.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncOptions {
+    pub hook: HookChoice,
+    pub xdp_mode: XdpModeChoice,
+}
+
+/// Runs the fast path `id` until it is stopped, then takes it down, also
+/// when it could not start. `ready` is called once the programs are
+/// attached and the maps filled.
+pub fn run(
+    id: &FastpathId,
+    options: SyncOptions,
+    ready: impl FnOnce(),
+) -> Result<(), FastpathError> {
     run_when_idle();
-    let synced = sync_until_stopped(id);
-    let taken_down = teardown(id);
+    // What the sync process changed, should its record be gone by the end.
+    let mut known = None;
+    let synced = serve(id, options, ready, &mut known);
+    let taken_down = teardown(id, known.as_ref());
     synced.and(taken_down)
 }
 
@@ -51,11 +79,24 @@ fn run_when_idle() {
     }
 }
 
-fn sync_until_stopped(id: &FastpathId) -> Result<(), FastpathError> {
-    let mut syncer = Syncer::open(id)?;
-    // Netlink and DEVMAP updates (which look devices up by ifindex) act in
-    // the calling thread's namespace: this one stays in the node's.
-    let _in_node = syncer.node.enter()?;
+fn serve(
+    id: &FastpathId,
+    options: SyncOptions,
+    ready: impl FnOnce(),
+    known: &mut Option<FastpathState>,
+) -> Result<(), FastpathError> {
+    let state = state::load(id)?.ok_or_else(|| FastpathError::NotEnabled(id.to_string()))?;
+    let node = match &id.netns {
+        Some(name) => NetNs::named(name)?,
+        None => NetNs::current()?,
+    };
+    if node.inode() != id.netns_inode {
+        return Err(FastpathError::OtherNamespace(id.to_string()));
+    }
+    // Netlink, attachments and DEVMAP updates (which look devices up by
+    // ifindex) act in the calling thread's namespace: this one stays in
+    // the node's.
+    let _in_node = node.enter()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,7 +105,8 @@ fn sync_until_stopped(id: &FastpathId) -> Result<(), FastpathError> {
             path: id.state_dir(),
             source,
         })?;
-    runtime.block_on(async {
+    let mut syncer = Syncer::start(state, node, options, known)?;
+    let served = runtime.block_on(async {
         let signal_error = |source| FastpathError::Io {
             action: "handling signals for",
             path: id.state_dir(),
@@ -75,14 +117,14 @@ fn sync_until_stopped(id: &FastpathId) -> Result<(), FastpathError> {
         syncer.round()?;
         // Ready: `enable` waits for this.
         state::write_pid(id)?;
-        let link_pin = id.pin_dir().join(LINK_PIN);
+        ready();
         let mut ticker = tokio::time::interval(SYNC_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
-                    if !link_pin.exists() {
-                        log::info!("{} removed: taking the fast path down", link_pin.display());
+                    if !id.state_dir().exists() {
+                        log::info!("{} removed: taking the fast path down", id.state_dir().display());
                         return Ok(());
                     }
                     // A failed round (netlink busy, a device gone half way)
@@ -95,62 +137,95 @@ fn sync_until_stopped(id: &FastpathId) -> Result<(), FastpathError> {
                 _ = interrupt.recv() => return Ok(()),
             }
         }
-    })
+    });
+    *known = Some(syncer.state.clone());
+    served
 }
 
-/// The fast path's maps and record, and what the maps hold.
+/// The fast path's programs, links and maps, its record, and what the maps
+/// hold.
 struct Syncer {
     state: FastpathState,
-    maps: FastpathMaps,
     node: NetNs,
+    loaded: LoadedFastpath,
+    /// Keeps the ingress program attached.
+    _ingress: FdLink,
+    /// Keep the egress program attached, by veth ifindex.
+    egress_links: BTreeMap<u32, FdLink>,
     locals: BTreeSet<Ipv4Addr>,
     remotes: BTreeSet<Ipv4Addr>,
     pods: BTreeMap<Ipv4Addr, PodEntry>,
+    egress_ports: BTreeMap<u32, EgressPort>,
+    routes: BTreeMap<Prefix, EgressRoute>,
 }
 
 impl Syncer {
-    fn open(id: &FastpathId) -> Result<Self, FastpathError> {
-        let state = state::load(id)?.ok_or_else(|| FastpathError::NotEnabled(id.to_string()))?;
-        let maps = FastpathMaps::from_pins(&id.pin_dir())?;
-        let node = match &id.netns {
-            Some(name) => NetNs::named(name)?,
-            None => NetNs::current()?,
+    /// Loads the programs and attaches the ingress one, as `options` and
+    /// the interface decide; records what took.
+    fn start(
+        mut state: FastpathState,
+        node: NetNs,
+        options: SyncOptions,
+        known: &mut Option<FastpathState>,
+    ) -> Result<Self, FastpathError> {
+        let mut loaded = lifecycle::load(&state)?;
+        let links = netlink::links()?;
+        let nic = links
+            .iter()
+            .find(|link| link.index == state.ifindex && link.name == state.id.interface)
+            .ok_or_else(|| FastpathError::UnknownInterface {
+                interface: state.id.interface.clone(),
+                netns: node.name().to_owned(),
+            })?;
+        let resolved = hook::resolve(options.hook, options.xdp_mode, nic);
+        let (ingress, hook, mode) = lifecycle::attach_ingress(&mut loaded, &resolved, nic, &node)?;
+        state.hook_reason = if hook == resolved.hook {
+            resolved.reason
+        } else {
+            format!("auto: {} refused native XDP, so TC", nic.name)
         };
-        if node.inode() != id.netns_inode {
-            return Err(FastpathError::OtherNamespace(id.to_string()));
+        state.hook = hook;
+        state.xdp_mode = mode.map(xdp_mode_name).map(str::to_owned);
+        let attach_error = |source: aya::programs::links::LinkError| FastpathError::Attach {
+            hook,
+            interface: nic.name.clone(),
+            reason: source.to_string(),
+        };
+        state.program_id = ingress.info().map_err(attach_error)?.program_id();
+        state.egress_program_id = loaded
+            .egress()?
+            .info()
+            .map_err(|source| FastpathError::Program {
+                hook: FastpathHook::Tc,
+                source,
+            })?
+            .id();
+        state.maps = loaded.maps.ids()?;
+        state::save(&state)?;
+        if state.native_xdp() {
+            let change = lifecycle::complete_peer_checksums(nic, &node, &state.id)?;
+            state.changes.extend(change);
+            *known = Some(state.clone());
+            state::save(&state)?;
         }
-        let map_error = |name| move |source| FastpathError::Map { name, source };
-        let stored = maps.locals.get(&0, 0).map_err(map_error("FP_LOCALS"))?;
-        let locals = stored.addresses[..stored.count as usize]
-            .iter()
-            .map(|local| Ipv4Addr::from(local.to_ne_bytes()))
-            .collect();
-        let remotes = maps
-            .remotes
-            .keys()
-            .map(|key| key.map(|key| Ipv4Addr::from(key.to_ne_bytes())))
-            .collect::<Result<_, _>>()
-            .map_err(map_error("FP_REMOTES"))?;
-        let pods = maps
-            .pods
-            .iter()
-            .map(|entry| entry.map(|(key, pod)| (Ipv4Addr::from(key.to_ne_bytes()), pod)))
-            .collect::<Result<_, _>>()
-            .map_err(map_error("FP_PODS"))?;
         Ok(Self {
             state,
-            maps,
             node,
-            locals,
-            remotes,
-            pods,
+            loaded,
+            _ingress: ingress,
+            egress_links: BTreeMap::new(),
+            locals: BTreeSet::new(),
+            remotes: BTreeSet::new(),
+            pods: BTreeMap::new(),
+            egress_ports: BTreeMap::new(),
+            routes: BTreeMap::new(),
         })
     }
 
-    /// One round: netlink, overlay, device settings, maps, record. Runs in
-    /// the node's namespace.
+    /// One round: netlink, overlay, device settings, maps, attachments,
+    /// record. Runs in the node's namespace.
     fn round(&mut self) -> Result<(), FastpathError> {
-        let view = NodeView::read()?;
+        let view = NodeView::read(self.state.vxlan.ifindex)?;
         let mut overlay = overlay(&view, &self.state);
         let before = self.state.clone();
         // Settings on a veth that is gone went with it.
@@ -163,6 +238,7 @@ impl Syncer {
             self.prepare_for_xdp(&mut overlay);
         }
         self.apply(&mut overlay)?;
+        self.apply_egress(&view, &mut overlay)?;
         self.state.locals = overlay.locals.iter().copied().collect();
         self.state.remotes = overlay.remotes.iter().copied().collect();
         self.state.pods = overlay
@@ -177,6 +253,19 @@ impl Syncer {
             .collect();
         self.state.skipped = overlay.skipped;
         self.state.idle = overlay.idle;
+        let egress = overlay.egress;
+        self.state.egress = EgressState {
+            ports: self
+                .egress_links
+                .keys()
+                .filter_map(|ifindex| view.links.iter().find(|link| link.index == *ifindex))
+                .map(|link| link.name.clone())
+                .collect(),
+            routes: egress.served,
+            skipped: egress.skipped,
+            skipped_pods: egress.skipped_pods,
+            idle: egress.idle,
+        };
         if self.state != before {
             state::save(&self.state)?;
         }
@@ -228,18 +317,17 @@ impl Syncer {
         Ok(())
     }
 
-    /// Brings the maps to `overlay`. A pod whose veth vanishes meanwhile is
-    /// moved to the skipped ones.
+    /// Brings the ingress maps to `overlay`. A pod whose veth vanishes
+    /// meanwhile is moved to the skipped ones.
     fn apply(&mut self, overlay: &mut Overlay) -> Result<(), FastpathError> {
-        let map_error = |name| move |source| FastpathError::Map { name, source };
+        let maps = &mut self.loaded.maps;
         if self.locals != overlay.locals {
-            self.maps
-                .locals
+            maps.locals
                 .set(0, local_addresses(&overlay.locals), 0)
                 .map_err(map_error("FP_LOCALS"))?;
             self.locals.clone_from(&overlay.locals);
         }
-        sync_remotes(&mut self.maps.remotes, &mut self.remotes, &overlay.remotes)?;
+        sync_remotes(&mut maps.remotes, &mut self.remotes, &overlay.remotes)?;
         let gone: Vec<(Ipv4Addr, PodEntry)> = self
             .pods
             .iter()
@@ -247,7 +335,7 @@ impl Syncer {
             .map(|(ip, entry)| (*ip, *entry))
             .collect();
         for (ip, entry) in gone {
-            ignore_missing(self.maps.pods.remove(&key(ip))).map_err(map_error("FP_PODS"))?;
+            ignore_missing(maps.pods.remove(&key(ip))).map_err(map_error("FP_PODS"))?;
             self.pods.remove(&ip);
             if !overlay
                 .pods
@@ -255,8 +343,7 @@ impl Syncer {
                 .any(|pod| pod.entry.ifindex == entry.ifindex)
             {
                 // The kernel drops the entry itself when the device goes.
-                ignore_missing(self.maps.ports.remove(entry.ifindex))
-                    .map_err(map_error("FP_PORTS"))?;
+                ignore_missing(maps.ports.remove(entry.ifindex)).map_err(map_error("FP_PORTS"))?;
             }
         }
         let new: Vec<(Ipv4Addr, PodEntry)> = overlay
@@ -266,11 +353,7 @@ impl Syncer {
             .map(|(ip, pod)| (*ip, pod.entry))
             .collect();
         for (ip, entry) in new {
-            if let Err(error) = self
-                .maps
-                .ports
-                .insert(entry.ifindex, entry.ifindex, None, 0)
-            {
+            if let Err(error) = maps.ports.insert(entry.ifindex, entry.ifindex, None, 0) {
                 overlay.pods.remove(&ip);
                 overlay.skipped.push(SkippedPod {
                     ip,
@@ -278,14 +361,108 @@ impl Syncer {
                 });
                 continue;
             }
-            self.maps
-                .pods
+            maps.pods
                 .insert(key(ip), entry, 0)
                 .map_err(map_error("FP_PODS"))?;
             self.pods.insert(ip, entry);
         }
         Ok(())
     }
+
+    /// Brings the egress maps and attachments to `overlay`: each veth's
+    /// entry goes in before the program is attached to it, and out after it
+    /// is detached. A veth the program cannot be attached to is left to the
+    /// kernel.
+    fn apply_egress(
+        &mut self,
+        view: &NodeView,
+        overlay: &mut Overlay,
+    ) -> Result<(), FastpathError> {
+        let egress = &mut overlay.egress;
+        if egress.idle.is_some() {
+            egress.ports.clear();
+            egress.routes.clear();
+        }
+        let gone: Vec<u32> = self
+            .egress_links
+            .keys()
+            .filter(|ifindex| !egress.ports.contains_key(ifindex))
+            .copied()
+            .collect();
+        for ifindex in gone {
+            self.egress_links.remove(&ifindex);
+        }
+        let maps = &mut self.loaded.maps;
+        let stale: Vec<u32> = self
+            .egress_ports
+            .iter()
+            .filter(|(ifindex, port)| egress.ports.get(ifindex) != Some(port))
+            .map(|(ifindex, _)| *ifindex)
+            .collect();
+        for ifindex in stale {
+            ignore_missing(maps.egress_ports.remove(&ifindex))
+                .map_err(map_error("FP_EGRESS_PORTS"))?;
+            self.egress_ports.remove(&ifindex);
+        }
+        for (ifindex, port) in &egress.ports {
+            if !self.egress_ports.contains_key(ifindex) {
+                maps.egress_ports
+                    .insert(ifindex, port, 0)
+                    .map_err(map_error("FP_EGRESS_PORTS"))?;
+                self.egress_ports.insert(*ifindex, *port);
+            }
+        }
+        let new: Vec<u32> = egress
+            .ports
+            .keys()
+            .filter(|ifindex| !self.egress_links.contains_key(ifindex))
+            .copied()
+            .collect();
+        for ifindex in new {
+            let Some(veth) = view.links.iter().find(|link| link.index == ifindex) else {
+                continue;
+            };
+            match lifecycle::attach_egress(&mut self.loaded, &veth.name, &self.node) {
+                Ok(link) => {
+                    self.egress_links.insert(ifindex, link);
+                }
+                Err(error) => {
+                    let pod = egress.ports[&ifindex].pod;
+                    egress.skipped_pods.push(SkippedPod {
+                        ip: Ipv4Addr::from(pod.to_ne_bytes()),
+                        reason: error.to_string(),
+                    });
+                }
+            }
+        }
+        let maps = &mut self.loaded.maps;
+        let stale: Vec<Prefix> = self
+            .routes
+            .iter()
+            .filter(|(prefix, route)| egress.routes.get(prefix) != Some(route))
+            .map(|(prefix, _)| *prefix)
+            .collect();
+        for prefix in stale {
+            // Replaced below, or gone: a lookup in between falls back to a
+            // shorter prefix, which at worst leaves the packet to the kernel.
+            ignore_missing(maps.routes.remove(&route_key(prefix)))
+                .map_err(map_error("FP_ROUTES"))?;
+            self.routes.remove(&prefix);
+        }
+        for (prefix, route) in &egress.routes {
+            if !self.routes.contains_key(prefix) {
+                maps.routes
+                    .insert(&route_key(*prefix), route, 0)
+                    .map_err(map_error("FP_ROUTES"))?;
+                self.routes.insert(*prefix, *route);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn map_error(name: &'static str) -> impl Fn(MapError) -> FastpathError {
+    move |source| FastpathError::Map { name, source }
 }
 
 fn sync_remotes(
@@ -293,15 +470,12 @@ fn sync_remotes(
     applied: &mut BTreeSet<Ipv4Addr>,
     wanted: &BTreeSet<Ipv4Addr>,
 ) -> Result<(), FastpathError> {
-    let map_error = |source| FastpathError::Map {
-        name: "FP_REMOTES",
-        source,
-    };
     for ip in applied.difference(wanted) {
-        ignore_missing(map.remove(&key(*ip))).map_err(map_error)?;
+        ignore_missing(map.remove(&key(*ip))).map_err(map_error("FP_REMOTES"))?;
     }
     for ip in wanted.difference(applied) {
-        map.insert(key(*ip), 1, 0).map_err(map_error)?;
+        map.insert(key(*ip), 1, 0)
+            .map_err(map_error("FP_REMOTES"))?;
     }
     applied.clone_from(wanted);
     Ok(())
@@ -319,6 +493,10 @@ fn local_addresses(locals: &BTreeSet<Ipv4Addr>) -> LocalAddresses {
 /// The maps' key for an IPv4 address: its bytes in network order.
 fn key(ip: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(ip.octets())
+}
+
+fn route_key(prefix: Prefix) -> Key<u32> {
+    Key::new(u32::from(prefix.len), key(prefix.address))
 }
 
 /// A missing entry is the one we wanted gone.

@@ -49,7 +49,7 @@ pub use self::{
     teardown::TeardownError,
 };
 use crate::{
-    fastpath::{self, EnableOptions, FastpathError, FastpathHook, FastpathId},
+    fastpath::{self, EnableOptions, FastpathError, FastpathId},
     netns::{NetNs, NetNsError},
 };
 
@@ -190,12 +190,9 @@ impl Lab {
             self.nodes()
                 .iter()
                 .map(|node| {
+                    // The default hook: on the lab's veth wire, TC.
                     fastpath::enable(&EnableOptions {
                         sync: Some(self.spec.netprobe.clone()),
-                        // On the lab's veth wire TC is the faster hook (native
-                        // XDP rebuilds every skb), and the probes' TC hook
-                        // still sees each packet before the fast path takes it.
-                        hook: FastpathHook::Tc,
                         ..EnableOptions::new("eth0", Some(node.netns.clone()))
                     })
                 })

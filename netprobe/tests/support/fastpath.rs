@@ -17,7 +17,7 @@ use netprobe::{
     netlink,
     netns::NetNs,
 };
-use netprobe_common::fastpath::{COUNTERS, Counter};
+use netprobe_common::fastpath::{COUNTERS, Counter, EGRESS_COUNTERS, EgressCounter};
 
 use super::session::netprobe;
 
@@ -51,15 +51,25 @@ pub fn assert_success(output: &Output) {
     );
 }
 
+/// The maps of the fast path `id`, opened by the ids its record keeps.
+pub fn maps(id: &FastpathId) -> FastpathMaps {
+    FastpathMaps::from_ids(&record(id).maps).expect("maps")
+}
+
 pub fn counters(id: &FastpathId) -> [u64; COUNTERS as usize] {
-    FastpathMaps::from_pins(&id.pin_dir())
-        .expect("pinned maps")
-        .counters()
-        .expect("counters")
+    maps(id).counters().expect("counters")
 }
 
 pub fn fastpathed(id: &FastpathId) -> u64 {
     counters(id)[Counter::Fastpathed as usize]
+}
+
+pub fn egress_counters(id: &FastpathId) -> [u64; EGRESS_COUNTERS as usize] {
+    maps(id).egress_counters().expect("egress counters")
+}
+
+pub fn encapsulated(id: &FastpathId) -> u64 {
+    egress_counters(id)[EgressCounter::Encapsulated as usize]
 }
 
 pub fn record(id: &FastpathId) -> FastpathState {
@@ -82,23 +92,30 @@ pub fn feature(netns: &str, device: &str, feature: Feature) -> bool {
         .expect("enter namespace")
 }
 
-/// Nothing of a fast path on `interface` of `node`: no record, no pins, no
-/// sync process, no program on the interface's XDP or tcx ingress hook.
+/// Nothing of a fast path on `interface` of `node`: no record (and so no
+/// sync process), no program on the interface's XDP or tcx ingress hook,
+/// none on any veth's tcx ingress.
 pub fn assert_no_fastpath(node: &str, interface: &str) {
     let id = id(node, interface);
     assert!(!id.state_dir().exists(), "record left for {id}");
-    assert!(!id.pin_dir().exists(), "pins left for {id}");
     let netns = NetNs::named(node).expect("node");
     let (xdp, tcx) = netns
         .run(|| {
-            let xdp = netlink::links()
-                .expect("links")
-                .into_iter()
+            let links = netlink::links().expect("links");
+            let xdp = links
+                .iter()
                 .find(|link| link.name == interface)
                 .expect("interface")
                 .xdp_prog_id;
-            let (_, tcx) =
-                SchedClassifier::query_tcx(interface, TcAttachType::Ingress).expect("query tcx");
+            let mut tcx = Vec::new();
+            for link in links
+                .iter()
+                .filter(|link| link.name == interface || link.kind == "veth")
+            {
+                let (_, programs) = SchedClassifier::query_tcx(&link.name, TcAttachType::Ingress)
+                    .expect("query tcx");
+                tcx.extend(programs);
+            }
             (xdp, tcx)
         })
         .expect("enter node");
@@ -120,7 +137,7 @@ pub fn assert_no_fastpath(node: &str, interface: &str) {
         !tcx.iter().any(|program| program
             .name_as_str()
             .is_some_and(|n| n.starts_with("np_fp"))),
-        "fast path tcx program left on {id}"
+        "fast path tcx program left in {node}"
     );
 }
 

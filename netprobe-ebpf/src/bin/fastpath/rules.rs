@@ -5,13 +5,12 @@
 //! kernel, and the first rule broken names the counter.
 
 use netprobe_common::fastpath::{Counter, OUTER_LEN, PodEntry};
-use netprobe_ebpf::packet::{
-    ETH_P_IP, IPPROTO_UDP, IPV4_FRAGMENT_OFFSET, IPV4_MORE_FRAGMENTS, PacketReader, PacketWriter,
-};
+use netprobe_ebpf::packet::{ETH_P_IP, IPPROTO_UDP, PacketReader, PacketWriter};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr, vxlan::VxlanHdr};
 
 use crate::{
     config::config,
+    ipv4::{self, Fault},
     maps::{FP_LOCALS, FP_PODS, FP_REMOTES},
 };
 
@@ -34,9 +33,8 @@ struct Encapsulated {
 /// A packet the fast path takes.
 pub struct Target {
     pub pod: PodEntry,
-    inner_ttl: u8,
-    inner_protocol: u8,
-    inner_check: [u8; 2],
+    /// Its inner TTL, protocol and checksum bytes once forwarded.
+    forwarded: [u8; 4],
 }
 
 /// Checks every rule on a frame of `len` bytes. `segmented` packets (GSO)
@@ -114,9 +112,7 @@ pub fn check<R: PacketReader>(packet: &R, len: usize, segmented: bool) -> Result
     }
     Ok(Target {
         pod,
-        inner_ttl: inner.ip.ttl,
-        inner_protocol: inner.ip.proto,
-        inner_check: inner.ip.check,
+        forwarded: ipv4::forwarded(&inner.ip),
     })
 }
 
@@ -124,36 +120,16 @@ pub fn check<R: PacketReader>(packet: &R, len: usize, segmented: bool) -> Result
 /// header alike: the kernel drops a header whose checksum is wrong.
 #[inline(always)]
 fn check_ipv4_header(ip: &Ipv4Hdr) -> Result<(), Counter> {
-    match ip.vihl & 0x0f {
-        5 => {}
-        0..5 => return Err(Counter::Malformed),
-        _ => return Err(Counter::IpOptions),
+    match ipv4::header_fault(ip) {
+        None => Ok(()),
+        Some(Fault::Malformed) => Err(Counter::Malformed),
+        Some(Fault::Options) => Err(Counter::IpOptions),
+        Some(Fault::Fragment) => Err(Counter::Fragment),
     }
-    if !checksum_valid(ip) {
-        return Err(Counter::Malformed);
-    }
-    if u16::from_be_bytes(ip.frags) & (IPV4_MORE_FRAGMENTS | IPV4_FRAGMENT_OFFSET) != 0 {
-        return Err(Counter::Fragment);
-    }
-    Ok(())
-}
-
-/// Whether the one's complement sum of the header, its checksum included,
-/// is all ones.
-#[inline(always)]
-fn checksum_valid(ip: &Ipv4Hdr) -> bool {
-    let words: [[u8; 2]; 10] = unsafe { core::mem::transmute(*ip) };
-    let mut sum: u32 = 0;
-    for word in words {
-        sum += u32::from(u16::from_ne_bytes(word));
-    }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
 }
 
 #[inline(always)]
-fn address(octets: [u8; 4]) -> u32 {
+pub fn address(octets: [u8; 4]) -> u32 {
     u32::from_ne_bytes(octets)
 }
 
@@ -166,17 +142,5 @@ pub fn rewrite<W: PacketWriter>(packet: &W, target: &Target) -> Option<()> {
     macs[..6].copy_from_slice(&target.pod.pod_mac);
     macs[6..].copy_from_slice(&target.pod.bridge_mac);
     packet.write(0, macs)?;
-    // ip_decrease_ttl(): the TTL is the high byte of its 16-bit word, so the
-    // one's complement checksum grows by htons(0x0100), carry wrapped around.
-    let check = u32::from(u16::from_ne_bytes(target.inner_check)) + u32::from(0x0100u16.to_be());
-    let check = ((check + u32::from(check >= 0xffff)) as u16).to_ne_bytes();
-    packet.write(
-        INNER_TTL,
-        [
-            target.inner_ttl - 1,
-            target.inner_protocol,
-            check[0],
-            check[1],
-        ],
-    )
+    packet.write(INNER_TTL, target.forwarded)
 }
