@@ -93,9 +93,11 @@ fn encapsulate(ctx: &TcContext) -> Result<u32, u32> {
         .get_ptr_mut(0)
         .ok_or(EgressCounter::HelperFailed as u32)?;
     // BPF_ATOMIC fetch-add: the target has no compare-and-swap, so no
-    // `AtomicU64::fetch_add`.
+    // `AtomicU64::fetch_add`. SeqCst: for a relaxed add LLVM emits the
+    // locked add without fetch, leaving the operand where the old value
+    // belongs.
     let id =
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(id_slot, frame.segments) };
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(id_slot, frame.segments) };
     headers.ip[4..6].copy_from_slice(&(id as u16).to_be_bytes());
     let check = !ipv4::fold(ipv4::sum(&headers.ip));
     headers.ip[10..12].copy_from_slice(&check.to_be_bytes());
