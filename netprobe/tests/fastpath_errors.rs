@@ -5,13 +5,14 @@ mod support;
 
 use std::process::Output;
 
+use netprobe::fastpath::FastpathHook;
 use netprobe::{
     ethtool::Feature,
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netns::NetNs,
 };
 use support::{
-    fastpath::{assert_no_fastpath, disable, enable, feature},
+    fastpath::{assert_no_fastpath, disable, enable, feature, record},
     foreign::{attach_foreign_xdp, xdp_program_on},
     require_root,
     session::netprobe,
@@ -143,7 +144,10 @@ fn someone_elses_xdp_program_is_refused_and_never_touched() {
     let xdp_on_eth0 = || xdp_program_on(&node, "eth0");
     assert_eq!(xdp_on_eth0(), Some(foreign_id));
     for mode in ["auto", "native", "generic"] {
-        let output = netprobe(&enable_args(node_name, &["--xdp-mode", mode]));
+        let output = netprobe(&enable_args(
+            node_name,
+            &["--hook", "xdp", "--xdp-mode", mode],
+        ));
         assert_refused(
             &output,
             1,
@@ -155,8 +159,9 @@ fn someone_elses_xdp_program_is_refused_and_never_touched() {
         );
         assert_eq!(xdp_on_eth0(), Some(foreign_id));
     }
-    // TC runs beside it, and goes without touching it.
-    enable(node_name, &["--hook", "tc"]);
+    // The default hook, TC, runs beside it, and goes without touching it.
+    let id = enable(node_name, &[]);
+    assert_eq!(record(&id).hook, FastpathHook::Tc);
     assert_eq!(lab.fetch(ResponseSize::Small).expect("fetch").status, 200);
     disable(node_name);
     assert_eq!(xdp_on_eth0(), Some(foreign_id));
