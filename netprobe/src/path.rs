@@ -44,7 +44,8 @@ pub struct Datapath {
     pub bridge_ports: Vec<Device>,
     pub pods: Vec<Device>,
     /// netprobe's VXLAN fast path on the NIC, if enabled: packets for local
-    /// pods go straight from the NIC to the pod.
+    /// pods go straight from the NIC to the pod, and the pods' packets for
+    /// other nodes straight from their veths to the NIC.
     pub fastpath: Option<FastpathHook>,
 }
 

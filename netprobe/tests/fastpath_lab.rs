@@ -254,6 +254,92 @@ fn a_recreated_pod_is_served_again_within_a_second() {
     }
 }
 
+#[test]
+fn a_pod_moved_to_another_node_is_served_again_within_a_second() {
+    require_root();
+    let spec = LabSpec {
+        netprobe: NETPROBE.into(),
+        nodes: 3,
+        ..LabSpec::new(unique_prefix("npfp"), Mode::VxlanFastpath)
+    };
+    let lab = LabGuard::up(&spec).expect("lab up");
+    let names = Names::of(&lab);
+    let node3 = lab.nodes()[2].netns.clone();
+    let (client_node, new_node) = (id(&names.node1, "eth0"), id(&node3, "eth0"));
+    let routed_via = |vtep: &str| {
+        record(&client_node).egress.routes.iter().any(|route| {
+            route.prefix.to_string() == "10.78.2.0/24" && route.vtep.to_string() == vtep
+        })
+    };
+    assert_eq!(lab.fetch(ResponseSize::Small).expect("fetch").status, 200);
+    assert!(routed_via("10.77.0.2"));
+
+    // The server pod, its address and its subnet's lease move from node 2
+    // to node 3, as a rescheduled pod whose node was replaced.
+    let server = &names.server;
+    exec(&names.node2, "ip link del veth1");
+    exec(&names.node2, "ip addr del 10.78.2.1/24 dev cni0");
+    exec(&node3, "ip route del 10.78.2.0/24");
+    exec(&node3, "ip addr add 10.78.2.1/24 dev cni0");
+    exec(
+        &node3,
+        &format!("ip link add veth9 mtu 1450 type veth peer name eth0 netns {server} mtu 1450"),
+    );
+    exec(&node3, "ip link set veth9 master cni0 up");
+    exec(
+        server,
+        &format!("ip addr add {}/24 dev eth0", names.server_ip),
+    );
+    exec(server, "ip link set eth0 up");
+    exec(
+        server,
+        &format!("ip route add default via {}", names.gateway),
+    );
+    exec(server, &format!("ping -c 1 -W 1 {}", names.gateway));
+    // flanneld on node 1 points the subnet's gateway at node 3's VTEP; from
+    // then on, requests must reach the pod, each direction on the fast path,
+    // within a second.
+    let moved = Instant::now();
+    exec(
+        &names.node1,
+        "ip neigh replace 10.78.2.0 lladdr 0e:77:00:00:00:03 dev flannel.1 nud permanent",
+    );
+    let served = || {
+        let node3 = record(&new_node);
+        routed_via("10.77.0.3")
+            && node3.pods.iter().any(|pod| pod.ip == names.server_ip)
+            && node3.egress.ports.iter().any(|port| port == "veth9")
+    };
+    // Until it is, requests take the kernel's path, which also resolves
+    // node 3's address on node 1.
+    while !served() {
+        assert!(
+            moved.elapsed() < PICKUP,
+            "not served again after {:?}",
+            moved.elapsed()
+        );
+        lab.fetch_within(ResponseSize::Small, Duration::from_millis(100))
+            .ok();
+        thread::sleep(Duration::from_millis(10));
+    }
+    let taken = moved.elapsed();
+    let before = (
+        encapsulated(&client_node),
+        fastpathed(&new_node),
+        encapsulated(&new_node),
+    );
+    assert_eq!(lab.fetch(ResponseSize::Small).expect("fetch").status, 200);
+    let after = (
+        encapsulated(&client_node),
+        fastpathed(&new_node),
+        encapsulated(&new_node),
+    );
+    assert!(
+        after.0 > before.0 && after.1 > before.1 && after.2 > before.2,
+        "served again after {taken:?}, both ways: {before:?} -> {after:?}"
+    );
+}
+
 fn port_in_devmap(id: &FastpathId, ifindex: u32) -> bool {
     support::fastpath::maps(id).ports.get(ifindex, 0).is_ok()
 }
