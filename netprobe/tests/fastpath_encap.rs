@@ -39,7 +39,7 @@ use netprobe::{
 use netprobe_common::fastpath::{EgressCounter, FastpathConfig};
 use support::{
     encap::{TC_ACT_REDIRECT, run_egress},
-    fastpath::{assert_success, disable, enable, maps, record},
+    fastpath::{assert_success, disable, enable, exec, maps, record},
     frames::{Frame, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4, internet_checksum},
     require_root,
 };
@@ -69,15 +69,6 @@ impl Drop for Topology {
     }
 }
 
-fn sh(netns: &str, command: &str) {
-    let output = Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(command.split_whitespace())
-        .output()
-        .expect("ip netns exec");
-    assert_success(&output);
-}
-
 impl Topology {
     fn new() -> Self {
         require_root();
@@ -92,16 +83,16 @@ impl Topology {
             assert_success(&output.expect("ip netns add"));
         }
         let (pod, node, peer) = (&topology.pod, &topology.node, &topology.peer);
-        sh(
+        exec(
             node,
             &format!("ip link add eth0 type veth peer name eth0 netns {peer}"),
         );
-        sh(
+        exec(
             node,
             &format!("ip link add veth1 type veth peer name eth0 netns {pod}"),
         );
-        sh(node, "ip addr add 10.77.0.2/16 dev eth0");
-        sh(node, "ip link set eth0 up");
+        exec(node, "ip addr add 10.77.0.2/16 dev eth0");
+        exec(node, "ip link set eth0 up");
         // Checksums completed before the wire, as a physical NIC does.
         NetNs::named(node)
             .expect("node")
@@ -111,20 +102,20 @@ impl Topology {
                 ethtool::set(ifindex, Feature::TxChecksum, false).expect("tx checksum off");
             })
             .expect("enter node");
-        sh(node, "ip link add cni0 type bridge");
-        sh(node, "ip addr add 10.78.2.1/24 dev cni0");
-        sh(node, "ip link set cni0 up");
-        sh(node, "ip link set veth1 master cni0 up");
-        sh(node, "sysctl -qw net.ipv4.ip_forward=1");
-        sh(peer, "ip addr add 10.77.0.1/16 dev eth0");
-        sh(peer, "ip link set eth0 up");
-        sh(pod, "ip addr add 10.78.2.2/24 dev eth0");
-        sh(pod, "ip link set eth0 up");
-        sh(pod, "ip route add default via 10.78.2.1");
+        exec(node, "ip link add cni0 type bridge");
+        exec(node, "ip addr add 10.78.2.1/24 dev cni0");
+        exec(node, "ip link set cni0 up");
+        exec(node, "ip link set veth1 master cni0 up");
+        exec(node, "sysctl -qw net.ipv4.ip_forward=1");
+        exec(peer, "ip addr add 10.77.0.1/16 dev eth0");
+        exec(peer, "ip link set eth0 up");
+        exec(pod, "ip addr add 10.78.2.2/24 dev eth0");
+        exec(pod, "ip link set eth0 up");
+        exec(pod, "ip route add default via 10.78.2.1");
         // The node learns the pod (neighbour and bridge FDB), the pod its
         // gateway, the node the peer.
-        sh(pod, "ping -c 1 -W 1 10.78.2.1");
-        sh(node, "ping -c 1 -W 1 10.77.0.1");
+        exec(pod, "ping -c 1 -W 1 10.78.2.1");
+        exec(node, "ping -c 1 -W 1 10.77.0.1");
         topology
     }
 
@@ -132,24 +123,24 @@ impl Topology {
     /// and route for the remote pod subnet.
     fn vxlan(&self, settings: &str) {
         let node = &self.node;
-        sh(
+        exec(
             node,
             &format!(
                 "ip link add flannel.1 address 0e:77:00:00:00:02 mtu 1450 type vxlan \
                  local 10.77.0.2 dev eth0 nolearning {settings}"
             ),
         );
-        sh(node, "ip addr add 10.78.2.0/32 dev flannel.1");
-        sh(node, "ip link set flannel.1 up");
-        sh(
+        exec(node, "ip addr add 10.78.2.0/32 dev flannel.1");
+        exec(node, "ip link set flannel.1 up");
+        exec(
             node,
             &format!("ip neigh replace 10.78.1.0 lladdr {VTEP_MAC} dev flannel.1 nud permanent"),
         );
-        sh(
+        exec(
             node,
             &format!("bridge fdb append {VTEP_MAC} dev flannel.1 dst 10.77.0.1"),
         );
-        sh(
+        exec(
             node,
             "ip route add 10.78.1.0/24 via 10.78.1.0 dev flannel.1 onlink",
         );
@@ -373,6 +364,6 @@ fn the_egress_program_encapsulates_as_the_kernels_vxlan_device() {
                 "{settings}, {name}: program (left) and kernel (right)"
             );
         }
-        sh(&topology.node, "ip link del flannel.1");
+        exec(&topology.node, "ip link del flannel.1");
     }
 }

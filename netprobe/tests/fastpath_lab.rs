@@ -30,7 +30,7 @@ use netprobe::{
 use netprobe_common::fastpath::EgressCounter;
 use support::{
     fastpath::{
-        assert_no_fastpath, assert_success, disable, egress_counters, enable, encapsulated,
+        assert_no_fastpath, assert_success, disable, egress_counters, enable, encapsulated, exec,
         fastpathed, feature, id, record, transfer,
     },
     require_root,
@@ -78,15 +78,6 @@ impl Names {
             gateway: Ipv4Addr::from(u32::from(server.ip) - 1),
         }
     }
-}
-
-fn exec(netns: &str, command: &str) {
-    let output = Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(command.split_whitespace())
-        .output()
-        .expect("ip netns exec");
-    assert_success(&output);
 }
 
 /// HTTP, a long transfer checked byte by byte, ping and ARP through the

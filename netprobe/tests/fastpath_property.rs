@@ -114,10 +114,17 @@ fn structured(rng: &mut Rng) -> Vec<u8> {
 /// Byte-wise mutations of a frame, mostly in the headers, with the IPv4
 /// checksums then made right or not, and the length changed or not.
 fn mutated(rng: &mut Rng) -> Vec<u8> {
-    let mut bytes = structured(rng);
+    let bytes = structured(rng);
+    mutate(rng, bytes, OUTER_LEN + 34, &[14, OUTER_LEN + 14])
+}
+
+/// Flips or replaces one to four bytes of `bytes`, four in five times
+/// within the first `headers`; recomputes the IPv4 checksums at `ipv4`
+/// (or not); and cuts or grows the frame (or not).
+fn mutate(rng: &mut Rng, mut bytes: Vec<u8>, headers: usize, ipv4: &[usize]) -> Vec<u8> {
     for _ in 0..1 + rng.below(4) {
         let position = if rng.chance(80) {
-            rng.below(bytes.len().min(OUTER_LEN + 34))
+            rng.below(bytes.len().min(headers))
         } else {
             rng.below(bytes.len())
         };
@@ -128,8 +135,9 @@ fn mutated(rng: &mut Rng) -> Vec<u8> {
         }
     }
     if rng.chance(60) {
-        fix_checksum(&mut bytes, 14);
-        fix_checksum(&mut bytes, OUTER_LEN + 14);
+        for at in ipv4 {
+            fix_checksum(&mut bytes, *at);
+        }
     }
     match rng.below(10) {
         0 => bytes.truncate(rng.below(bytes.len() + 1)),
@@ -303,31 +311,10 @@ fn pod_frame(rng: &mut Rng) -> Vec<u8> {
     frame.build()
 }
 
-/// Byte-wise mutations of a pod's frame, mostly in its headers, with the
-/// IPv4 checksum then made right or not, and the length changed or not.
+/// Byte-wise mutations of a pod's frame (see [`mutate`]).
 fn mutated_pod_frame(rng: &mut Rng) -> Vec<u8> {
-    let mut bytes = pod_frame(rng);
-    for _ in 0..1 + rng.below(3) {
-        let position = if rng.chance(80) {
-            rng.below(bytes.len().min(54))
-        } else {
-            rng.below(bytes.len())
-        };
-        if rng.chance(50) {
-            bytes[position] ^= 1 << rng.below(8);
-        } else {
-            bytes[position] = rng.byte();
-        }
-    }
-    if rng.chance(60) {
-        fix_checksum(&mut bytes, 14);
-    }
-    match rng.below(10) {
-        0 => bytes.truncate(rng.below(bytes.len() + 1)),
-        1 => bytes.extend((0..1 + rng.below(8)).map(|_| rng.byte())),
-        _ => {}
-    }
-    bytes
+    let bytes = pod_frame(rng);
+    mutate(rng, bytes, 54, &[14])
 }
 
 /// What identifies a flow to the kernel's flow hash, or less: addresses,

@@ -236,43 +236,32 @@ impl FastpathMaps {
 
     /// The maps' ids, by name.
     pub fn ids(&self) -> Result<MapIds, FastpathError> {
-        let [
-            locals,
-            remotes,
-            pods,
-            ports,
-            stats,
-            egress_ports,
-            routes,
-            egress_stats,
-        ] = MAP_NAMES;
-        [
-            (locals, self.locals.map()),
-            (remotes, self.remotes.map()),
-            (pods, self.pods.map()),
-            (ports, self.ports.map()),
-            (stats, self.stats.map()),
-            (egress_ports, self.egress_ports.map()),
-            (routes, self.routes.map()),
-            (egress_stats, self.egress_stats.map()),
-        ]
-        .into_iter()
-        .map(|(name, data)| {
-            let info = data
-                .info()
-                .map_err(|source| FastpathError::Map { name, source })?;
-            Ok((name.to_owned(), info.id()))
-        })
-        .collect()
+        // In the order of MAP_NAMES.
+        let maps = [
+            self.locals.map(),
+            self.remotes.map(),
+            self.pods.map(),
+            self.ports.map(),
+            self.stats.map(),
+            self.egress_ports.map(),
+            self.routes.map(),
+            self.egress_stats.map(),
+        ];
+        MAP_NAMES
+            .into_iter()
+            .zip(maps)
+            .map(|(name, data)| {
+                let info = data
+                    .info()
+                    .map_err(|source| FastpathError::Map { name, source })?;
+                Ok((name.to_owned(), info.id()))
+            })
+            .collect()
     }
 
     /// Each ingress counter summed over CPUs, indexed by `Counter`.
     pub fn counters(&self) -> Result<[u64; COUNTERS as usize], FastpathError> {
-        let mut totals = [0; COUNTERS as usize];
-        for (counter, total) in Counter::ALL.into_iter().zip(totals.iter_mut()) {
-            *total = self.counter(counter)?;
-        }
-        Ok(totals)
+        totals(&self.stats, "FP_STATS")
     }
 
     /// One ingress counter summed over CPUs.
@@ -282,17 +271,25 @@ impl FastpathMaps {
 
     /// Each egress counter summed over CPUs, indexed by `EgressCounter`.
     pub fn egress_counters(&self) -> Result<[u64; EGRESS_COUNTERS as usize], FastpathError> {
-        let mut totals = [0; EGRESS_COUNTERS as usize];
-        for (counter, total) in EgressCounter::ALL.into_iter().zip(totals.iter_mut()) {
-            *total = self.egress_counter(counter)?;
-        }
-        Ok(totals)
+        totals(&self.egress_stats, "FP_EGRESS_STATS")
     }
 
     /// One egress counter summed over CPUs.
     pub fn egress_counter(&self, counter: EgressCounter) -> Result<u64, FastpathError> {
         sum_per_cpu(&self.egress_stats, "FP_EGRESS_STATS", counter as u32)
     }
+}
+
+/// Every counter of a per-CPU array of `N`, each summed over CPUs.
+fn totals<const N: usize>(
+    array: &PerCpuArray<MapData, u64>,
+    name: &'static str,
+) -> Result<[u64; N], FastpathError> {
+    let mut totals = [0; N];
+    for (index, total) in totals.iter_mut().enumerate() {
+        *total = sum_per_cpu(array, name, index as u32)?;
+    }
+    Ok(totals)
 }
 
 fn sum_per_cpu(

@@ -42,6 +42,17 @@ pub fn disable(node: &str) {
     assert_success(&netprobe(&["fastpath", "disable", "eth0", "--netns", node]));
 }
 
+/// Runs `command` (split at spaces) in the namespace `netns`, which must
+/// succeed.
+pub fn exec(netns: &str, command: &str) {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(command.split_whitespace())
+        .output()
+        .expect("ip netns exec");
+    assert_success(&output);
+}
+
 pub fn assert_success(output: &Output) {
     assert!(
         output.status.success(),

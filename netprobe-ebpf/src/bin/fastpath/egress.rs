@@ -139,7 +139,7 @@ fn check(ctx: &TcContext) -> Result<Frame, u32> {
     }
     let skb = ctx.skb.skb;
     let ifindex = unsafe { (*skb).ifindex };
-    let port = unsafe { FP_EGRESS_PORTS.get(&ifindex) }.ok_or(EgressCounter::UnknownPort as u32)?;
+    let port = unsafe { FP_EGRESS_PORTS.get(ifindex) }.ok_or(EgressCounter::UnknownPort as u32)?;
     let packet = DirectReader::tc(ctx);
     let eth: EthHdr = packet.read(0).ok_or(EgressCounter::Truncated as u32)?;
     if eth.dst_addr[0] & 1 != 0 {
