@@ -34,8 +34,8 @@ use super::{
     state::{self, EgressState, FastpathId, FastpathState, ServedPod, SkippedPod},
 };
 use crate::{
-    ethtool::Feature,
     bpf_link::{XdpModeChoice, xdp_mode_name},
+    ethtool::Feature,
     netlink,
     netns::NetNs,
 };
