@@ -2,6 +2,8 @@
 
 mod build_ebpf;
 mod command;
+mod cycles;
+mod imports;
 mod lint;
 mod run;
 mod system;
@@ -22,7 +24,8 @@ enum Task {
     /// Build the eBPF objects, installing the nightly `rust-src` and a
     /// bpf-linker matched to the nightly's LLVM when they are missing.
     BuildEbpf(build_ebpf::Options),
-    /// cargo fmt --check and clippy -D warnings on every crate.
+    /// No import cycles among netprobe's modules, cargo fmt --check and
+    /// clippy -D warnings on every crate.
     Lint,
     /// Set up everything the tests need, then run them all (as root; through
     /// sudo when started as a user).
