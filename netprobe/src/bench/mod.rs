@@ -13,7 +13,10 @@
 //!   the system's counters; it ends in a `results.json`.
 //! - [`analysis`]: what is computed from what was measured: medians, noise,
 //!   the order check, the attribution, the median request's timeline, the
-//!   tables and the page. `netprobe report` uses it alone.
+//!   tables and the page. `netprobe report` uses it alone. It reads what was
+//!   measured in the types of the modules that measure it (`lab::Mode`,
+//!   `load::LoadReport`, `probes::SampledFlight`, `probes::ProgramCost`) and
+//!   calls none of their code that runs things.
 
 mod analysis;
 mod run;
