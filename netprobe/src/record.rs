@@ -1,7 +1,8 @@
 //! What netprobe keeps on disk so that one process finds what another set
-//! up (a lab, a fast path): records kept as JSON files under `/run/netprobe`,
-//! written whole and then renamed, so a reader never sees half of one, and
-//! read if present; and pins under [`PIN_DIR`].
+//! up (a lab, a fast path): records kept as JSON files under `/run/netprobe`
+//! ([`LAB_STATE_DIR`], [`FASTPATH_STATE_DIR`]), written whole and then
+//! renamed, so a reader never sees half of one, and read if present; and pins
+//! under [`PIN_DIR`].
 
 use std::{
     fs, io,
@@ -13,6 +14,13 @@ use thiserror::Error;
 
 /// Where netprobe pins what must outlive the command that attached it.
 pub const PIN_DIR: &str = "/sys/fs/bpf/netprobe";
+
+/// Each lab's record (`PREFIX.json`) and its nginx files (`PREFIX/`), and the
+/// bench's lock.
+pub const LAB_STATE_DIR: &str = "/run/netprobe/lab";
+
+/// Each fast path's record (`NETNS_INODE-IFACE/`).
+pub const FASTPATH_STATE_DIR: &str = "/run/netprobe/fastpath";
 
 #[derive(Debug, Error)]
 pub enum RecordError {

@@ -16,10 +16,11 @@ use std::{
 
 use netprobe::{
     bench::{BENCH_PREFIX, BenchResults, attribute, bench_prefix},
-    lab::{Lab, Mode, STATE_DIR},
+    lab::{Lab, Mode},
     load::Pacing,
     netns::named_namespaces,
     path::SegmentKind,
+    record::LAB_STATE_DIR,
 };
 use support::{
     require_root,
@@ -29,8 +30,8 @@ use tempfile::TempDir;
 
 /// Only one test may run a bench at a time: they share the bench's lab.
 fn bench_lock() -> File {
-    fs::create_dir_all(STATE_DIR).expect("state directory");
-    let file = File::create(Path::new(STATE_DIR).join("bench-tests.lock")).expect("lock file");
+    fs::create_dir_all(LAB_STATE_DIR).expect("state directory");
+    let file = File::create(Path::new(LAB_STATE_DIR).join("bench-tests.lock")).expect("lock file");
     assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
     file
 }
@@ -262,7 +263,7 @@ fn bad_input_is_refused_in_one_line() {
     }
 
     // A bench that runs already holds the lock.
-    let held = File::create(Path::new(STATE_DIR).join("bench.lock")).expect("lock file");
+    let held = File::create(Path::new(LAB_STATE_DIR).join("bench.lock")).expect("lock file");
     assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
     let output = netprobe(&["lab", "bench", "--modes", "host", "--rates", "1000"]);
     let stderr = String::from_utf8_lossy(&output.stderr);

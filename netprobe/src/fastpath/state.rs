@@ -26,7 +26,7 @@ use crate::{
     record::{self, io_error},
 };
 
-pub const STATE_DIR: &str = "/run/netprobe/fastpath";
+pub const STATE_DIR: &str = record::FASTPATH_STATE_DIR;
 const STATE_FILE: &str = "state.json";
 const PID_FILE: &str = "sync.pid";
 const LOG_FILE: &str = "sync.log";

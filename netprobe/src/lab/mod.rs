@@ -45,7 +45,7 @@ pub use self::{
     mode::{MAX_NODES, Mode, UnknownMode},
     nginx::{NginxError, ResponseSize},
     spec::{LabSpec, MAX_PODS_PER_NODE, SpecError, unique_prefix},
-    state::{STATE_DIR, StateError, lab_dir, state_file},
+    state::{StateError, lab_dir, state_file},
     teardown::TeardownError,
 };
 use crate::{

@@ -1,6 +1,6 @@
 //! Where a lab is recorded, so that `status`, `exec` and `down` work from
-//! any process: `STATE_DIR/PREFIX.json` describes it and `STATE_DIR/PREFIX/`
-//! holds nginx's files.
+//! any process: `LAB_STATE_DIR/PREFIX.json` describes it and
+//! `LAB_STATE_DIR/PREFIX/` holds nginx's files.
 
 use std::{
     fs, io,
@@ -8,26 +8,24 @@ use std::{
 };
 
 use super::{layout::Lab, spec::validate_prefix};
-use crate::record::{self, io_error};
-
-pub const STATE_DIR: &str = "/run/netprobe/lab";
+use crate::record::{self, LAB_STATE_DIR, io_error};
 
 pub use crate::record::RecordError as StateError;
 
 pub fn state_file(prefix: &str) -> PathBuf {
-    Path::new(STATE_DIR).join(format!("{prefix}.json"))
+    Path::new(LAB_STATE_DIR).join(format!("{prefix}.json"))
 }
 
 /// The lab's own directory: nginx's configuration, pid file and logs.
 pub fn lab_dir(prefix: &str) -> PathBuf {
-    Path::new(STATE_DIR).join(prefix)
+    Path::new(LAB_STATE_DIR).join(prefix)
 }
 
 /// The prefixes with a record or a directory here (the bench's lock files
 /// are neither).
 pub(crate) fn recorded_prefixes() -> io::Result<Vec<String>> {
     let mut prefixes = Vec::new();
-    for path in record::paths_in(Path::new(STATE_DIR))? {
+    for path in record::paths_in(Path::new(LAB_STATE_DIR))? {
         let recorded = match path.extension() {
             Some(extension) => extension == "json",
             None => path.is_dir(),

@@ -37,9 +37,10 @@ use super::{
     analysis::{BenchResults, Settings, Summary, print_out, write_reports},
 };
 use crate::{
-    lab::{CpuSplit, Mode, STATE_DIR},
+    lab::{CpuSplit, Mode},
     load::Pacing,
     privilege::require_bpf_privileges,
+    record::LAB_STATE_DIR,
 };
 
 #[derive(clap::Args, Debug)]
@@ -236,8 +237,8 @@ struct BenchLock {
 
 impl BenchLock {
     fn take() -> Result<Self> {
-        fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
-        let path = Path::new(STATE_DIR).join("bench.lock");
+        fs::create_dir_all(LAB_STATE_DIR).with_context(|| format!("creating {LAB_STATE_DIR}"))?;
+        let path = Path::new(LAB_STATE_DIR).join("bench.lock");
         let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             bail!(
