@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use netprobe::{attach, bench, fastpath, lab, load, status};
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
@@ -26,8 +26,8 @@ enum Command {
     Fastpath(fastpath::cli::FastpathArgs),
     /// The study's two machines in network namespaces, for each networking
     /// mode, and the bench that compares them.
-    #[command(subcommand_required = true)]
-    Lab(LabArgs),
+    #[command(subcommand, subcommand_required = true)]
+    Lab(LabCommand),
     /// Open-loop, constant-rate HTTP/1.1 load (in the style of tcpkali and
     /// wrk2).
     Load(load::LoadArgs),
@@ -35,21 +35,13 @@ enum Command {
     Report(bench::ReportArgs),
 }
 
-#[derive(Args)]
-struct LabArgs {
-    #[command(flatten)]
-    options: lab::cli::LabOptions,
-    #[command(subcommand)]
-    command: LabCommand,
-}
-
 #[derive(Subcommand)]
 enum LabCommand {
     #[command(flatten)]
     Lab(lab::cli::LabCommand),
-    /// Compare the modes: for each, build its lab, load nginx at each rate
-    /// and size with the probes on both nodes, and report latency, the
-    /// per-segment attribution and system metrics.
+    /// Compare the modes: for each, build its lab (npbench_MODE), load nginx
+    /// at each rate and size with the probes on both nodes, and report
+    /// latency, the per-segment attribution and system metrics.
     Bench(bench::BenchArgs),
 }
 
@@ -74,14 +66,8 @@ fn main() -> ExitCode {
         Command::Status => status::run_status(),
         Command::Detach => status::run_detach(),
         Command::Fastpath(args) => fastpath::cli::run(args),
-        Command::Lab(LabArgs {
-            command: LabCommand::Bench(args),
-            ..
-        }) => bench::run_bench(&args),
-        Command::Lab(LabArgs {
-            options,
-            command: LabCommand::Lab(command),
-        }) => lab::cli::run(options, command),
+        Command::Lab(LabCommand::Bench(args)) => bench::run_bench(&args),
+        Command::Lab(LabCommand::Lab(command)) => lab::cli::run(command),
         Command::Load(args) => load::main(args),
         Command::Report(args) => bench::run_report(&args),
     };

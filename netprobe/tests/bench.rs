@@ -254,6 +254,8 @@ fn bad_input_is_refused_in_one_line() {
         (&["--rates=-100"], 2, "\"-100\" is not a rate"),
         (&["--sizes", "1000"], 2, "\"1000\" is not a response size"),
         (&["--duration", "soon"], 2, "--duration"),
+        // The bench names its own labs.
+        (&["--prefix", "mine"], 2, "unexpected argument '--prefix'"),
     ] {
         let output = netprobe(&[&["lab", "bench"][..], args].concat());
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -486,4 +486,15 @@ fn cli_refuses_bad_input_in_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
     assert_gone(&prefix);
+
+    // `down --all` removes every lab: a prefix with it is refused, not
+    // ignored.
+    let output = netprobe(&["lab", "down", "--all", "--prefix", &prefix]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'--all' cannot be used with '--prefix"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

@@ -17,12 +17,12 @@ use crate::fastpath;
 /// The prefix of the lab the CLI manages, unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "nplab";
 
-/// What every `netprobe lab` command takes.
+/// Which lab a command manages (the bench names its own labs).
 #[derive(Debug, Args)]
 pub struct LabOptions {
     /// Prefix of every namespace of the lab and of its state file; `down`
     /// removes only what carries it.
-    #[arg(long, global = true, default_value = DEFAULT_PREFIX)]
+    #[arg(long, default_value = DEFAULT_PREFIX)]
     pub prefix: String,
 }
 
@@ -43,33 +43,42 @@ pub enum LabCommand {
         /// MTU of the node uplinks.
         #[arg(long, default_value_t = DEFAULT_MTU)]
         mtu: u32,
+        #[command(flatten)]
+        lab: LabOptions,
     },
     /// Stop nginx and remove the lab's namespaces, links and state.
     Down {
         /// Every lab on this machine, whatever its prefix (the bench's
         /// `npbench_*` after it was killed, say).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prefix")]
         all: bool,
+        #[command(flatten)]
+        lab: LabOptions,
     },
     /// Show the lab: namespaces, addresses, server URLs.
-    Status,
+    Status {
+        #[command(flatten)]
+        lab: LabOptions,
+    },
     /// Run a command inside one of the lab's namespaces.
     Exec {
         /// node1, node2, node1-pod1, switch, router... (see `status`)
         name: String,
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
+        #[command(flatten)]
+        lab: LabOptions,
     },
 }
 
-pub fn run(options: LabOptions, command: LabCommand) -> anyhow::Result<()> {
-    let prefix = options.prefix;
+pub fn run(command: LabCommand) -> anyhow::Result<()> {
     match command {
         LabCommand::Up {
             mode,
             nodes,
             pods_per_node,
             mtu,
+            lab: LabOptions { prefix },
         } => {
             // Parsed here rather than by clap so that a bad mode is one
             // line, like every other refused request.
@@ -82,11 +91,14 @@ pub fn run(options: LabOptions, command: LabCommand) -> anyhow::Result<()> {
             let lab = Lab::up(&spec)?;
             print!("{}", describe(&lab));
         }
-        LabCommand::Down { all: false } => {
+        LabCommand::Down {
+            all: false,
+            lab: LabOptions { prefix },
+        } => {
             Lab::down(&prefix)?;
             println!("lab {prefix} removed");
         }
-        LabCommand::Down { all: true } => {
+        LabCommand::Down { all: true, .. } => {
             let removed = Lab::down_all()?;
             if removed.is_empty() {
                 println!("no labs");
@@ -95,8 +107,14 @@ pub fn run(options: LabOptions, command: LabCommand) -> anyhow::Result<()> {
                 println!("lab {prefix} removed");
             }
         }
-        LabCommand::Status => status(&prefix)?,
-        LabCommand::Exec { name, command } => {
+        LabCommand::Status {
+            lab: LabOptions { prefix },
+        } => status(&prefix)?,
+        LabCommand::Exec {
+            name,
+            command,
+            lab: LabOptions { prefix },
+        } => {
             let lab = Lab::load(&prefix)?;
             let netns = lab.netns(&name).ok_or_else(|| {
                 let names: Vec<_> = lab.namespaces().into_iter().map(|(name, _)| name).collect();
