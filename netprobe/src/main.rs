@@ -18,7 +18,8 @@ enum Command {
     Attach(Box<attach::AttachArgs>),
     /// List what of netprobe is loaded in the kernel, and who holds it.
     Status,
-    /// Stop running netprobe sessions and remove netprobe's pinned
+    /// Stop running netprobe sessions, disable every fast path (putting back
+    /// the device settings it changed) and remove netprobe's pinned
     /// attachments (never anything netprobe did not attach).
     Detach,
     /// A VXLAN-decapsulation fast path from a node's interface to its pods.
