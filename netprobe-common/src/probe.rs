@@ -168,7 +168,7 @@ pub struct HopStats {
     /// Packets whose last observation was further back than the previous hop.
     pub skipped: u64,
     /// Unfinished flights whose slot a flight started here took over while
-    /// they were still fresh: packets lost to a full (or colliding) table.
+    /// they were still fresh: lost to a full table, or stopped on the way.
     pub evicted: u64,
     /// Flights whose last sighting was here and that never went further
     /// (dropped, or consumed where no probe looks), found stale when their

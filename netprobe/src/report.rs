@@ -157,10 +157,12 @@ pub struct Report {
     pub application: Option<Latency>,
     /// Packets that could not be joined to an earlier point.
     pub unmatched: u64,
-    /// Unfinished packets pushed out of the full (or colliding) flight table.
+    /// Unfinished packets whose flight-table slot a new packet took within
+    /// 1 s of their last sighting: lost to a full (or colliding) table, or
+    /// stopped on the way.
     pub evicted: u64,
-    /// Packets that stopped on the way (dropped, or consumed where no probe
-    /// looks).
+    /// Unfinished packets not seen for 1 s: stopped on the way (dropped, or
+    /// consumed where no probe looks).
     pub expired: u64,
     pub unobserved: Vec<UnobservedHook>,
     pub probe_cost: Vec<ProgramCost>,
@@ -340,7 +342,8 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "\nunmatched {}  evicted (map full) {}  expired (stopped on the way) {}",
+            "\nunmatched {}  evicted (unfinished, slot reused within 1 s) {}  \
+             expired (unfinished, not seen for 1 s) {}",
             self.unmatched, self.evicted, self.expired
         )?;
         for unobserved in &self.unobserved {
