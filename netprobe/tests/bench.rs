@@ -44,7 +44,7 @@ fn bench_namespaces() -> Vec<String> {
         .collect()
 }
 
-/// Runs `lab bench` over `modes` at `rates`, 350 B responses, for
+/// Runs `lab bench` over `modes` at `rates`, the small response (`--sizes 350`), for
 /// `duration` per run; its output directory and results.
 fn short_bench(modes: &str, rates: &str, duration: &str) -> (TempDir, BenchResults) {
     let out = tempfile::tempdir().expect("output directory");

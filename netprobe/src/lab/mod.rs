@@ -43,7 +43,7 @@ pub use self::{
     http::HttpResponse,
     layout::{Cidr, Lab, Node, Pod},
     mode::{MAX_NODES, Mode, UnknownMode},
-    nginx::{NginxError, ResponseSize},
+    nginx::{NginxError, ResponseSize, WireSize},
     spec::{LabSpec, MAX_PODS_PER_NODE, SpecError, unique_prefix},
     state::{StateError, lab_dir, state_file},
     teardown::TeardownError,

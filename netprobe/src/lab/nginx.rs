@@ -4,7 +4,7 @@
 //! lab's directory.
 
 use std::{
-    fs, io,
+    fmt, fs, io,
     path::{Path, PathBuf},
 };
 
@@ -28,17 +28,19 @@ const PID_FILE: &str = "nginx.pid";
 /// The study's two responses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ResponseSize {
-    /// 350 bytes on the wire: a 100-byte body and the headers.
+    /// Named 350 (the study's figure): a 100-byte body and 252 bytes of
+    /// headers, 352 bytes on the wire.
     Small,
-    /// 4 KB on the wire.
+    /// 4096 bytes on the wire, headers included.
     Large,
 }
 
 impl ResponseSize {
     pub const ALL: [ResponseSize; 2] = [ResponseSize::Small, ResponseSize::Large];
 
-    /// The size the response is known by, in bytes: the study's figures
-    /// (the small one is 352 bytes on the wire, see [`Self::response_len`]).
+    /// The size the response is known by, in bytes: the study's figures,
+    /// which `--sizes`, the URLs and results.json name it by (the small one
+    /// is 352 bytes on the wire, see [`Self::response_len`]).
     pub fn nominal_len(self) -> usize {
         match self {
             ResponseSize::Small => 350,
@@ -68,6 +70,22 @@ impl ResponseSize {
                 ResponseSize::Small => HEADER_LEN_SMALL,
                 ResponseSize::Large => HEADER_LEN_LARGE,
             }
+    }
+}
+
+/// A response size as output shows it: the bytes on the wire of the response
+/// named by this nominal length (`352 B` for 350), or the length itself if no
+/// response has that name.
+#[derive(Clone, Copy, Debug)]
+pub struct WireSize(pub usize);
+
+impl fmt::Display for WireSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = ResponseSize::ALL
+            .into_iter()
+            .find(|size| size.nominal_len() == self.0)
+            .map_or(self.0, ResponseSize::response_len);
+        f.pad(&format!("{bytes} B"))
     }
 }
 
@@ -221,12 +239,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn responses_are_350_bytes_and_4_kb() {
+    fn responses_are_352_and_4096_bytes_on_the_wire() {
         assert_eq!(ResponseSize::Small.response_len(), 352);
         assert_eq!(ResponseSize::Large.response_len(), 4096);
         for size in ResponseSize::ALL {
             assert_eq!(size.path(), format!("/{}", size.nominal_len()));
         }
+        assert_eq!(WireSize(350).to_string(), "352 B");
+        assert_eq!(format!("{:>7}", WireSize(4096)), " 4096 B");
+        assert_eq!(WireSize(1000).to_string(), "1000 B");
     }
 
     #[test]

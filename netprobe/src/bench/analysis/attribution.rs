@@ -20,7 +20,10 @@ use super::{
     request::MedianRequest,
     results::{BenchResults, ModeResults, PointResults},
 };
-use crate::{lab::Mode, path::SegmentKind};
+use crate::{
+    lab::{Mode, WireSize},
+    path::SegmentKind,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attribution {
@@ -186,7 +189,13 @@ pub fn unattributed(results: &BenchResults) -> Vec<Unattributed> {
 
 impl Display for Unattributed {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} B at {:.0}/s", self.mode, self.size, self.rate)
+        write!(
+            f,
+            "{} {} at {:.0}/s",
+            self.mode,
+            WireSize(self.size),
+            self.rate
+        )
     }
 }
 
@@ -282,7 +291,7 @@ mod tests {
         );
         assert_eq!(
             unattributed(&results)[0].to_string(),
-            "macvlan 350 B at 1000/s"
+            "macvlan 352 B at 1000/s"
         );
     }
 

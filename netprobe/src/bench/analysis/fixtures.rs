@@ -126,7 +126,7 @@ pub fn results(rates: &[f64], modes: Vec<(Mode, Vec<PointResults>)>) -> BenchRes
     }
 }
 
-/// At 1000/s, 350 B: host; flannel-vxlan, its probed slices 10 us after
+/// At 1000/s, size 350: host; flannel-vxlan, its probed slices 10 us after
 /// host's but for one 11 us; macvlan, which held only 900/s without the
 /// probes and followed no request whole with them.
 pub fn three_modes() -> BenchResults {

@@ -5,7 +5,7 @@
 use std::fmt::{self, Display, Formatter};
 
 use super::{render::Summary, results::BenchResults};
-use crate::{path::SegmentKind, report::format_ns};
+use crate::{lab::WireSize, path::SegmentKind, report::format_ns};
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 320.0;
@@ -30,7 +30,7 @@ impl Display for Page<'_> {
              <h1>netprobe lab bench</h1>"
         )?;
         for &size in &results.settings.sizes {
-            writeln!(f, "<h2>{size} B responses</h2>")?;
+            writeln!(f, "<h2>{} responses</h2>", WireSize(size))?;
             writeln!(f, "<h3>Latency against rate (p50 solid, p99 dashed)</h3>")?;
             latency_chart(f, results, size)?;
             if let Some(&rate) = results.settings.rates.first() {

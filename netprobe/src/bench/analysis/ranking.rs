@@ -8,7 +8,11 @@ use super::{
     noise::{Noise, Pair},
     results::BenchResults,
 };
-use crate::{bench::STUDY_ORDER, lab::Mode, report::format_ns};
+use crate::{
+    bench::STUDY_ORDER,
+    lab::{Mode, WireSize},
+    report::format_ns,
+};
 
 /// The load generator's histograms tell values apart to three significant
 /// digits: medians closer than this share of their value are a tie.
@@ -177,7 +181,7 @@ impl Display for Ranking<'_> {
                 };
                 let verdict = verdict(&medians, noise);
                 points += 1;
-                write!(f, "{size} B at {rate:.0}/s: ")?;
+                write!(f, "{} at {rate:.0}/s: ", WireSize(size))?;
                 if verdict.breaks.is_empty() {
                     held += 1;
                     write!(f, "holds")?;

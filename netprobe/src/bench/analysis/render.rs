@@ -12,6 +12,7 @@ use super::{
 };
 use crate::{
     bench::{GENERATOR_CHECK_CONNECTIONS, GENERATOR_CHECK_SHARE, WRK_CONNECTIONS, WRK_THREADS},
+    lab::WireSize,
     path::SegmentKind,
     report::format_ns,
 };
@@ -50,8 +51,11 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
         let lost = 100.0 * (1.0 - max.rate / max.rate_without_probes.max(f64::MIN_POSITIVE));
         writeln!(
             f,
-            "highest rate {} sustains ({} B): {:.0}/s with probes, {:.0}/s without ({lost:.1}% lost to the probes)",
-            max.mode, max.size, max.rate, max.rate_without_probes
+            "highest rate {} sustains ({}): {:.0}/s with probes, {:.0}/s without ({lost:.1}% lost to the probes)",
+            max.mode,
+            WireSize(max.size),
+            max.rate,
+            max.rate_without_probes
         )?;
         let requested = GENERATOR_CHECK_SHARE * max.wrk_rate;
         let held = (max.generator_at_80_percent - requested).abs() <= RATE_TOLERANCE * requested;
@@ -116,8 +120,9 @@ impl Display for LatencyTables<'_> {
 fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> fmt::Result {
     writeln!(
         f,
-        "\nlatency p50/p99 at each requested rate, {size} B responses, without probes \
+        "\nlatency p50/p99 at each requested rate, {} responses, without probes \
          (p50: the median of the {} slices' medians)",
+        WireSize(size),
         results.settings.slices
     )?;
     write!(f, "{:<16}", "mode")?;
@@ -228,12 +233,13 @@ fn attribution_table(
 ) -> fmt::Result {
     writeln!(
         f,
-        "\nextra latency over host at {rate:.0}/s, {size} B, with probes: the load generator's median \
+        "\nextra latency over host at {rate:.0}/s, {}, with probes: the load generator's median \
          (and mean), and the median request split by segment kind over both nodes (requests \
          followed whole, those within {:.0}% of the median averaged); \"closes\": parts / p50, \
          \"margin\": how far apart they may be by chance (two standard errors, from how the \
          differences of every mode that held its rate moved between the slices; a mode past its \
          capacity has its own) or how far apart the averaged requests' totals lie",
+        WireSize(size),
         AROUND_MEDIAN / 2.0 * 100.0
     )?;
     write!(
@@ -290,10 +296,10 @@ pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
             let (before, after) = (point.p50_ns(), their_point.p50_ns());
             let change = 100.0 * (after as f64 - before as f64) / before.max(1) as f64;
             text.push_str(&format!(
-                "{:<16} {:>8.0}/s {:>5} B  {:>9} -> {:>9} ({change:+.1}%)\n",
+                "{:<16} {:>8.0}/s {:>7}  {:>9} -> {:>9} ({change:+.1}%)\n",
                 mode.mode.to_string(),
                 point.rate,
-                point.size,
+                WireSize(point.size),
                 format_ns(before),
                 format_ns(after)
             ));
@@ -310,7 +316,7 @@ mod tests {
     fn the_latency_table_has_a_row_per_mode_and_the_rate_a_mode_fell_short_to() {
         assert_eq!(
             LatencyTables(&three_modes()).to_string(),
-            "\nlatency p50/p99 at each requested rate, 350 B responses, without probes \
+            "\nlatency p50/p99 at each requested rate, 352 B responses, without probes \
              (p50: the median of the 4 slices' medians)\n\
              mode                            1000/s\n\
              host                     20.0us/50.0us\n\
@@ -342,7 +348,7 @@ mod tests {
         assert_eq!(
             lines[7],
             "not split by segment (no request followed whole in the middle slices of its run or \
-             of host's): macvlan 350 B at 1000/s"
+             of host's): macvlan 352 B at 1000/s"
         );
     }
 }

@@ -35,8 +35,9 @@
 //! }
 //! ```
 //!
-//! Latencies are integer nanoseconds, CPU shares percent. A mode's median
-//! in the table and the order check is the median of `slice_p50_ns`.
+//! Latencies are integer nanoseconds, CPU shares percent. Sizes are as
+//! `--sizes` names them (350 is the response of 352 B on the wire). A mode's
+//! median in the table and the order check is the median of `slice_p50_ns`.
 
 use std::path::Path;
 
@@ -47,7 +48,7 @@ use super::{
     median::median, node_link::NodeLinkLatency, noise::MAX_SLICES, request::MedianRequest,
 };
 use crate::{
-    lab::Mode,
+    lab::{Mode, WireSize},
     load::{LoadReport, Pacing},
     probes::ProgramCost,
     record::{self, RecordError},
@@ -229,9 +230,9 @@ impl BenchResults {
                 ] {
                     if p50s.len() != slices {
                         bail!(
-                            "{} {} B at {:.0}/s {what} probes has {} slices, not {slices}",
+                            "{} {} at {:.0}/s {what} probes has {} slices, not {slices}",
                             mode.mode,
-                            point.size,
+                            WireSize(point.size),
                             point.rate,
                             p50s.len()
                         );
@@ -317,7 +318,7 @@ mod tests {
         results.modes[1].points[0].probed_slice_p50_ns.pop();
         assert_eq!(
             results.check_slices().unwrap_err().to_string(),
-            "flannel-vxlan 350 B at 1000/s with probes has 3 slices, not 4"
+            "flannel-vxlan 352 B at 1000/s with probes has 3 slices, not 4"
         );
         results.settings.slices = MAX_SLICES + 1;
         assert_eq!(

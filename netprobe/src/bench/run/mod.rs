@@ -29,7 +29,7 @@ pub use self::{
 use self::{
     labs::Bench,
     load::Load,
-    plan::{AUTO_SHARES, Plan, mode_time},
+    plan::{AUTO_SHARES, Plan, mode_time, served_sizes},
     progress::Progress,
 };
 use super::{
@@ -52,8 +52,11 @@ pub struct BenchArgs {
     /// 70 and 90% of the highest rate host sustains.
     #[arg(long, default_value = "auto")]
     pub rates: Rates,
-    /// Response sizes in bytes.
-    #[arg(long, default_value_t = Sizes::all())]
+    #[arg(
+        long,
+        default_value_t = Sizes::all(),
+        help = format!("Response sizes, as the study names them: {}", served_sizes())
+    )]
     pub sizes: Sizes,
     #[arg(
         long,

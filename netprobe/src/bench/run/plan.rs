@@ -6,7 +6,7 @@ use std::{fmt, str::FromStr, time::Duration};
 use thiserror::Error;
 
 use super::load::Load;
-use crate::lab::{Mode, ResponseSize};
+use crate::lab::{Mode, ResponseSize, WireSize};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PlanError {
@@ -14,7 +14,7 @@ pub enum PlanError {
     Mode(String),
     #[error("{0:?} is not a rate: rates are positive requests per second, or \"auto\"")]
     Rate(String),
-    #[error("{0:?} is not a response size: the lab serves {sizes} bytes", sizes = served_sizes())]
+    #[error("{0:?} is not a response size: the lab serves {sizes}", sizes = served_sizes())]
     Size(String),
     #[error("nothing to run: {0} is empty")]
     Empty(&'static str),
@@ -116,9 +116,16 @@ impl Sizes {
     }
 }
 
-/// `350 and 4096`.
-fn served_sizes() -> String {
-    let sizes = ResponseSize::ALL.map(|size| size.nominal_len().to_string());
+/// `350 (352 B on the wire) and 4096 (4096 B on the wire)`: the sizes as
+/// `--sizes` takes them, and as they are sent.
+pub fn served_sizes() -> String {
+    let sizes = ResponseSize::ALL.map(|size| {
+        format!(
+            "{} ({} on the wire)",
+            size.nominal_len(),
+            WireSize(size.nominal_len())
+        )
+    });
     sizes.join(" and ")
 }
 

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::lab::Mode;
+use crate::lab::{Mode, WireSize};
 
 pub struct Progress {
     total: usize,
@@ -31,8 +31,9 @@ impl Progress {
         self.done += 1;
         let left = self.per_run * (self.total + 1 - self.done) as u32;
         let probes = if probed { "with" } else { "without" };
+        let size = WireSize(size);
         self.show(&format!(
-            "[{}/{}] {mode} {size} B at {rate:.0}/s {probes} probes, {} elapsed, about {} left",
+            "[{}/{}] {mode} {size} at {rate:.0}/s {probes} probes, {} elapsed, about {} left",
             self.done,
             self.total,
             humantime::format_duration(round(self.started.elapsed())),
