@@ -31,9 +31,9 @@ pub enum Pacing {
     /// Sleep on a timerfd: the CPU idles between sends.
     #[default]
     Timer,
-    /// Busy-poll the clock and the sockets: sends leave within a few
-    /// microseconds and responses are read as they arrive, for a CPU kept
-    /// busy all the run.
+    /// Busy-poll the clock and the sockets: the median send lag (in the
+    /// report) stays under a microsecond and responses are read as they
+    /// arrive, for a CPU kept busy all the run.
     Spin,
 }
 
