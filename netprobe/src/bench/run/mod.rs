@@ -49,7 +49,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "all")]
     pub modes: Modes,
     /// Requested rates (requests/s, comma-separated), or "auto": 10, 30, 50,
-    /// 70 and 90% of the highest rate host sustains.
+    /// 70 and 90% of the highest rate host sustains with the probes attached
+    /// (at the first size).
     #[arg(long, default_value = "auto")]
     pub rates: Rates,
     #[arg(
