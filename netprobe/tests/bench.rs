@@ -44,12 +44,18 @@ fn bench_namespaces() -> Vec<String> {
         .collect()
 }
 
-/// Runs `lab bench` over `modes` at `rates`, the small response (`--sizes 350`), for
-/// `duration` per run; its output directory and results.
-fn short_bench(modes: &str, rates: &str, duration: &str) -> (TempDir, BenchResults) {
+/// Runs `lab bench` over `modes` at `rates`, the small response (`--sizes
+/// 350`), for `duration` per run, with `options`; its output directory and
+/// results.
+fn short_bench(
+    modes: &str,
+    rates: &str,
+    duration: &str,
+    options: &[&str],
+) -> (TempDir, BenchResults) {
     let out = tempfile::tempdir().expect("output directory");
     let dir = out.path().to_str().expect("UTF-8 path");
-    let output = netprobe(&[
+    let args = [
         "lab",
         "bench",
         "--modes",
@@ -62,7 +68,8 @@ fn short_bench(modes: &str, rates: &str, duration: &str) -> (TempDir, BenchResul
         duration,
         "--out",
         dir,
-    ]);
+    ];
+    let output = netprobe(&[&args[..], options].concat());
     assert!(output.status.success(), "{output:?}");
     let results = BenchResults::load(out.path()).expect("results.json");
     (out, results)
@@ -72,7 +79,7 @@ fn short_bench(modes: &str, rates: &str, duration: &str) -> (TempDir, BenchResul
 fn a_short_bench_writes_results_tables_and_a_page() {
     require_root();
     let _lock = bench_lock();
-    let (out, results) = short_bench("host,flannel-vxlan,aws-vpc", "2000", "2s");
+    let (out, results) = short_bench("host,flannel-vxlan,aws-vpc", "2000", "2s", &[]);
     let dir = out.path().to_str().expect("UTF-8 path");
     assert_eq!(
         results.settings.modes,
@@ -217,7 +224,7 @@ fn a_short_bench_writes_results_tables_and_a_page() {
 fn auto_rates_are_shares_of_the_maximum_host_sustains_in_the_bench_lab() {
     require_root();
     let _lock = bench_lock();
-    let (_out, results) = short_bench("host", "auto", "0.4s");
+    let (_out, results) = short_bench("host", "auto", "0.4s", &[]);
     let max = results.max_rate.as_ref().expect("the maximum found");
     // The search starts at 4000/s, which any machine here sustains.
     assert!(
@@ -241,6 +248,51 @@ fn auto_rates_are_shares_of_the_maximum_host_sustains_in_the_bench_lab() {
     assert_eq!(shares, [0.1, 0.3, 0.5, 0.7, 0.9]);
     let host = results.mode(Mode::Host).expect("host's results");
     assert_eq!(host.points.len(), 5);
+    assert!(bench_namespaces().is_empty());
+}
+
+#[test]
+fn tune_reports_what_does_not_apply_and_puts_the_machine_back() {
+    require_root();
+    let _lock = bench_lock();
+    let sysctls = [
+        "/proc/sys/net/core/rps_sock_flow_entries",
+        "/proc/sys/fs/file-max",
+    ];
+    let read = || sysctls.map(|path| fs::read_to_string(path).expect(path));
+    let before = read();
+    let (_out, results) = short_bench("host,flannel-vxlan", "1000", "0.4s", &["--tune"]);
+    assert_eq!(read(), before, "machine-wide settings put back");
+    let settings: Vec<&str> = results.tuning.iter().map(|s| &*s.setting).collect();
+    assert_eq!(settings, ["rps_sock_flow_entries", "fs.file-max"]);
+    // XPS needs more than one transmit queue: the lab's veths have two (one
+    // per CPU), loopback, bridges and vxlan devices one.
+    for (mode, single_queue) in [
+        (Mode::Host, &["lo"][..]),
+        (Mode::FlannelVxlan, &["cni0", "flannel.1", "lo"]),
+    ] {
+        let tuning = &results.mode(mode).expect("the mode's results").tuning;
+        let step = |setting: &str| {
+            tuning
+                .iter()
+                .find(|step| step.setting == setting)
+                .unwrap_or_else(|| panic!("{mode}: no {setting} in {tuning:?}"))
+        };
+        for setting in ["RPS", "RFS", "NOTRACK", "somaxconn"] {
+            assert!(step(setting).applied, "{mode}: {:?}", step(setting));
+        }
+        let xps = step("XPS");
+        let (applied, not_applicable) = xps
+            .detail
+            .split_once("; not applicable to ")
+            .unwrap_or_else(|| panic!("{mode}: {xps:?}"));
+        assert!(xps.applied && applied.contains("eth0"), "{mode}: {xps:?}");
+        assert_eq!(
+            not_applicable,
+            format!("{} (one transmit queue each)", single_queue.join(", ")),
+            "{mode}"
+        );
+    }
     assert!(bench_namespaces().is_empty());
 }
 

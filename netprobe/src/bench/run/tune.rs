@@ -2,9 +2,10 @@
 //! namespaces. Each setting is reported as applied or not applicable; the
 //! machine-wide ones are put back when the bench ends.
 
-use std::{fs, process::Command};
+use std::{collections::BTreeSet, fs, process::Command};
 
 use anyhow::{Context as _, Result, bail};
+use serde::Deserialize;
 
 use crate::{
     bench::analysis::TuningStep,
@@ -78,16 +79,47 @@ pub fn tune_lab(lab: &Lab) -> Result<Vec<TuningStep>> {
                 .chain(node.pods.iter().map(|pod| pod.netns.as_str()))
         })
         .collect();
+    // XPS picks one of a device's transmit queues for each CPU: a device
+    // with one has nothing to pick, and the kernel refuses its xps_cpus.
+    let (mut steered, mut single_queue) = (BTreeSet::new(), BTreeSet::new());
     for netns in &namespaces {
-        in_netns(
-            netns,
-            &format!(
-                "for q in /sys/class/net/*/queues/rx-*; do \
-                 echo {mask} > $q/rps_cpus; echo {QUEUE_FLOW_COUNT} > $q/rps_flow_cnt; done; \
-                 for q in /sys/class/net/*/queues/tx-*; do echo {mask} > $q/xps_cpus; done"
-            ),
-        )?;
+        let mut script = format!(
+            "for q in /sys/class/net/*/queues/rx-*; do \
+             echo {mask} > $q/rps_cpus; echo {QUEUE_FLOW_COUNT} > $q/rps_flow_cnt; done"
+        );
+        for device in devices(netns)? {
+            if device.num_tx_queues > 1 {
+                script += &format!(
+                    "; for q in /sys/class/net/{}/queues/tx-*; do echo {mask} > $q/xps_cpus; done",
+                    device.ifname
+                );
+                steered.insert(device.ifname);
+            } else {
+                single_queue.insert(device.ifname);
+            }
+        }
+        in_netns(netns, &script)?;
     }
+    let list = |devices: &BTreeSet<String>| devices.iter().cloned().collect::<Vec<_>>().join(", ");
+    let xps = if steered.is_empty() {
+        step(
+            "XPS",
+            false,
+            "no device of the lab has more than one transmit queue".into(),
+        )
+    } else {
+        let mut detail = format!(
+            "xps_cpus {mask} on every transmit queue of {}",
+            list(&steered)
+        );
+        if !single_queue.is_empty() {
+            detail += &format!(
+                "; not applicable to {} (one transmit queue each)",
+                list(&single_queue)
+            );
+        }
+        step("XPS", true, detail)
+    };
     let mut steps = vec![
         step(
             "RPS",
@@ -99,11 +131,7 @@ pub fn tune_lab(lab: &Lab) -> Result<Vec<TuningStep>> {
             true,
             format!("rps_flow_cnt {QUEUE_FLOW_COUNT} per receive queue"),
         ),
-        step(
-            "XPS",
-            true,
-            format!("xps_cpus {mask} on every transmit queue of the lab"),
-        ),
+        xps,
     ];
     if lab.mode() == Mode::Bridge {
         steps.push(step(
@@ -147,17 +175,44 @@ fn step(setting: &str, applied: bool, detail: String) -> TuningStep {
     }
 }
 
+/// A network device as `ip -details -json link` lists it.
+#[derive(Deserialize)]
+struct Device {
+    ifname: String,
+    num_tx_queues: u32,
+}
+
+/// The devices of namespace `netns`.
+fn devices(netns: &str) -> Result<Vec<Device>> {
+    let json = ip(
+        &["-netns", netns, "-details", "-json", "link", "show"],
+        &format!("listing the devices of {netns}"),
+    )?;
+    serde_json::from_slice(&json)
+        .with_context(|| format!("reading ip's list of the devices of {netns}"))
+}
+
 /// `ip netns exec` gives the script the namespace's own /sys.
 fn in_netns(netns: &str, script: &str) -> Result<()> {
+    ip(
+        &["netns", "exec", netns, "sh", "-c", script],
+        &format!("tuning {netns}"),
+    )?;
+    Ok(())
+}
+
+/// Runs `ip` with `args` and returns what it printed; an error says what
+/// it was `doing` and what ip said.
+fn ip(args: &[&str], doing: &str) -> Result<Vec<u8>> {
     let output = Command::new("ip")
-        .args(["netns", "exec", netns, "sh", "-c", script])
+        .args(args)
         .output()
-        .context("running ip netns exec")?;
+        .with_context(|| format!("{doing}: running ip"))?;
     if !output.status.success() {
         bail!(
-            "tuning {netns}: {}",
+            "{doing}: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(())
+    Ok(output.stdout)
 }
