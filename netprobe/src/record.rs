@@ -22,37 +22,40 @@ pub const LAB_STATE_DIR: &str = "/run/netprobe/lab";
 /// Each fast path's record (`NETNS_INODE-IFACE/`).
 pub const FASTPATH_STATE_DIR: &str = "/run/netprobe/fastpath";
 
+/// Each message ends in its cause, for the callers that print only the
+/// error itself; the cause is not also its `source()`, which printing the
+/// chain (`{:#}`) would show a second time.
 #[derive(Debug, Error)]
 pub enum RecordError {
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
-    #[error("{} is not a valid netprobe record: {source}", path.display())]
+    #[error("{} is not a valid netprobe record: {cause}", path.display())]
     Format {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
 /// Wraps an I/O error on `path` with what was being done.
 pub fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RecordError {
     let path = path.to_owned();
-    move |source| RecordError::Io {
+    move |cause| RecordError::Io {
         action,
         path,
-        source,
+        cause,
     }
 }
 
 /// Writes `value` to `path`.
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
     let partial = path.with_extension("json.partial");
-    let json = serde_json::to_vec_pretty(value).map_err(|source| RecordError::Format {
+    let json = serde_json::to_vec_pretty(value).map_err(|cause| RecordError::Format {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     fs::write(&partial, json).map_err(io_error("write", &partial))?;
     fs::rename(&partial, path).map_err(io_error("write", path))
@@ -76,8 +79,46 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RecordError> 
     };
     serde_json::from_slice(&json)
         .map(Some)
-        .map_err(|source| RecordError::Format {
+        .map_err(|cause| RecordError::Format {
             path: path.to_owned(),
-            source,
+            cause,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As `main` prints an error: the message and its causes, on one line.
+    fn printed(error: RecordError) -> String {
+        format!("{:#}", anyhow::Error::new(error))
+    }
+
+    #[test]
+    fn a_malformed_record_names_its_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.json");
+        fs::write(&path, r#"{"prefix": "#).unwrap();
+        let error = load::<serde_json::Value>(&path).unwrap_err();
+        assert_eq!(
+            printed(error),
+            format!(
+                "{} is not a valid netprobe record: EOF while parsing a value at line 1 column 11",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn an_unreadable_record_names_its_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = load::<serde_json::Value>(dir.path()).unwrap_err();
+        assert_eq!(
+            printed(error),
+            format!(
+                "cannot read {}: Is a directory (os error 21)",
+                dir.path().display()
+            )
+        );
+    }
 }
