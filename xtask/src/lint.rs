@@ -16,13 +16,23 @@ use crate::{
 /// The crates whose modules must not import each other in a circle.
 const ACYCLIC_CRATES: [&str; 2] = ["netprobe/src/lib.rs", "netprobe-common/src/lib.rs"];
 
+/// Circles that came before the check, each to be broken by whoever owns its
+/// module: (crate, the module whose children they are, the members). They
+/// are printed as warnings; one that is gone fails the lint until it is
+/// taken out of here, so that the list only shrinks.
+const KNOWN_CIRCLES: [(&str, &str, &[&str]); 1] = [(
+    "netprobe/src/lib.rs",
+    "fastpath",
+    &["egress", "overlay", "state"],
+)];
+
 /// How many of the paths that make one edge of a cycle are quoted.
 const WITNESSES_PER_EDGE: usize = 3;
 
 pub fn lint() -> Result<()> {
     let root = workspace_root();
     for lib_rs in ACYCLIC_CRATES {
-        no_import_cycles(&root.join(lib_rs))?;
+        no_import_cycles(&root, lib_rs)?;
     }
     run(Command::new("cargo")
         .current_dir(&root)
@@ -51,23 +61,52 @@ pub fn lint() -> Result<()> {
 }
 
 /// Fails naming every cycle of imports among the children of one module of
-/// the crate at `lib_rs`, with the paths that make each of its edges.
-fn no_import_cycles(lib_rs: &Path) -> Result<()> {
+/// the crate at `lib_rs` (relative to `root`), with the paths that make each
+/// of its edges, unless it is one of [`KNOWN_CIRCLES`].
+fn no_import_cycles(root: &Path, lib_rs: &str) -> Result<()> {
+    let known: Vec<_> = KNOWN_CIRCLES
+        .iter()
+        .filter(|(krate, ..)| *krate == lib_rs)
+        .collect();
+    let mut seen = Vec::new();
     let mut report = Vec::new();
-    for (parent, edges) in &imports::read(lib_rs)? {
+    for (parent, edges) in &imports::read(&root.join(lib_rs))? {
+        let module = parent.join("::");
         let among = if parent.is_empty() {
             "the crate's top-level modules".to_string()
         } else {
-            format!("{}'s modules", parent.join("::"))
+            format!("{module}'s modules")
         };
         for circle in circles(&imports::graph(edges)) {
-            report.push(describe(&among, &circle, edges));
+            let text = describe(&among, &circle, edges);
+            let known_circle = known.iter().copied().find(|&&(_, known_module, members)| {
+                known_module == module
+                    && circle
+                        .members
+                        .iter()
+                        .map(String::as_str)
+                        .eq(members.iter().copied())
+            });
+            match known_circle {
+                Some(known) => {
+                    eprintln!("warning: a known import cycle in {lib_rs}, to be broken:\n{text}");
+                    seen.push(known);
+                }
+                None => report.push(text),
+            }
         }
+    }
+    for gone in known.iter().filter(|known| !seen.contains(known)) {
+        let (_, module, members) = gone;
+        report.push(format!(
+            "  the known circle of {} among {module}'s modules is gone: take it out of \
+             KNOWN_CIRCLES in xtask/src/lint.rs\n",
+            members.join(", ")
+        ));
     }
     if !report.is_empty() {
         bail!(
-            "import cycles in {} (files relative to its directory):\n{}",
-            lib_rs.display(),
+            "import cycles in {lib_rs} (files relative to its directory):\n{}",
             report.concat().trim_end()
         );
     }
@@ -92,6 +131,10 @@ fn describe(among: &str, circle: &Circle, edges: &Edges) -> String {
     if !others.is_empty() {
         lines.push(format!("    (the circle also holds {})", others.join(", ")));
     }
+    let on_cycle = |from: &String, to: &String| {
+        (0..cycle.len())
+            .any(|index| &cycle[index] == from && &cycle[(index + 1) % cycle.len()] == to)
+    };
     for (index, from) in cycle.iter().enumerate() {
         let to = &cycle[(index + 1) % cycle.len()];
         let witnesses = &edges[&(from.clone(), to.clone())];
@@ -101,6 +144,13 @@ fn describe(among: &str, circle: &Circle, edges: &Edges) -> String {
         if witnesses.len() > WITNESSES_PER_EDGE {
             let more = witnesses.len() - WITNESSES_PER_EDGE;
             lines.push(format!("    {from} -> {to}: and {more} more"));
+        }
+    }
+    // The circle's other imports, each by its first path: breaking the
+    // cycle alone may leave another.
+    for ((from, to), witnesses) in edges {
+        if circle.members.contains(from) && circle.members.contains(to) && !on_cycle(from, to) {
+            lines.push(format!("    also {from} -> {to}: {}", witnesses[0]));
         }
     }
     lines.iter().map(|line| format!("{line}\n")).collect()
