@@ -2,6 +2,7 @@
 //! eBPF, and a lab that rebuilds the common container networking modes in
 //! network namespaces to compare them.
 
+pub mod agent;
 pub mod attach;
 pub mod bench;
 pub mod bpf_link;

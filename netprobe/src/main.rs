@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netprobe::{attach, bench, fastpath, lab, load, status};
+use netprobe::{agent, attach, bench, fastpath, lab, load, status};
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
 /// socket and back.
@@ -16,6 +16,10 @@ struct Cli {
 enum Command {
     /// Attach the probes behind an interface and report per-hop latency.
     Attach(Box<attach::AttachArgs>),
+    /// Keep the probes attached behind an interface and serve per-hop
+    /// latency to Prometheus (/metrics), as JSON (/report) and a health
+    /// check (/healthz), following the datapath as pods come and go.
+    Agent(agent::AgentArgs),
     /// List what of netprobe is loaded in the kernel, and who holds it.
     Status,
     /// Stop running netprobe sessions, disable every fast path (putting back
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Attach(args) => attach::run(&args),
+        Command::Agent(args) => agent::run(&args),
         Command::Status => status::run_status(),
         Command::Detach => status::run_detach(),
         Command::Fastpath(args) => fastpath::cli::run(args),

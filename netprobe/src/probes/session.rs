@@ -280,6 +280,18 @@ impl ProbeSession {
         Ok(stale as u64)
     }
 
+    /// Packets being followed right now (occupied slots of the flight
+    /// table), by direction code.
+    pub fn open_flights(&self) -> Result<[u64; 2], ProbeError> {
+        let mut open = [0; 2];
+        for flight in self.probes.flights()? {
+            if let Some(count) = open.get_mut(usize::from(flight.key.direction)) {
+                *count += 1;
+            }
+        }
+        Ok(open)
+    }
+
     /// The sampled flights' ring buffer (`--sample`).
     pub fn take_traces(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
         let traces = self
