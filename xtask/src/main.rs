@@ -3,6 +3,7 @@
 mod build_ebpf;
 mod command;
 mod cycles;
+mod deploy_tools;
 mod imports;
 mod lint;
 mod run;

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::command::{is_root, run};
 
 /// (command looked for on PATH, Debian package that provides it).
-const PACKAGES: [(&str, &str); 7] = [
+const PACKAGES: [(&str, &str); 9] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("iptables", "iptables"),
@@ -15,6 +15,8 @@ const PACKAGES: [(&str, &str); 7] = [
     ("wrk", "wrk"),
     ("curl", "curl"),
     ("bpftool", "bpftool"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
 ];
 
 pub fn ensure_packages() -> Result<()> {

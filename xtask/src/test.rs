@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use crate::{
     build_ebpf::{self, build_ebpf},
     command::{is_root, run, workspace_root},
+    deploy_tools::ensure_deploy_tools,
     lint::lint,
     system::ensure_packages,
 };
@@ -20,6 +21,7 @@ pub struct Options {
 
 pub fn test(options: &Options) -> Result<()> {
     ensure_packages()?;
+    let deploy_tools = ensure_deploy_tools()?;
     build_ebpf(&build_ebpf::Options {
         rebuild_linker: false,
     })?;
@@ -36,7 +38,9 @@ pub fn test(options: &Options) -> Result<()> {
             "netprobe-ebpf",
             "--release",
         ])
-        .args(&options.cargo_test_args);
+        .args(&options.cargo_test_args)
+        // Where the tests of deploy/ find their checkers.
+        .env("NETPROBE_DEPLOY_TOOLS", &deploy_tools);
     // The tests load programs and build namespaces: they run as root.
     if !is_root() {
         cargo.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");

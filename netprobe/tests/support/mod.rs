@@ -1,6 +1,7 @@
 //! Shared by netprobe's integration tests.
 #![allow(dead_code, reason = "each test crate uses part of the support code")]
 
+pub mod deploy;
 pub mod encap;
 pub mod fastpath;
 pub mod foreign;
