@@ -31,12 +31,14 @@ pub fn bounds_ns() -> Vec<u64> {
 
 /// A histogram's classic buckets: for each bound of [`bounds_ns`], in
 /// seconds, the count of latencies in that bucket alone (not cumulative,
-/// as `prometheus-client` takes them); latencies past the last bound are in
-/// the total count only (the `+Inf` bucket).
+/// as `prometheus-client` takes them), then the `+Inf` bucket with the
+/// latencies past the last bound: without it `histogram_quantile` answers
+/// NaN.
 pub fn fold(histogram: &Histogram, bounds_ns: &[u64]) -> Vec<(f64, u64)> {
     let mut folded: Vec<(f64, u64)> = bounds_ns
         .iter()
         .map(|&bound| (bound as f64 / 1e9, 0))
+        .chain([(f64::INFINITY, 0)])
         .collect();
     let mut bucket = 0;
     for (index, &count) in histogram.buckets.iter().enumerate().take(BUCKETS) {
@@ -44,9 +46,7 @@ pub fn fold(histogram: &Histogram, bounds_ns: &[u64]) -> Vec<(f64, u64)> {
         while bucket < bounds_ns.len() && bounds_ns[bucket] < high {
             bucket += 1;
         }
-        if let Some((_, total)) = folded.get_mut(bucket) {
-            *total += u64::from(count);
-        }
+        folded[bucket].1 += u64::from(count);
     }
     folded
 }
@@ -100,7 +100,7 @@ mod tests {
             histogram.record(value);
         }
         let folded = fold(&histogram, &bounds);
-        assert_eq!(folded.len(), bounds.len());
+        assert_eq!(folded.len(), bounds.len() + 1);
         let mut cumulative = 0;
         for ((le, count), &bound) in folded.iter().zip(&bounds) {
             cumulative += count;
@@ -109,6 +109,11 @@ mod tests {
             assert_eq!(*le, bound as f64 / 1e9);
         }
         let past = values.iter().filter(|&&v| v >= LAST_BOUND_NS).count() as u64;
-        assert_eq!(histogram.count - cumulative, past, "the +Inf bucket");
+        assert_eq!(
+            folded.last(),
+            Some(&(f64::INFINITY, past)),
+            "the +Inf bucket"
+        );
+        assert_eq!(cumulative + past, histogram.count);
     }
 }
