@@ -72,8 +72,8 @@ pub struct AgentArgs {
     /// read the clock twice per program run.
     #[arg(long)]
     pub program_cost: bool,
-    /// Written once the probes are attached and the server listens (for
-    /// tests and scripts).
+    /// Written once the probes are attached and the server listens, with
+    /// the address it listens on (for tests and scripts).
     #[arg(long, hide = true)]
     pub ready_file: Option<PathBuf>,
 }
@@ -146,7 +146,8 @@ async fn serve(
         }
     };
     if let Some(ready) = &args.ready_file {
-        fs::write(ready, std::process::id().to_string())
+        let address = listener.local_addr().context("the listening address")?;
+        fs::write(ready, address.to_string())
             .with_context(|| format!("writing {}", ready.display()))?;
     }
     let server = axum::serve(listener, server::router(state.clone())).with_graceful_shutdown(stop);

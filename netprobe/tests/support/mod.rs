@@ -1,6 +1,7 @@
 //! Shared by netprobe's integration tests.
 #![allow(dead_code, reason = "each test crate uses part of the support code")]
 
+pub mod agent;
 pub mod deploy;
 pub mod encap;
 pub mod fastpath;
@@ -8,6 +9,7 @@ pub mod foreign;
 pub mod frames;
 pub mod hooks;
 pub mod loopback;
+pub mod prometheus;
 pub mod session;
 pub mod traffic;
 pub mod vxlan;

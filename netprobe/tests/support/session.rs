@@ -3,7 +3,7 @@
 
 use std::{
     fs,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
@@ -22,6 +22,31 @@ pub fn netprobe(args: &[&str]) -> Output {
         .expect("netprobe runs")
 }
 
+/// Starts `command` (netprobe) with `--ready-file READY` and returns once
+/// that file appears; fails if netprobe exits first or takes too long.
+pub fn start_until_ready(mut command: Command, ready: &Path) -> Child {
+    let mut child = command
+        .arg("--ready-file")
+        .arg(ready)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("netprobe starts");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !ready.exists() {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let output = child.wait_with_output();
+            panic!("{command:?} exited early ({status}): {output:?}");
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("{command:?} not ready in {READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 /// A running `netprobe attach`.
 pub struct Session {
     child: Option<Child>,
@@ -34,34 +59,16 @@ impl Session {
     pub fn start(interface: &str, netns: &str, args: &[&str]) -> Session {
         let dir = tempfile::tempdir().expect("temporary directory");
         let ready = dir.path().join("ready");
-        let child = Command::new(NETPROBE)
+        let mut command = Command::new(NETPROBE);
+        command
             .args(["attach", interface, "--netns", netns, "--quiet", "--json"])
             .arg(dir.path().join("report.json"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("netprobe attach starts");
-        let mut session = Session {
+            .args(args);
+        let child = start_until_ready(command, &ready);
+        Session {
             child: Some(child),
             dir,
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !ready.exists() {
-            let child = session.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("wait") {
-                let output = session.child.take().expect("running").wait_with_output();
-                panic!("netprobe attach exited early ({status}): {output:?}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "netprobe attach not ready in {READY_TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        session
     }
 
     pub fn pid(&self) -> u32 {
@@ -102,7 +109,7 @@ impl Drop for Session {
     }
 }
 
-fn signal(pid: u32, signal: libc::c_int) {
+pub fn signal(pid: u32, signal: libc::c_int) {
     assert_eq!(
         unsafe { libc::kill(pid as libc::pid_t, signal) },
         0,
