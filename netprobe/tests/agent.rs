@@ -407,19 +407,26 @@ fn nodes_of(series: &[Series]) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn three_nodes_in_a_real_prometheus() {
-    let _alone = alone();
-    let lab = lab(Mode::FlannelVxlan, 3);
+/// An agent on each of `lab`'s nodes and a Prometheus scraping them all,
+/// each labelled with its node's namespace.
+fn watched(lab: &Lab) -> (Vec<&str>, Vec<Agent>, Prometheus) {
     let nodes: Vec<&str> = lab.nodes().iter().map(|node| node.netns.as_str()).collect();
     let agents: Vec<Agent> = nodes.iter().map(|node| Agent::start(node, &[])).collect();
-    let started = Instant::now();
     let targets: Vec<(&str, &str)> = nodes
         .iter()
         .zip(&agents)
         .map(|(node, agent)| (*node, agent.address.as_str()))
         .collect();
     let prometheus = Prometheus::start(&targets);
+    (nodes, agents, prometheus)
+}
+
+#[test]
+fn three_nodes_in_a_real_prometheus() {
+    let _alone = alone();
+    let lab = lab(Mode::FlannelVxlan, 3);
+    let started = Instant::now();
+    let (nodes, agents, prometheus) = watched(&lab);
     // Clients on node1 and node3, the server on node2: every node's probes
     // see requests and responses both ways.
     let clients = [
@@ -535,7 +542,7 @@ fn three_nodes_in_a_real_prometheus() {
 
 /// wrk at its closed-loop maximum from `client` to the lab's nginx, for
 /// `duration`; killed by its PID if the test ends first.
-struct Wrk(std::process::Child);
+struct Wrk(Option<std::process::Child>);
 
 impl Wrk {
     fn start(lab: &Lab, client: &str, duration: Duration) -> Wrk {
@@ -549,15 +556,12 @@ impl Wrk {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("wrk runs (cargo xtask test installs it)");
-        Wrk(child)
+        Wrk(Some(child))
     }
 
     /// Waits for wrk to finish; returns its requests/s.
     fn requests_per_second(mut self) -> f64 {
-        let child = std::mem::replace(
-            &mut self.0,
-            Command::new("true").spawn().expect("true runs"),
-        );
+        let child = self.0.take().expect("running");
         let output = child.wait_with_output().expect("wrk exits");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "wrk: {output:?}");
@@ -571,10 +575,10 @@ impl Wrk {
 
 impl Drop for Wrk {
     fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            support::session::signal(self.0.id(), libc::SIGKILL);
+        if let Some(mut child) = self.0.take() {
+            support::session::signal(child.id(), libc::SIGKILL);
+            child.wait().ok();
         }
-        self.0.wait().ok();
     }
 }
 
@@ -611,7 +615,8 @@ fn arrival_points(report: &Report) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// Opt-in (`cargo xtask test -- --test agent soak -- --ignored`): two
+/// Opt-in (`cargo xtask test -- --test agent soak -- --ignored
+/// --nocapture`, which shows the numbers): two
 /// flannel-vxlan nodes, one agent each, Prometheus scraping both every
 /// second, wrk at its closed-loop maximum for ten minutes. The agents'
 /// memory grows at most 5 MB, no scrape fails, and at every scrape each
@@ -623,14 +628,7 @@ fn arrival_points(report: &Report) -> Vec<(&'static str, String)> {
 fn soak_ten_minutes_at_the_labs_maximum_rate() {
     let _alone = alone();
     let lab = lab(Mode::FlannelVxlan, 2);
-    let nodes: Vec<&str> = lab.nodes().iter().map(|node| node.netns.as_str()).collect();
-    let agents: Vec<Agent> = nodes.iter().map(|node| Agent::start(node, &[])).collect();
-    let targets: Vec<(&str, &str)> = nodes
-        .iter()
-        .zip(&agents)
-        .map(|(node, agent)| (*node, agent.address.as_str()))
-        .collect();
-    let prometheus = Prometheus::start(&targets);
+    let (nodes, agents, prometheus) = watched(&lab);
     let rss_before: Vec<u64> = agents.iter().map(|agent| rss_bytes(agent.pid())).collect();
     let started = Instant::now();
     let wrk = Wrk::start(&lab, lab.client_netns(), SOAK);
