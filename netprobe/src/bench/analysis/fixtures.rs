@@ -86,12 +86,14 @@ pub fn point(
         size,
         load,
         slice_p50_ns,
+        percentiles: Vec::new(),
         probed_load,
         probed_slice_p50_ns,
         client: report(),
         server: report(),
         node_link: None,
         median_request: request,
+        exemplars: Vec::new(),
         system: SystemMetrics::default(),
     }
 }

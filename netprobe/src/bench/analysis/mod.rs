@@ -12,6 +12,7 @@ mod html;
 mod median;
 mod node_link;
 mod noise;
+mod percentiles;
 mod ranking;
 mod render;
 mod request;
@@ -24,8 +25,9 @@ use anyhow::{Context as _, Result};
 pub use self::{
     attribution::{Attribution, attribute},
     node_link::NodeLinkLatency,
+    percentiles::distribution,
     render::Summary,
-    request::{MedianRequest, NodeSamples},
+    request::{JoinedRequests, MedianRequest, NodeSamples, RequestExemplar},
     results::{
         BenchResults, CpuUsage, DevicePackets, MaxRate, ModeResults, PointResults, Settings,
         SystemMetrics, TuningStep,

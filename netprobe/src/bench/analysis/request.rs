@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::median::middle;
 use crate::{
-    path::{Direction, ProbePath, SegmentKind},
+    path::{Direction, Hop, ProbePath, SegmentKind},
     probes::{Fingerprint, SampledFlight},
 };
 
@@ -55,11 +55,14 @@ pub struct NodeSamples<'a> {
     pub flights: &'a [SampledFlight],
 }
 
-impl MedianRequest {
-    /// Joins the client's and the server's samples into requests, in a
-    /// slice in which the generator's median send lag was
-    /// `client_wait_ns`; `None` if no request was sampled whole on both.
-    pub fn join(client: &NodeSamples, server: &NodeSamples, client_wait_ns: u64) -> Option<Self> {
+/// The requests one slice's samples followed whole, fastest first.
+pub struct JoinedRequests<'a> {
+    requests: Vec<Timeline<'a>>,
+}
+
+impl<'a> JoinedRequests<'a> {
+    /// Joins the client's and the server's samples into requests.
+    pub fn join(client: &NodeSamples<'a>, server: &NodeSamples<'a>) -> Self {
         let requests_sent = client.whole(Direction::Egress);
         let requests_received = server.whole(Direction::Ingress);
         let responses_received = client.whole(Direction::Ingress);
@@ -77,25 +80,21 @@ impl MedianRequest {
                 let received = *requests_received.get(packet)?;
                 let (response, answered) = *responses_sent.get(&numbers.ack)?;
                 let read = *responses_received.get(&response)?;
-                let mut timeline = Timeline::default();
-                timeline.flight(client.path, sent);
-                timeline.gap(SegmentKind::Link, sent.last_ns, received.start_ns)?;
-                timeline.flight(server.path, received);
-                timeline.gap(
-                    SegmentKind::Application,
-                    received.last_ns,
-                    answered.start_ns,
-                )?;
-                timeline.flight(server.path, answered);
-                timeline.gap(SegmentKind::Link, answered.last_ns, read.start_ns)?;
-                timeline.flight(client.path, read);
-                Some(timeline)
+                Timeline::new([client.path, server.path], [sent, received, answered, read])
             })
             .collect();
+        requests.sort_by_key(Timeline::total);
+        Self { requests }
+    }
+
+    /// The requests around the median, in a slice in which the generator's
+    /// median send lag was `client_wait_ns`; `None` if no request was
+    /// followed whole.
+    pub fn median(&self, client_wait_ns: u64) -> Option<MedianRequest> {
+        let requests = &self.requests;
         if requests.is_empty() {
             return None;
         }
-        requests.sort_by_key(Timeline::total);
         let joined = requests.len();
         let from = ((0.5 - AROUND_MEDIAN / 2.0) * joined as f64) as usize;
         let to = (((0.5 + AROUND_MEDIAN / 2.0) * joined as f64).ceil() as usize).max(from + 1);
@@ -108,7 +107,7 @@ impl MedianRequest {
             .filter(|&(_, ns): &(SegmentKind, u64)| ns > 0)
             .map(|(kind, ns)| (kind, mean(ns)))
             .collect();
-        Some(Self {
+        Some(MedianRequest {
             joined,
             averaged: around.len(),
             total_ns: mean(around.iter().map(Timeline::total).sum()),
@@ -117,7 +116,9 @@ impl MedianRequest {
             client_wait_ns,
         })
     }
+}
 
+impl MedianRequest {
     /// A run's median request from its slices', each with the load
     /// generator's median in that slice: the mean of the middle slices' by
     /// that median (one for an odd count, two for an even), as a mode's
@@ -163,9 +164,9 @@ impl MedianRequest {
     }
 }
 
-impl NodeSamples<'_> {
+impl<'a> NodeSamples<'a> {
     /// The flights seen at every hop of `direction`, by packet.
-    fn whole(&self, direction: Direction) -> HashMap<Fingerprint, &SampledFlight> {
+    fn whole(&self, direction: Direction) -> HashMap<Fingerprint, &'a SampledFlight> {
         let hops = self.path.hops(direction).len();
         self.flights
             .iter()
@@ -175,39 +176,177 @@ impl NodeSamples<'_> {
     }
 }
 
-/// One request's time per segment kind, in the order of
+/// Where a step of a request's way is spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    Client,
+    /// The link between the nodes.
+    Link,
+    Server,
+}
+
+impl Place {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Place::Client => "client",
+            Place::Link => "link",
+            Place::Server => "server",
+        }
+    }
+}
+
+/// One step of a followed request: between two hops, on a node or
+/// between them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub place: Place,
+    pub from: String,
+    pub to: String,
+    pub kind: SegmentKind,
+    /// When it started, after the client's write.
+    pub start_ns: u64,
+    pub ns: u64,
+}
+
+/// One followed request, from the client's write to its read: a tail
+/// exemplar or the median one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestExemplar {
+    /// Its rank among the run's followed requests: 50 for the median, 99,
+    /// 100 for the slowest.
+    pub percentile: f64,
+    pub total_ns: u64,
+    pub steps: Vec<Step>,
+}
+
+/// The ranks a run keeps a followed request of.
+pub const EXEMPLAR_PERCENTILES: [f64; 3] = [50.0, 99.0, 100.0];
+
+impl RequestExemplar {
+    /// The run's median, p99 and slowest requests among those its slices
+    /// followed whole; none if it followed none.
+    pub fn of_run(slices: &[JoinedRequests]) -> Vec<Self> {
+        let mut requests: Vec<&Timeline> =
+            slices.iter().flat_map(|slice| &slice.requests).collect();
+        requests.sort_by_key(|request| request.total());
+        let Some(last) = requests.len().checked_sub(1) else {
+            return Vec::new();
+        };
+        EXEMPLAR_PERCENTILES
+            .iter()
+            .map(|&percentile| {
+                let request = requests[(percentile / 100.0 * last as f64).round() as usize];
+                Self {
+                    percentile,
+                    total_ns: request.total(),
+                    steps: request.steps().map(|step| step.to_owned()).collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A step between two hops of the probes' paths.
+struct HopStep<'a> {
+    place: Place,
+    kind: SegmentKind,
+    from: &'a Hop,
+    to: &'a Hop,
+    start_ns: u64,
+    ns: u64,
+}
+
+impl HopStep<'_> {
+    fn to_owned(&self) -> Step {
+        Step {
+            place: self.place,
+            from: self.from.label(),
+            to: self.to.label(),
+            kind: self.kind,
+            start_ns: self.start_ns,
+            ns: self.ns,
+        }
+    }
+}
+
+/// One request's four flights: the request leaving the client and
+/// reaching the server, the response leaving the server and reaching the
+/// client; with its time per segment kind, in the order of
 /// [`SegmentKind::ALL`].
-#[derive(Default)]
-struct Timeline {
+struct Timeline<'a> {
+    /// The client's and the server's.
+    paths: [&'a ProbePath; 2],
+    flights: [&'a SampledFlight; 4],
     ns: [u64; SegmentKind::ALL.len()],
 }
 
-impl Timeline {
+impl<'a> Timeline<'a> {
+    /// `None` if a flight started before the one before it ended (a packet
+    /// that was not this request's).
+    fn new(paths: [&'a ProbePath; 2], flights: [&'a SampledFlight; 4]) -> Option<Self> {
+        if flights
+            .windows(2)
+            .any(|pair| pair[1].start_ns < pair[0].last_ns)
+        {
+            return None;
+        }
+        let mut timeline = Self {
+            paths,
+            flights,
+            ns: [0; SegmentKind::ALL.len()],
+        };
+        let mut ns = timeline.ns;
+        for step in timeline.steps() {
+            let index = SegmentKind::ALL.iter().position(|&all| all == step.kind);
+            ns[index.expect("every kind is in ALL")] += step.ns;
+        }
+        timeline.ns = ns;
+        Some(timeline)
+    }
+
     fn total(&self) -> u64 {
         self.ns.iter().sum()
     }
 
-    fn add(&mut self, kind: SegmentKind, ns: u64) {
-        let index = SegmentKind::ALL.iter().position(|&all| all == kind);
-        self.ns[index.expect("every kind is in ALL")] += ns;
-    }
-
-    /// Each segment of a flight seen at every hop of its direction.
-    fn flight(&mut self, path: &ProbePath, flight: &SampledFlight) {
-        let hops = path.hops(flight.direction);
-        for (hop, pair) in hops.windows(2).enumerate() {
-            self.add(
-                SegmentKind::between(&pair[0], &pair[1]),
-                flight.segment_ns(hop),
-            );
-        }
-    }
-
-    /// The time between two flights; `None` if the second started first
-    /// (a packet that was not this request's).
-    fn gap(&mut self, kind: SegmentKind, from: u64, to: u64) -> Option<()> {
-        self.add(kind, to.checked_sub(from)?);
-        Some(())
+    /// Every step from the client's write to its read: each flight's
+    /// segments, and between them the link, the server application, the
+    /// link.
+    fn steps(&self) -> impl Iterator<Item = HopStep<'a>> + '_ {
+        let [client, server] = self.paths;
+        let places = [Place::Client, Place::Server, Place::Server, Place::Client];
+        let paths = [client, server, server, client];
+        let written = self.flights[0].start_ns;
+        (0..4).flat_map(move |index| {
+            let flight = self.flights[index];
+            let hops = paths[index].hops(flight.direction);
+            let within = hops.windows(2).enumerate().map(move |(hop, pair)| HopStep {
+                place: places[index],
+                kind: SegmentKind::between(&pair[0], &pair[1]),
+                from: &pair[0],
+                to: &pair[1],
+                start_ns: flight.start_ns + flight.offset_ns(hop).unwrap_or(0) - written,
+                ns: flight.segment_ns(hop),
+            });
+            // The link or the application, before the next flight.
+            let next = self.flights.get(index + 1).map(|next| {
+                let next_hops = paths[index + 1].hops(next.direction);
+                let (place, kind) = if index == 1 {
+                    (Place::Server, SegmentKind::Application)
+                } else {
+                    (Place::Link, SegmentKind::Link)
+                };
+                HopStep {
+                    place,
+                    kind,
+                    from: hops.last().expect("a path has hops"),
+                    to: next_hops.first().expect("a path has hops"),
+                    start_ns: flight.last_ns - written,
+                    ns: next.start_ns - flight.last_ns,
+                }
+            });
+            within.chain(next)
+        })
     }
 }
 
@@ -218,13 +357,25 @@ mod tests {
     };
 
     use super::*;
-    use crate::path::{Hook, Hop, Role};
+    use crate::path::{Device, Hook, Hop, Role};
 
+    /// A hop on the NIC, eth0, or on the socket.
     fn hop(role: Role, hook: Hook) -> Hop {
+        let eth0 = Device {
+            name: "eth0".to_owned(),
+            ifindex: 2,
+            netns_inode: 1,
+            netns_name: None,
+            kind: "veth".to_owned(),
+        };
         Hop {
             role,
             hook,
-            devices: Vec::new(),
+            devices: if role == Role::Nic {
+                vec![eth0]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -294,31 +445,141 @@ mod tests {
         (client, server)
     }
 
-    /// The requests' traces, decoded as the probes' ring is, joined.
-    fn join(requests: &[(Vec<Trace>, Vec<Trace>)]) -> Option<MedianRequest> {
-        let path = path();
+    /// The client's and the server's flights of `requests`, decoded as
+    /// the probes' ring is.
+    fn flights(requests: &[(Vec<Trace>, Vec<Trace>)]) -> [Vec<SampledFlight>; 2] {
         let decoded = |traces: &Vec<Trace>| -> Vec<SampledFlight> {
             traces.iter().filter_map(SampledFlight::decode).collect()
         };
-        let client: Vec<SampledFlight> = requests
-            .iter()
-            .flat_map(|(client, _)| decoded(client))
-            .collect();
-        let server: Vec<SampledFlight> = requests
-            .iter()
-            .flat_map(|(_, server)| decoded(server))
-            .collect();
-        MedianRequest::join(
+        [
+            requests
+                .iter()
+                .flat_map(|(client, _)| decoded(client))
+                .collect(),
+            requests
+                .iter()
+                .flat_map(|(_, server)| decoded(server))
+                .collect(),
+        ]
+    }
+
+    /// `flights` joined on `path`.
+    fn joined<'a>(
+        path: &'a ProbePath,
+        [client, server]: &'a [Vec<SampledFlight>; 2],
+    ) -> JoinedRequests<'a> {
+        JoinedRequests::join(
             &NodeSamples {
-                path: &path,
-                flights: &client,
+                path,
+                flights: client,
             },
             &NodeSamples {
-                path: &path,
-                flights: &server,
+                path,
+                flights: server,
             },
-            400,
         )
+    }
+
+    /// `requests` joined, for `look` to look at.
+    fn with_joined<T>(
+        requests: &[(Vec<Trace>, Vec<Trace>)],
+        look: impl FnOnce(&JoinedRequests) -> T,
+    ) -> T {
+        let path = path();
+        look(&joined(&path, &flights(requests)))
+    }
+
+    /// The median request of `requests`, sent after a median wait of 400 ns.
+    fn join(requests: &[(Vec<Trace>, Vec<Trace>)]) -> Option<MedianRequest> {
+        with_joined(requests, |joined| joined.median(400))
+    }
+
+    #[test]
+    fn a_followed_request_is_a_waterfall_of_steps_from_write_to_read() {
+        let exemplars = with_joined(&[request(1, 1_000_000, 0)], |joined| {
+            RequestExemplar::of_run(std::slice::from_ref(joined))
+        });
+        // One request is the median, the p99 and the slowest.
+        assert_eq!(exemplars.len(), 3);
+        assert!(
+            exemplars
+                .iter()
+                .all(|exemplar| exemplar.steps == exemplars[0].steps)
+        );
+        let steps: Vec<(Place, &str, &str, SegmentKind, u64, u64)> = exemplars[0]
+            .steps
+            .iter()
+            .map(|step| {
+                let Step {
+                    place,
+                    from,
+                    to,
+                    kind,
+                    start_ns,
+                    ns,
+                } = step;
+                (*place, from.as_str(), to.as_str(), *kind, *start_ns, *ns)
+            })
+            .collect();
+        use Place::{Client, Link, Server};
+        use SegmentKind::{Application, Link as NodeLink, Qdisc, Stack};
+        let (write, read) = ("socket write", "socket read");
+        let (tc_out, xmit, tc_in) = (
+            "eth0 TC egress",
+            "eth0 net_dev_start_xmit",
+            "eth0 TC ingress",
+        );
+        assert_eq!(
+            steps,
+            [
+                (Client, write, tc_out, Stack, 0, 600),
+                (Client, tc_out, xmit, Qdisc, 600, 400),
+                (Link, xmit, tc_in, NodeLink, 1_000, 2_000),
+                (Server, tc_in, read, Stack, 3_000, 3_000),
+                (Server, read, write, Application, 6_000, 10_000),
+                (Server, write, tc_out, Stack, 16_000, 400),
+                (Server, tc_out, xmit, Qdisc, 16_400, 600),
+                (Link, xmit, tc_in, NodeLink, 17_000, 2_000),
+                (Client, tc_in, read, Stack, 19_000, 4_000),
+            ]
+        );
+        assert_eq!(exemplars[0].total_ns, 23_000);
+    }
+
+    #[test]
+    fn a_runs_exemplars_are_its_median_p99_and_slowest_over_all_slices() {
+        // Request n waits 100 n ns in the server's socket: 23.1 to 33 us,
+        // in two slices.
+        let slice = |numbers: std::ops::RangeInclusive<u32>| -> Vec<_> {
+            numbers
+                .map(|n| request(n, u64::from(n) * 1_000_000, 100 * n))
+                .collect()
+        };
+        let path = path();
+        let (first, second) = (flights(&slice(1..=50)), flights(&slice(51..=100)));
+        let exemplars = RequestExemplar::of_run(&[joined(&path, &first), joined(&path, &second)]);
+        // Ranks 50 (of 0 to 99, rounded), 98 and 99: requests 51, 99, 100.
+        let totals: Vec<(f64, u64)> = exemplars
+            .iter()
+            .map(|exemplar| (exemplar.percentile, exemplar.total_ns))
+            .collect();
+        assert_eq!(
+            totals,
+            [
+                (50.0, 23_000 + 5_100),
+                (99.0, 23_000 + 9_900),
+                (100.0, 33_000)
+            ]
+        );
+        for exemplar in &exemplars {
+            let mut at = 0;
+            for step in &exemplar.steps {
+                assert_eq!(step.start_ns, at, "{exemplar:?}");
+                at += step.ns;
+            }
+            assert_eq!(at, exemplar.total_ns);
+        }
+        assert_eq!(RequestExemplar::of_run(&[]), []);
     }
 
     #[test]

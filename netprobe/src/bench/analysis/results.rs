@@ -21,6 +21,7 @@
 //!                                 latency: {p50_ns, p90_ns, p99_ns, p999_ns, max_ns,
 //!                                 mean_ns}, send_lag: {...}, ...},
 //!                        "slice_p50_ns": [p50 of each slice, in the order they ran],
+//!                        "percentiles": [{"percentile": 90.0, "ns"}, ...],
 //!                        "probed_load": {LoadReport with the probes attached},
 //!                        "probed_slice_p50_ns": [...],
 //!                        "client": {Report of node1: segments, end_to_end, probe_cost ...},
@@ -29,6 +30,9 @@
 //!                        "median_request": {"joined", "averaged", "total_ns", "spread_ns",
 //!                                           "by_kind": {"stack": ns, "link": ns, ...},
 //!                                           "client_wait_ns"},
+//!                        "exemplars": [{"percentile": 99.0, "total_ns", "steps":
+//!                                       [{"place": "client", "from", "to", "kind",
+//!                                         "start_ns", "ns"}]}],
 //!                        "system": {"cpus": [{"cpu", "user", "system", "softirq"}],
 //!                                   "context_switches_per_s", "devices":
 //!                                   [{"netns", "device", "rx_packets", "tx_packets"}]}}]}]
@@ -45,7 +49,11 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    median::median, node_link::NodeLinkLatency, noise::MAX_SLICES, request::MedianRequest,
+    median::median,
+    node_link::NodeLinkLatency,
+    noise::MAX_SLICES,
+    percentiles::Percentile,
+    request::{MedianRequest, RequestExemplar},
 };
 use crate::{
     lab::{Mode, WireSize},
@@ -146,6 +154,8 @@ pub struct PointResults {
     /// The p50 of each of that run's slices, in the order they ran: how
     /// far the median moved from one turn to the next.
     pub slice_p50_ns: Vec<u64>,
+    /// That run's latency by percentile, a tenth of a nine apart.
+    pub percentiles: Vec<Percentile>,
     /// The load generator with the probes attached, in the run the
     /// breakdown comes from.
     pub probed_load: LoadReport,
@@ -162,6 +172,9 @@ pub struct PointResults {
     /// requests sampled whole on both nodes; `None` if no request was
     /// followed whole in the run's middle slices.
     pub median_request: Option<MedianRequest>,
+    /// The probed run's median, p99 and slowest requests among those
+    /// followed whole, step by step.
+    pub exemplars: Vec<RequestExemplar>,
     /// CPU, context switches and packets of the run without probes.
     pub system: SystemMetrics,
 }

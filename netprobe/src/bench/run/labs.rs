@@ -19,7 +19,10 @@ use super::{
 use crate::{
     bench::{
         SLICES, STUDY_ORDER,
-        analysis::{MedianRequest, ModeResults, NodeLinkLatency, NodeSamples, PointResults},
+        analysis::{
+            JoinedRequests, MedianRequest, ModeResults, NodeLinkLatency, NodeSamples, PointResults,
+            RequestExemplar, distribution,
+        },
     },
     lab::{Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize},
     load::LoadResult,
@@ -160,17 +163,24 @@ impl ModeLab {
                 .collect()
         };
         let (slice_p50_ns, probed_slice_p50_ns) = (slice_p50s(&alone), slice_p50s(&probed));
-        let median_request = MedianRequest::of_slices(probed.iter().map(|slice| {
-            let [client, server] = &slice.samples;
-            let report = &slice.load.report;
-            let request = MedianRequest::join(
-                &samples(&self.client, client),
-                &samples(&self.server, server),
-                report.send_lag.p50_ns,
-            );
-            (report.latency.p50_ns, request)
-        }));
+        let joined: Vec<JoinedRequests> = probed
+            .iter()
+            .map(|slice| {
+                let [client, server] = &slice.samples;
+                JoinedRequests::join(
+                    &samples(&self.client, client),
+                    &samples(&self.server, server),
+                )
+            })
+            .collect();
+        let median_request =
+            MedianRequest::of_slices(probed.iter().zip(&joined).map(|(slice, joined)| {
+                let report = &slice.load.report;
+                (report.latency.p50_ns, joined.median(report.send_lag.p50_ns))
+            }));
+        let exemplars = RequestExemplar::of_run(&joined);
         let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
+        let percentiles = distribution(alone.load.histogram());
         let client = report_since(&self.client, &marks.0, probed.seconds)?;
         let server = report_since(&self.server, &marks.1, probed.seconds)?;
         let [client_samples, server_samples] = &probed.samples;
@@ -179,6 +189,7 @@ impl ModeLab {
             size: size.nominal_len(),
             load: alone.load.report,
             slice_p50_ns,
+            percentiles,
             system: alone.system.metrics(alone.seconds),
             probed_load: probed.load.report,
             probed_slice_p50_ns,
@@ -186,6 +197,7 @@ impl ModeLab {
             server,
             node_link: NodeLinkLatency::join(client_samples, server_samples),
             median_request,
+            exemplars,
         })
     }
 }
