@@ -52,6 +52,10 @@ pub struct Attribution {
     pub noise_ns: i64,
 }
 
+/// How many of the lowest rates the attribution tables cover: unloaded,
+/// and the study's 30 and 50% with `--rates auto`.
+pub const ATTRIBUTED_RATES: usize = 3;
+
 /// Parts within this share of the median difference close it.
 pub const CLOSURE_TOLERANCE: f64 = 0.25;
 

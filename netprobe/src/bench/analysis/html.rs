@@ -1,220 +1,530 @@
 //! `report.html`: one self-contained page (inline SVG and CSS, nothing
-//! fetched) with latency against rate per mode, and per mode the median
-//! time of each segment kind, stacked.
+//! fetched, no script) with, per response size, a headline, latency
+//! against rate, latency by percentile, the median request's time per
+//! segment kind, the tables, and the waterfalls of followed requests;
+//! and `compare.html`, two results' pages section by section side by
+//! side, the second's differences from the first highlighted.
 
-use std::fmt::{self, Display, Formatter};
+use std::fmt::{self, Display, Formatter, Write as _};
 
-use super::{render::Summary, results::BenchResults};
-use crate::{lab::WireSize, path::SegmentKind, report::format_ns};
+use super::{
+    attribution::{ATTRIBUTED_RATES, Attribution, attribute},
+    charts::{self, Statistic, bars_height, latency_axis, waterfall_height, waterfalls_width},
+    compare::Change,
+    headline::{focus_rate, headline},
+    palette::{css, kind_color, mode_color},
+    ranking::Ranking,
+    render::{ATTRIBUTED, SettingsText, signed_ns},
+    results::{BenchResults, ModeResults},
+};
+use crate::{
+    lab::{Mode, WireSize},
+    path::SegmentKind,
+    report::format_ns,
+};
 
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 320.0;
-const MARGIN: f64 = 60.0;
-const COLORS: [&str; 10] = [
-    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
-    "#1f78b4", "#b15928",
-];
+const STYLE: &str = "\
+body{font-family:sans-serif;margin:1.5em auto;max-width:1260px;padding:0 1em;color:#222;line-height:1.4}\
+h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
+h3{margin:1.2em 0 .3em;font-size:1.05em}h4{margin:.8em 0 .2em}\
+.headline{font-size:1.1em;background:#f4f7fb;border-left:4px solid #4e79a7;padding:.6em 1em}\
+.note{color:#555;font-size:.9em;margin:.2em 0}\
+svg{max-width:100%;height:auto;display:block}\
+.charts{display:flex;flex-wrap:wrap;gap:1em}\
+.legend{list-style:none;padding:0;margin:.3em 0;display:flex;flex-wrap:wrap;gap:.3em 1.2em;font-size:.9em}\
+.legend span{display:inline-block;width:.9em;height:.9em;margin-right:.35em;vertical-align:-.1em;border-radius:2px}\
+table{border-collapse:collapse;font-size:.85em;margin:.4em 0}\
+th,td{border:1px solid #ddd;padding:.25em .45em;text-align:right;white-space:nowrap}th{white-space:normal}\
+th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}\
+.scroll{overflow-x:auto;max-width:100%}\
+td.short{color:#b00}td.slower{background:#fde0dd}td.faster{background:#ddf1da}\
+pre{white-space:pre-wrap;background:#f6f6f6;padding:.8em;font-size:.85em}\
+.compare{display:grid;grid-template-columns:1fr 1fr;gap:1.5em}\
+.compare>div{min-width:0}";
 
+/// `report.html` of `results`.
 pub struct Page<'a>(pub &'a BenchResults);
 
 impl Display for Page<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        let results = self.0;
+        open(f, "netprobe lab bench")?;
+        for section in sections(self.0, None)? {
+            section.fmt(f)?;
+        }
+        close(f)
+    }
+}
+
+/// `compare.html`: `base` and `other` side by side, `other`'s differences
+/// from `base` highlighted.
+pub struct ComparePage<'a> {
+    pub base: (&'a str, &'a BenchResults),
+    pub other: (&'a str, &'a BenchResults),
+}
+
+impl Display for ComparePage<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let ((base_name, base), (other_name, other)) = (self.base, self.other);
+        open(f, "netprobe lab bench: comparison")?;
         writeln!(
             f,
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>netprobe lab bench</title>\n\
-             <style>body{{font-family:sans-serif;margin:2em;max-width:80em}}\
-             pre{{background:#f6f6f6;padding:1em;overflow-x:auto}}\
-             svg{{background:#fff;border:1px solid #ddd;margin:0.5em 0}}\
-             text{{font-size:12px}}</style></head><body>\n\
-             <h1>netprobe lab bench</h1>"
+            "<p class=\"note\">Left: <b>{}</b>. Right: <b>{}</b>. A cell of the right's \
+             latency table is red where its p50 is slower than the left's by more than \
+             either run's slices moved, green where faster.</p>",
+            escape(base_name),
+            escape(other_name)
         )?;
-        for &size in &results.settings.sizes {
-            writeln!(f, "<h2>{} responses</h2>", WireSize(size))?;
-            writeln!(f, "<h3>Latency against rate (p50 solid, p99 dashed)</h3>")?;
-            latency_chart(f, results, size)?;
-            if let Some(&rate) = results.settings.rates.first() {
-                writeln!(
-                    f,
-                    "<h3>Mean time per segment kind at {rate:.0}/s (both nodes, both directions)</h3>"
-                )?;
-                segment_chart(f, results, size, rate)?;
+        changes_table(f, base, other)?;
+        let left = sections(base, None)?;
+        let right = sections(other, Some(base))?;
+        let mut ids: Vec<&str> = left.iter().map(|section| section.id.as_str()).collect();
+        for section in &right {
+            if !ids.contains(&section.id.as_str()) {
+                ids.push(&section.id);
             }
         }
-        writeln!(
-            f,
-            "<h2>Tables</h2><pre>{}</pre>",
-            escape(&Summary(results).to_string())
-        )?;
-        writeln!(f, "</body></html>")
+        for id in ids {
+            let heading = left.iter().chain(&right).find(|section| section.id == id);
+            let heading = heading.expect("an id of either side");
+            writeln!(f, "{}", heading.heading())?;
+            writeln!(f, "<div class=\"compare\">")?;
+            for body in [body_of(&left, id), body_of(&right, id)] {
+                writeln!(
+                    f,
+                    "<div>{}</div>",
+                    body.unwrap_or("<p class=\"note\">not in this run</p>")
+                )?;
+            }
+            writeln!(f, "</div>")?;
+        }
+        close(f)
     }
 }
 
-/// A line per mode: p50 (solid) and p99 (dashed) of the load generator.
-fn latency_chart(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> fmt::Result {
-    let rates = &results.settings.rates;
-    let points = |mode: &super::results::ModeResults| -> Vec<(f64, u64, u64)> {
-        mode.points
-            .iter()
-            .filter(|point| point.size == size)
-            .map(|point| (point.rate, point.p50_ns(), point.load.latency.p99_ns))
-            .collect()
-    };
-    let max_rate = rates.iter().copied().fold(1.0, f64::max);
-    let max_ns = results
-        .modes
-        .iter()
-        .flat_map(|mode| points(mode).into_iter().map(|(_, _, p99)| p99))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let x = |rate: f64| MARGIN + (WIDTH - 2.0 * MARGIN) * rate / max_rate;
-    let y = |ns: f64| HEIGHT - MARGIN + -(HEIGHT - 2.0 * MARGIN) * ns / max_ns;
-    open_svg(f)?;
-    axes(
+fn open(f: &mut Formatter<'_>, title: &str) -> fmt::Result {
+    writeln!(
         f,
-        &format!("requested rate (max {max_rate:.0}/s)"),
-        &format!("latency (max {})", format_ns(max_ns as u64)),
-    )?;
-    for (index, mode) in results.modes.iter().enumerate() {
-        let points = points(mode);
-        if points.is_empty() {
-            continue;
-        }
-        let color = COLORS[index % COLORS.len()];
-        for (dash, pick) in [("", 1usize), ("stroke-dasharray=\"4 3\"", 2)] {
-            let path: String = points
-                .iter()
-                .map(|point| {
-                    let ns = if pick == 1 { point.1 } else { point.2 };
-                    format!("{:.1},{:.1} ", x(point.0), y(ns as f64))
-                })
-                .collect();
-            writeln!(
-                f,
-                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" {dash} points=\"{path}\"/>"
-            )?;
-        }
-        legend(f, index, color, &mode.mode.to_string())?;
-    }
-    writeln!(f, "</svg>")
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
+         <style>{STYLE}</style></head><body>\n<h1>{title}</h1>"
+    )
 }
 
-/// A bar per mode that followed requests whole, the median request's time
-/// in each segment kind stacked.
-fn segment_chart(
-    f: &mut Formatter<'_>,
+fn close(f: &mut Formatter<'_>) -> fmt::Result {
+    writeln!(f, "</body></html>")
+}
+
+/// The body of the section `id` of `sections`.
+fn body_of<'a>(sections: &'a [Section], id: &str) -> Option<&'a str> {
+    sections
+        .iter()
+        .find(|section| section.id == id)
+        .map(|section| section.body.as_str())
+}
+
+/// One part of the page: a heading and what is under it.
+struct Section {
+    id: String,
+    level: u8,
+    title: String,
+    body: String,
+}
+
+impl Section {
+    fn heading(&self) -> String {
+        format!(
+            "<h{level} id=\"{}\">{}</h{level}>",
+            self.id,
+            escape(&self.title),
+            level = self.level
+        )
+    }
+}
+
+impl Display for Section {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}\n{}", self.heading(), self.body)
+    }
+}
+
+/// The page's sections for `results`; with `baseline`, its latency
+/// table's cells are marked where they differ from the baseline's.
+fn sections(
+    results: &BenchResults,
+    baseline: Option<&BenchResults>,
+) -> Result<Vec<Section>, fmt::Error> {
+    let mut sections = Vec::new();
+    let mut add = |id: String, level: u8, title: String, body: String| {
+        sections.push(Section {
+            id,
+            level,
+            title,
+            body,
+        })
+    };
+    let mut summary = String::new();
+    for &size in &results.settings.sizes {
+        if let Some(text) = headline(results, size) {
+            writeln!(summary, "<p class=\"headline\">{}</p>", escape(&text))?;
+        }
+    }
+    writeln!(
+        summary,
+        "<pre>{}</pre>",
+        escape(&SettingsText(results).to_string())
+    )?;
+    add("summary".to_owned(), 2, "Summary".to_owned(), summary);
+    for &size in &results.settings.sizes {
+        let id = |part: &str| format!("{part}-{size}");
+        add(
+            id("size"),
+            2,
+            format!("{} responses", WireSize(size)),
+            String::new(),
+        );
+        let axis = latency_axis(results, size);
+        let mut body = mode_legend(results);
+        writeln!(
+            body,
+            "<p class=\"note\">Without probes; a hollow point: the run fell short of its rate. \
+             p50 is the median of the run's slices' medians.</p><div class=\"charts\">"
+        )?;
+        for statistic in [Statistic::P50, Statistic::P99] {
+            body.push_str(&draw((600, 340), |area| {
+                charts::latency_against_rate(area, results, size, statistic, &axis)
+            })?);
+        }
+        body.push_str("</div>");
+        add(id("rate"), 3, "Latency against rate".to_owned(), body);
+        let Some(rate) = focus_rate(results, size) else {
+            continue;
+        };
+        let at = format!("at {}", rate_text(rate));
+        let mut body = mode_legend(results);
+        writeln!(
+            body,
+            "<p class=\"note\">Without probes, every request of the run.</p>"
+        )?;
+        body.push_str(&draw((900, 380), |area| {
+            charts::latency_by_percentile(area, results, size, rate)
+        })?);
+        add(
+            id("percentiles"),
+            3,
+            format!("Latency by percentile {at}"),
+            body,
+        );
+
+        let bars: Vec<(Mode, Vec<(SegmentKind, u64)>)> = results
+            .modes
+            .iter()
+            .filter_map(|mode| {
+                let request = mode.point(rate, size)?.median_request.as_ref()?;
+                Some((mode.mode, request.by_kind.clone().into_iter().collect()))
+            })
+            .collect();
+        if !bars.is_empty() {
+            let mut body = kind_legend(
+                bars.iter()
+                    .flat_map(|(_, kinds)| kinds.iter().map(|(kind, _)| *kind)),
+            );
+            writeln!(
+                body,
+                "<p class=\"note\">Requests followed whole across both nodes with the probes \
+                 attached; those around the median, segment by segment.</p>"
+            )?;
+            body.push_str(&draw((900, bars_height(bars.len())), |area| {
+                charts::segment_bars(area, &bars)
+            })?);
+            add(
+                id("segments"),
+                3,
+                format!("Where the median request's time goes {at}"),
+                body,
+            );
+        }
+        add(
+            id("latency-table"),
+            3,
+            "Latency p50 / p99 without probes".to_owned(),
+            latency_table(results, size, baseline)?,
+        );
+        let attributions = attribute(results);
+        for &rate in results.settings.rates.iter().take(ATTRIBUTED_RATES) {
+            let rows: Vec<&Attribution> = attributions
+                .iter()
+                .filter(|row| row.size == size && (row.rate - rate).abs() < 0.5)
+                .collect();
+            if !rows.is_empty() {
+                add(
+                    format!("attribution-{size}-{rate:.0}"),
+                    3,
+                    format!(
+                        "Extra latency over host at {}, with probes",
+                        rate_text(rate)
+                    ),
+                    attribution_table(&rows)?,
+                );
+            }
+        }
+        let followed: Vec<&ModeResults> = results
+            .modes
+            .iter()
+            .filter(|mode| {
+                mode.point(rate, size)
+                    .is_some_and(|point| !point.exemplars.is_empty())
+            })
+            .collect();
+        let mut body = kind_legend(SegmentKind::ALL.into_iter());
+        writeln!(
+            body,
+            "<p class=\"note\">For each mode, its median, p99 and slowest request among those \
+             followed whole, one bar per step from the client's write to its read, each on its \
+             own time axis.</p>"
+        )?;
+        for mode in followed {
+            let exemplars = &mode.point(rate, size).expect("filtered").exemplars;
+            let steps = exemplars
+                .iter()
+                .map(|exemplar| exemplar.steps.len())
+                .max()
+                .unwrap_or(0);
+            writeln!(
+                body,
+                "<section class=\"waterfall\" id=\"waterfall-{}-{size}\"><h4>{}</h4>",
+                mode.mode, mode.mode
+            )?;
+            body.push_str(&draw(
+                (waterfalls_width(exemplars), waterfall_height(steps)),
+                |area| charts::waterfalls(area, exemplars),
+            )?);
+            body.push_str("</section>");
+        }
+        add(id("waterfalls"), 3, format!("Followed requests {at}"), body);
+    }
+    add(
+        "order".to_owned(),
+        2,
+        "The study's order".to_owned(),
+        format!("<pre>{}</pre>", escape(Ranking(results).to_string().trim())),
+    );
+    Ok(sections)
+}
+
+/// Draws an SVG of `size`.
+fn draw(
+    size: (u32, u32),
+    chart: impl FnOnce(
+        &plotters::drawing::DrawingArea<plotters::prelude::SVGBackend, plotters::coord::Shift>,
+    ) -> charts::Drawn,
+) -> Result<String, fmt::Error> {
+    charts::svg(size, chart).map_err(|_| fmt::Error)
+}
+
+fn mode_legend(results: &BenchResults) -> String {
+    legend(
+        results
+            .modes
+            .iter()
+            .filter(|mode| mode.unavailable.is_none())
+            .map(|mode| (css(mode_color(mode.mode)), mode.mode.to_string())),
+    )
+}
+
+fn kind_legend(kinds: impl Iterator<Item = SegmentKind>) -> String {
+    let kinds: Vec<SegmentKind> = kinds.collect();
+    legend(
+        SegmentKind::ALL
+            .into_iter()
+            .filter(|kind| kinds.contains(kind))
+            .map(|kind| (css(kind_color(kind)), kind.describe().to_owned())),
+    )
+}
+
+fn legend(entries: impl Iterator<Item = (String, String)>) -> String {
+    let mut html = String::from("<ul class=\"legend\">");
+    for (color, name) in entries {
+        html.push_str(&format!(
+            "<li><span style=\"background:{color}\"></span>{}</li>",
+            escape(&name)
+        ));
+    }
+    html.push_str("</ul>");
+    html
+}
+
+/// Rows: modes; columns: rates; cells: p50 / p99, and the achieved rate
+/// where it fell short. With `baseline`, cells marked by [`Change`].
+fn latency_table(
     results: &BenchResults,
     size: usize,
-    rate: f64,
-) -> fmt::Result {
-    let bars: Vec<(String, Vec<(SegmentKind, u64)>)> = results
+    baseline: Option<&BenchResults>,
+) -> Result<String, fmt::Error> {
+    let mut html = String::from("<div class=\"scroll\"><table><tr><th>mode</th>");
+    for &rate in &results.settings.rates {
+        write!(html, "<th>{}</th>", rate_text(rate))?;
+    }
+    html.push_str("</tr>");
+    for mode in &results.modes {
+        write!(html, "<tr><td>{}</td>", mode.mode)?;
+        if let Some(reason) = &mode.unavailable {
+            write!(
+                html,
+                "<td colspan=\"{}\">{}</td></tr>",
+                results.settings.rates.len(),
+                escape(reason)
+            )?;
+            continue;
+        }
+        for &rate in &results.settings.rates {
+            let Some(point) = mode.point(rate, size) else {
+                html.push_str("<td>-</td>");
+                continue;
+            };
+            let change = baseline
+                .and_then(|base| base.mode(mode.mode)?.point(rate, size))
+                .map(|base| Change::between(base, point));
+            let mut classes = Vec::new();
+            if !point.held() {
+                classes.push("short");
+            }
+            if let Some(class) = change.as_ref().and_then(Change::class) {
+                classes.push(class);
+            }
+            write!(
+                html,
+                "<td class=\"{}\">{} / {}",
+                classes.join(" "),
+                time_cell(point.p50_ns()),
+                time_cell(point.load.latency.p99_ns)
+            )?;
+            if !point.held() {
+                write!(html, " ({:.0}/s)", point.load.achieved_rate)?;
+            }
+            if let Some(change) = change {
+                write!(html, "<br>{}", change_cell(&change))?;
+            }
+            html.push_str("</td>");
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table></div>");
+    if results
         .modes
         .iter()
-        .filter_map(|mode| {
-            let request = mode.point(rate, size)?.median_request.as_ref()?;
-            Some((
-                mode.mode.to_string(),
-                request.by_kind.clone().into_iter().collect(),
-            ))
+        .any(|mode| mode.points.iter().any(|point| !point.held()))
+    {
+        html.push_str(
+            "<p class=\"note\">In red: the run fell short of its rate (achieved rate in \
+             brackets).</p>",
+        );
+    }
+    Ok(html)
+}
+
+/// One row per mode: its extra latency over host and the parts.
+fn attribution_table(rows: &[&Attribution]) -> Result<String, fmt::Error> {
+    let kinds: Vec<SegmentKind> = ATTRIBUTED
+        .into_iter()
+        .filter(|kind| {
+            rows.iter()
+                .any(|row| row.by_kind.get(kind).is_some_and(|&ns| ns != 0))
         })
         .collect();
-    let max_ns = bars
-        .iter()
-        .map(|(_, kinds)| kinds.iter().map(|(_, ns)| ns).sum::<u64>())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let bar_height = 22.0;
-    let height = MARGIN + bars.len() as f64 * (bar_height + 8.0) + 40.0;
-    writeln!(
-        f,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height:.0}\">"
-    )?;
-    let scale = (WIDTH - 2.0 * MARGIN - 60.0) / max_ns;
-    for (row, (mode, kinds)) in bars.iter().enumerate() {
-        let top = 20.0 + row as f64 * (bar_height + 8.0);
-        writeln!(
-            f,
-            "<text x=\"4\" y=\"{:.0}\">{}</text>",
-            top + 15.0,
-            escape(mode)
-        )?;
-        let mut left = MARGIN + 50.0;
-        for (kind, ns) in kinds {
-            let width = *ns as f64 * scale;
-            let color = COLORS[kind_index(*kind) % COLORS.len()];
-            writeln!(
-                f,
-                "<rect x=\"{left:.1}\" y=\"{top:.1}\" width=\"{width:.1}\" height=\"{bar_height}\" fill=\"{color}\"><title>{} {}</title></rect>",
-                kind.describe(),
-                format_ns(*ns)
-            )?;
-            left += width;
-        }
-        let total: u64 = kinds.iter().map(|(_, ns)| ns).sum();
-        writeln!(
-            f,
-            "<text x=\"{:.1}\" y=\"{:.0}\">{}</text>",
-            left + 4.0,
-            top + 15.0,
-            format_ns(total)
-        )?;
-    }
-    let mut legend_x = 4.0;
-    let legend_y = height - 12.0;
-    for kind in SegmentKind::ALL {
-        let color = COLORS[kind_index(kind) % COLORS.len()];
-        writeln!(
-            f,
-            "<rect x=\"{legend_x:.0}\" y=\"{:.0}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{:.0}\" y=\"{legend_y:.0}\">{}</text>",
-            legend_y - 9.0,
-            legend_x + 13.0,
+    let mut html = String::from(
+        "<div class=\"scroll\"><table><tr><th>mode</th><th>p50</th><th>mean</th>\
+         <th>parts</th><th>closes</th><th>margin</th><th>client wait</th>",
+    );
+    for kind in &kinds {
+        write!(
+            html,
+            "<th><span style=\"color:{}\">■</span> {}</th>",
+            css(kind_color(*kind)),
             kind.describe()
         )?;
-        legend_x += 78.0;
     }
-    writeln!(f, "</svg>")
+    html.push_str("</tr>");
+    for row in rows {
+        let closure = match row.closure() {
+            _ if row.median_ns.unsigned_abs() <= row.margin_ns().unsigned_abs() => "tie".to_owned(),
+            Some(closure) => format!("{:.0}%", closure * 100.0),
+            None => "-".to_owned(),
+        };
+        write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{closure}</td><td>{}</td><td>{}</td>",
+            row.mode,
+            signed_cell(row.median_ns),
+            signed_cell(row.mean_ns),
+            signed_cell(row.parts_ns),
+            time_cell(row.margin_ns().unsigned_abs()),
+            signed_cell(row.client_wait_ns)
+        )?;
+        for kind in &kinds {
+            write!(
+                html,
+                "<td>{}</td>",
+                signed_cell(row.by_kind.get(kind).copied().unwrap_or(0))
+            )?;
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str(
+        "</table></div><p class=\"note\">The load generator's median and mean over host's, \
+         and the median request's time by segment kind over both nodes; closes: parts / p50; \
+         margin: how far apart the two may be by chance (see attribution.txt).</p>",
+    );
+    Ok(html)
 }
 
-fn kind_index(kind: SegmentKind) -> usize {
-    SegmentKind::ALL
-        .iter()
-        .position(|each| *each == kind)
-        .unwrap_or(0)
-}
-
-fn open_svg(f: &mut Formatter<'_>) -> fmt::Result {
+/// Every mode, rate and size both runs have: p50 before and after.
+fn changes_table(f: &mut Formatter<'_>, base: &BenchResults, other: &BenchResults) -> fmt::Result {
     writeln!(
         f,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\">"
-    )
+        "<h2 id=\"changes\">Changes in p50</h2><div class=\"scroll\"><table><tr><th>mode</th>\
+         <th>size</th><th>rate</th><th>left</th><th>right</th><th>change</th></tr>"
+    )?;
+    for mode in &base.modes {
+        let Some(theirs) = other.mode(mode.mode) else {
+            continue;
+        };
+        for point in &mode.points {
+            let Some(their_point) = theirs.point(point.rate, point.size) else {
+                continue;
+            };
+            let change = Change::between(point, their_point);
+            writeln!(
+                f,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                mode.mode,
+                WireSize(point.size),
+                rate_text(point.rate),
+                time_cell(point.p50_ns()),
+                time_cell(their_point.p50_ns()),
+                change.class().unwrap_or(""),
+                change_cell(&change)
+            )?;
+        }
+    }
+    writeln!(f, "</table></div>")
 }
 
-fn axes(f: &mut Formatter<'_>, x_label: &str, y_label: &str) -> fmt::Result {
-    let (left, bottom, right, top) = (MARGIN, HEIGHT - MARGIN, WIDTH - MARGIN, MARGIN);
-    writeln!(
-        f,
-        "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#000\"/>\
-         <line x1=\"{left}\" y1=\"{bottom}\" x2=\"{left}\" y2=\"{top}\" stroke=\"#000\"/>\
-         <text x=\"{left}\" y=\"{:.0}\">{}</text><text x=\"4\" y=\"{:.0}\">{}</text>",
-        bottom + 30.0,
-        escape(x_label),
-        top - 10.0,
-        escape(y_label)
-    )
+/// A time in a table: "30.7 µs".
+fn time_cell(ns: u64) -> String {
+    format_ns(ns).replace("us", "µs")
 }
 
-fn legend(f: &mut Formatter<'_>, index: usize, color: &str, name: &str) -> fmt::Result {
-    let x = WIDTH - MARGIN + 4.0 - 120.0 * (1 - index % 2) as f64;
-    let y = MARGIN + 14.0 * (index / 2) as f64;
-    writeln!(
-        f,
-        "<rect x=\"{x:.0}\" y=\"{:.0}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{:.0}\" y=\"{y:.0}\">{}</text>",
-        y - 9.0,
-        x + 13.0,
-        escape(name)
-    )
+fn signed_cell(ns: i64) -> String {
+    signed_ns(ns).replace("us", "µs")
+}
+
+fn change_cell(change: &Change) -> String {
+    change.to_string().replace("us", "µs")
+}
+
+/// "17.7k/s".
+fn rate_text(rate: f64) -> String {
+    super::axis::rate_label(rate)
 }
 
 fn escape(text: &str) -> String {
@@ -229,4 +539,53 @@ fn escape(text: &str) -> String {
         }
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::fixtures::three_modes, *};
+
+    #[test]
+    fn the_page_is_self_contained_with_html_tables_and_a_chart_per_section() {
+        let page = Page(&three_modes()).to_string();
+        for fetch in ["src=", "href=", "<link", "@import", "url(", "<script"] {
+            assert!(!page.contains(fetch), "{fetch} in the page");
+        }
+        assert!(page.contains("<p class=\"headline\">At 1k req/s"), "{page}");
+        assert!(
+            page.contains("<td>flannel-vxlan</td><td>+10.0µs</td>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td class=\"short\">21.0µs / 50.0µs (900/s)</td>"),
+            "{page}"
+        );
+        // Two latency charts and the percentile chart; bars for the two
+        // modes that followed requests.
+        assert_eq!(page.matches("<svg").count(), 4, "{page}");
+    }
+
+    #[test]
+    fn a_comparison_marks_what_moved_beyond_both_runs_slices() {
+        let base = three_modes();
+        let mut other = three_modes();
+        // flannel-vxlan's slices 5 us slower; host's unchanged.
+        for slice in &mut other.modes[1].points[0].slice_p50_ns {
+            *slice += 5_000;
+        }
+        let page = ComparePage {
+            base: ("before", &base),
+            other: ("after", &other),
+        }
+        .to_string();
+        assert!(
+            page.contains("<td class=\"slower\">+5.0µs (+16.7%)</td>"),
+            "{page}"
+        );
+        assert!(page.contains("<td class=\"\">+0ns (+0.0%)</td>"), "{page}");
+        assert_eq!(
+            page.matches("<div class=\"compare\">").count(),
+            page.matches("<h3").count() + 3
+        );
+    }
 }

@@ -6,12 +6,17 @@
 //! with this alone.
 
 mod attribution;
+mod axis;
+mod charts;
+mod compare;
 #[cfg(test)]
 mod fixtures;
+mod headline;
 mod html;
 mod median;
 mod node_link;
 mod noise;
+mod palette;
 mod percentiles;
 mod ranking;
 mod render;
@@ -37,6 +42,7 @@ pub use self::{
 const TABLE_FILE: &str = "table.txt";
 const ATTRIBUTION_FILE: &str = "attribution.txt";
 const HTML_FILE: &str = "report.html";
+const COMPARE_FILE: &str = "compare.html";
 
 /// Writes `results` and the tables and the HTML page made from them into
 /// `dir`.
@@ -67,7 +73,8 @@ pub fn write_reports(results: &BenchResults, dir: &Path) -> Result<()> {
 pub struct ReportArgs {
     /// A directory `netprobe lab bench --out` wrote.
     pub dir: PathBuf,
-    /// Another results directory to compare with.
+    /// Another results directory to compare with: DIR/compare.html sets
+    /// the two pages side by side, DIR2's differences highlighted.
     #[arg(long)]
     pub compare: Option<PathBuf>,
 }
@@ -75,11 +82,26 @@ pub struct ReportArgs {
 /// `netprobe report DIR [--compare DIR2]`.
 pub fn run_report(args: &ReportArgs) -> Result<()> {
     let results = BenchResults::load(&args.dir)?;
+    let other = args
+        .compare
+        .as_deref()
+        .map(BenchResults::load)
+        .transpose()?;
     write_reports(&results, &args.dir)?;
     let mut text = Summary(&results).to_string();
-    if let Some(other) = &args.compare {
-        let other = BenchResults::load(other)?;
-        text.push_str(&format!("\n{}", render::compare(&results, &other)));
+    if let (Some(other), Some(other_dir)) = (&other, &args.compare) {
+        let page = html::ComparePage {
+            base: (&args.dir.display().to_string(), &results),
+            other: (&other_dir.display().to_string(), other),
+        };
+        let path = args.dir.join(COMPARE_FILE);
+        fs::write(&path, page.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+        text.push_str(&format!(
+            "\n{}\nside by side in {}\n",
+            render::compare(&results, other),
+            path.display()
+        ));
     }
     print_out(&text)
 }

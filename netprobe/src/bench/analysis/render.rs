@@ -5,7 +5,10 @@
 use std::fmt::{self, Display, Formatter};
 
 use super::{
-    attribution::{Attribution, CLOSURE_TOLERANCE, Unattributed, attribute, unattributed},
+    attribution::{
+        ATTRIBUTED_RATES, Attribution, CLOSURE_TOLERANCE, Unattributed, attribute, unattributed,
+    },
+    compare::Change,
     ranking::Ranking,
     request::AROUND_MEDIAN,
     results::{BenchResults, RATE_TOLERANCE},
@@ -22,10 +25,19 @@ pub struct Summary<'a>(pub &'a BenchResults);
 
 impl Display for Summary<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        settings(f, self.0)?;
+        SettingsText(self.0).fmt(f)?;
         LatencyTables(self.0).fmt(f)?;
         Ranking(self.0).fmt(f)?;
         AttributionTables(self.0).fmt(f)
+    }
+}
+
+/// What the bench ran with, and on what.
+pub struct SettingsText<'a>(pub &'a BenchResults);
+
+impl Display for SettingsText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        settings(f, self.0)
     }
 }
 
@@ -160,7 +172,7 @@ fn latency_table(f: &mut Formatter<'_>, results: &BenchResults, size: usize) -> 
 
 /// The kinds that differ between modes; `nic` and `qdisc` are the same
 /// device in every mode and are left to the sum.
-const ATTRIBUTED: [SegmentKind; 9] = [
+pub const ATTRIBUTED: [SegmentKind; 9] = [
     SegmentKind::Bridge,
     SegmentKind::Veth,
     SegmentKind::Macvlan,
@@ -175,9 +187,6 @@ const ATTRIBUTED: [SegmentKind; 9] = [
 /// Each mode's extra latency over host, split by segment kind, at the three
 /// lowest rates of each size (unloaded, and the study's 30 and 50%).
 pub struct AttributionTables<'a>(pub &'a BenchResults);
-
-/// How many of the lowest rates get an attribution table.
-const ATTRIBUTED_RATES: usize = 3;
 
 impl Display for AttributionTables<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -277,12 +286,12 @@ fn attribution_table(
     Ok(())
 }
 
-fn signed_ns(ns: i64) -> String {
+pub fn signed_ns(ns: i64) -> String {
     let sign = if ns < 0 { "-" } else { "+" };
     format!("{sign}{}", format_ns(ns.unsigned_abs()))
 }
 
-/// `--compare`: two runs' latency tables side by side, as text.
+/// `--compare`: two runs' medians side by side, as text.
 pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
     let mut text = String::from("p50 of the load generator: base -> other (change)\n");
     for mode in &base.modes {
@@ -293,15 +302,18 @@ pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
             let Some(their_point) = theirs.point(point.rate, point.size) else {
                 continue;
             };
-            let (before, after) = (point.p50_ns(), their_point.p50_ns());
-            let change = 100.0 * (after as f64 - before as f64) / before.max(1) as f64;
+            let change = Change::between(point, their_point);
             text.push_str(&format!(
-                "{:<16} {:>8.0}/s {:>7}  {:>9} -> {:>9} ({change:+.1}%)\n",
+                "{:<16} {:>8.0}/s {:>7}  {:>9} -> {:>9} {change}{}\n",
                 mode.mode.to_string(),
                 point.rate,
                 WireSize(point.size),
-                format_ns(before),
-                format_ns(after)
+                format_ns(change.before_ns),
+                format_ns(change.after_ns),
+                match change.class() {
+                    Some(class) => format!(", {class}"),
+                    None => String::new(),
+                }
             ));
         }
     }

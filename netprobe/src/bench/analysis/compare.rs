@@ -1,0 +1,85 @@
+//! How a run's median moved from one results directory to another, and
+//! whether by more than chance: further than either run's slices' medians
+//! spread.
+
+use std::fmt::{self, Display, Formatter};
+
+use super::{render::signed_ns, results::PointResults};
+
+/// One mode's p50 at a rate and size in two runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub before_ns: u64,
+    pub after_ns: u64,
+    /// The wider spread (slowest less fastest slice median) of the two.
+    pub margin_ns: u64,
+}
+
+impl Change {
+    pub fn between(before: &PointResults, after: &PointResults) -> Self {
+        let spread = |point: &PointResults| {
+            let slices = &point.slice_p50_ns;
+            let (low, high) = slices.iter().fold((u64::MAX, 0), |(low, high), &ns| {
+                (low.min(ns), high.max(ns))
+            });
+            high.saturating_sub(low)
+        };
+        Self {
+            before_ns: before.p50_ns(),
+            after_ns: after.p50_ns(),
+            margin_ns: spread(before).max(spread(after)),
+        }
+    }
+
+    pub fn delta_ns(&self) -> i64 {
+        self.after_ns as i64 - self.before_ns as i64
+    }
+
+    /// "slower" or "faster" beyond the margin; `None` within it.
+    pub fn class(&self) -> Option<&'static str> {
+        let delta = self.delta_ns();
+        (delta.unsigned_abs() > self.margin_ns).then_some(if delta > 0 {
+            "slower"
+        } else {
+            "faster"
+        })
+    }
+}
+
+impl Display for Change {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let share = 100.0 * self.delta_ns() as f64 / self.before_ns.max(1) as f64;
+        write!(f, "{} ({share:+.1}%)", signed_ns(self.delta_ns()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::fixtures::three_modes, *};
+
+    #[test]
+    fn a_change_counts_beyond_the_wider_spread_of_the_two_runs_slices() {
+        let results = three_modes();
+        let before = results.modes[1].points[0].clone();
+        let mut after = before.clone();
+        after.slice_p50_ns = vec![31_000, 33_000, 31_500, 32_000];
+        // Medians 30 and 31.75 us; the second run's slices spread 2 us.
+        let change = Change::between(&before, &after);
+        assert_eq!(
+            change,
+            Change {
+                before_ns: 30_000,
+                after_ns: 31_750,
+                margin_ns: 2_000
+            }
+        );
+        assert_eq!(change.class(), None);
+        assert_eq!(change.to_string(), "+1.8us (+5.8%)");
+        after.slice_p50_ns = vec![27_000; 4];
+        let change = Change::between(&before, &after);
+        assert_eq!(
+            (change.class(), change.to_string().as_str()),
+            (Some("faster"), "-3.0us (-10.0%)")
+        );
+    }
+}
