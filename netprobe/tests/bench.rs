@@ -23,6 +23,7 @@ use netprobe::{
     record::LAB_STATE_DIR,
 };
 use support::{
+    browser::{BrowserPage, artifacts_dir},
     require_root,
     session::{NETPROBE, netprobe},
 };
@@ -212,12 +213,89 @@ fn a_short_bench_writes_results_tables_and_a_page() {
         assert!(!page.contains(fetch), "{fetch} in the page");
     }
 
+    let modes: Vec<Mode> = results.modes.iter().map(|mode| mode.mode).collect();
+    check_page(&out.path().join("report.html"), &modes, "report.png");
+
     let report = netprobe(&["report", dir, "--compare", dir]);
     let stdout = String::from_utf8_lossy(&report.stdout);
     assert!(report.status.success(), "{report:?}");
     assert!(stdout.contains("extra latency over host"), "{stdout}");
     assert!(stdout.contains("(+0.0%)"), "{stdout}");
+    check_page(&out.path().join("compare.html"), &modes, "compare.png");
     assert!(bench_namespaces().is_empty());
+}
+
+/// One SVG of a page as the browser laid it out.
+#[derive(Debug, serde::Deserialize)]
+struct Chart {
+    /// Its texts that read as a time: "20 µs".
+    time_ticks: usize,
+    /// Its texts that lie (partly) outside it.
+    overflowing: Vec<String>,
+}
+
+/// What a script in the page finds: each SVG's texts, whether anything is
+/// wider than the page, and which modes have a waterfall.
+const LAYOUT: &str = r#"JSON.stringify({
+    charts: [...document.querySelectorAll('svg')].map(svg => {
+        const box = svg.getBoundingClientRect();
+        const texts = [...svg.querySelectorAll('text')];
+        return {
+            time_ticks: texts.filter(t => /^[0-9.]+ (ns|µs|ms|s)$/.test(t.textContent.trim())).length,
+            overflowing: texts.filter(t => {
+                const r = t.getBoundingClientRect();
+                return r.left < box.left - 1 || r.top < box.top - 1
+                    || r.right > box.right + 1 || r.bottom > box.bottom + 1;
+            }).map(t => t.textContent),
+        };
+    }),
+    page_overflows: document.documentElement.scrollWidth > window.innerWidth,
+    waterfalls: [...document.querySelectorAll('section.waterfall svg')]
+        .map(svg => svg.closest('section').id),
+})"#;
+
+#[derive(Debug, serde::Deserialize)]
+struct Layout {
+    charts: Vec<Chart>,
+    page_overflows: bool,
+    waterfalls: Vec<String>,
+}
+
+/// Opens `page` in headless Chromium and checks what a reader sees: no
+/// errors, tick labels on every chart, no text out of its chart, nothing
+/// wider than the window, a waterfall for each of `modes`; keeps a
+/// screenshot in target/test-artifacts/`screenshot`.
+fn check_page(page: &Path, modes: &[Mode], screenshot: &str) {
+    let browser = BrowserPage::open(page, 1300);
+    let layout: Layout = browser.evaluate(LAYOUT);
+    browser.screenshot(&artifacts_dir().join(screenshot));
+    assert_eq!(browser.errors(), Vec::<String>::new(), "{}", page.display());
+    assert!(layout.charts.len() >= 3 + modes.len(), "{layout:?}");
+    for (index, chart) in layout.charts.iter().enumerate() {
+        assert!(
+            chart.time_ticks >= 2,
+            "chart {index} of {}: {chart:?}",
+            page.display()
+        );
+        assert!(
+            chart.overflowing.is_empty(),
+            "chart {index} of {}: {chart:?}",
+            page.display()
+        );
+    }
+    assert!(
+        !layout.page_overflows,
+        "{} is wider than the window",
+        page.display()
+    );
+    for mode in modes {
+        let id = format!("waterfall-{mode}-350");
+        assert!(
+            layout.waterfalls.contains(&id),
+            "no {id} in {}: {layout:?}",
+            page.display()
+        );
+    }
 }
 
 #[test]

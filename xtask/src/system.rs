@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::command::{is_root, run};
 
 /// (command looked for on PATH, Debian package that provides it).
-const PACKAGES: [(&str, &str); 9] = [
+const PACKAGES: [(&str, &str); 11] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("iptables", "iptables"),
@@ -17,6 +17,10 @@ const PACKAGES: [(&str, &str); 9] = [
     ("bpftool", "bpftool"),
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
+    // The report page's test opens it in headless Chromium; the live
+    // table's test runs `netprobe attach` in tmux.
+    ("chromium", "chromium"),
+    ("tmux", "tmux"),
 ];
 
 pub fn ensure_packages() -> Result<()> {

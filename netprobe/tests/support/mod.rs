@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test crate uses part of the support code")]
 
 pub mod agent;
+pub mod browser;
 pub mod deploy;
 pub mod encap;
 pub mod fastpath;

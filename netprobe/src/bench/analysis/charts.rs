@@ -28,7 +28,8 @@ use crate::{lab::Mode, path::SegmentKind};
 pub type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 const FONT: &str = "sans-serif";
-const LABEL_SIZE: u32 = 12;
+/// plotters draws text at 1/1.24 of the size asked for: 15 is 12 pixels.
+const LABEL_SIZE: u32 = 15;
 const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
 const LIGHT_GRID: RGBColor = RGBColor(0xf0, 0xf0, 0xf0);
 const TEXT: RGBColor = RGBColor(0x33, 0x33, 0x33);
@@ -420,7 +421,7 @@ pub fn waterfalls(area: &DrawingArea<SVGBackend, Shift>, exemplars: &[RequestExe
         let mut chart = ChartBuilder::on(panel)
             .margin(8)
             .margin_right(16)
-            .caption(title, (FONT, 13).into_font().color(&TEXT))
+            .caption(title, (FONT, 16).into_font().color(&TEXT))
             .x_label_area_size(40)
             .y_label_area_size(if index == 0 { labels - 8 } else { 0 })
             .build_cartesian_2d(waterfall_x(exemplar.total_ns), rows_axis(rows))?;
