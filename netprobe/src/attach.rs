@@ -4,7 +4,7 @@
 
 use std::{
     fs,
-    io::{IsTerminal as _, Write as _},
+    io::IsTerminal as _,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -18,12 +18,15 @@ use tokio::{
 
 use crate::{
     discovery::{self, DeviceSelector},
+    duration_arg,
+    exemplars::FlightExemplars,
     filter::Filter,
+    live::LiveView,
     netns::NetNs,
     path::{Datapath, Device, Direction, ProbePath},
     privilege::require_bpf_privileges,
-    probes::{ProbeOptions, ProbeSession, SampledFlight, XdpModeChoice},
-    report::{Report, ReportContext, Sample, SampleHop},
+    probes::{ProbeOptions, ProbeSession, Snapshot, XdpModeChoice},
+    report::{Report, ReportContext, Sample},
 };
 
 /// Samples kept for the report.
@@ -36,11 +39,12 @@ pub struct AttachArgs {
     /// Named network namespace (ip netns) the interface is in.
     #[arg(long)]
     pub netns: Option<String>,
-    /// Stop after this long (e.g. 10s, 2m); default: until Ctrl-C or SIGTERM.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Stop after this long (seconds, or e.g. 10s, 2m); default: until
+    /// Ctrl-C or SIGTERM.
+    #[arg(long, value_parser = duration_arg::parse)]
     pub duration: Option<Duration>,
-    /// Refresh of the live table.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// Refresh of the live table (seconds, or e.g. 500ms).
+    #[arg(long, default_value = "1s", value_parser = duration_arg::parse)]
     pub interval: Duration,
     /// Also write the final report as JSON to this file.
     #[arg(long)]
@@ -68,7 +72,7 @@ pub struct AttachArgs {
     /// interface's XDP hook (netprobe never replaces it).
     #[arg(long)]
     pub force: bool,
-    /// Print only the final report, no live table.
+    /// No live table: a plain line per interval, then the final report.
     #[arg(long)]
     pub quiet: bool,
     /// Do not measure the probes' own cost: the kernel's run-time
@@ -196,108 +200,108 @@ async fn monitor(
     } else {
         None
     };
-    let mut samples = Vec::new();
-    let live = !args.quiet && std::io::stdout().is_terminal();
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                if !args.quiet {
-                    let report = build_report(&session, args, filter, started, 0, &samples)?;
-                    print_live(&report, live);
+    let mut samples = Samples::default();
+    let (mut view, mut keys) = if !args.quiet && std::io::stdout().is_terminal() {
+        let (table, keys) = LiveView::table().context("drawing the live table")?;
+        (table, Some(keys))
+    } else {
+        (LiveView::Lines, None)
+    };
+    let mut previous = session.snapshot()?;
+    let mut last_tick = Instant::now();
+    // Errors end the loop, not the function: the terminal is restored first.
+    let stopped: Result<()> = async {
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let snapshot = session.snapshot()?;
+                    let total = build_report(&session, args, filter, started.elapsed(), &snapshot, 0)?;
+                    let interval = build_report(
+                        &session,
+                        args,
+                        filter,
+                        last_tick.elapsed(),
+                        &snapshot.since(&previous),
+                        0,
+                    )?;
+                    (previous, last_tick) = (snapshot, Instant::now());
+                    // A closed stdout must not stop the measurement.
+                    view.show(&interval, &total).ok();
                 }
+                ready = async { traces.as_mut().expect("guarded").readable_mut().await }, if traces.is_some() => {
+                    let mut ready = ready.context("reading samples")?;
+                    samples.drain(ready.get_inner_mut(), session.path());
+                    ready.clear_ready();
+                }
+                _ = async { keys.as_mut().expect("guarded").recv().await }, if keys.is_some() => break,
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+                _ = &mut end => break,
             }
-            ready = async { traces.as_mut().expect("guarded").readable_mut().await }, if traces.is_some() => {
-                let mut ready = ready.context("reading samples")?;
-                drain_samples(ready.get_inner_mut(), session.path(), &mut samples);
-                ready.clear_ready();
-            }
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
-            _ = &mut end => break,
         }
+        Ok(())
     }
+    .await;
+    view.finish().context("restoring the terminal")?;
+    stopped?;
     if let Some(traces) = traces.as_mut() {
-        drain_samples(traces.get_mut(), session.path(), &mut samples);
+        samples.drain(traces.get_mut(), session.path());
     }
-    build_report(
+    let mut report = build_report(
         &session,
         args,
         filter,
-        started,
+        started.elapsed(),
+        &session.snapshot()?,
         session.stale_flights()?,
-        &samples,
-    )
+    )?;
+    report.samples = samples.kept;
+    report.exemplars = samples.exemplars.exemplars(session.path());
+    Ok(report)
 }
 
+/// The breakdown of `snapshot`, counted over `elapsed`.
 fn build_report(
     session: &ProbeSession,
     args: &AttachArgs,
     filter: Option<&str>,
-    started: Instant,
+    elapsed: Duration,
+    snapshot: &Snapshot,
     stale_flights: u64,
-    samples: &[Sample],
 ) -> Result<Report> {
     let context = ReportContext {
         interface: &args.interface,
         netns: args.netns.as_deref(),
         filter,
         xdp_mode: session.xdp_mode(),
-        duration_s: started.elapsed().as_secs_f64(),
+        duration_s: elapsed.as_secs_f64(),
     };
     Ok(Report::new(
         &context,
         session.path(),
-        &session.snapshot()?,
+        snapshot,
         stale_flights,
         session.unobserved(),
         session.program_costs()?,
-        samples.to_vec(),
+        Vec::new(),
     ))
 }
 
-/// On a terminal the table redraws in place; otherwise one line per interval.
-fn print_live(report: &Report, terminal: bool) {
-    let mut out = std::io::stdout().lock();
-    let result = if terminal {
-        write!(out, "\x1b[2J\x1b[H{report}")
-    } else {
-        let totals: Vec<String> = report
-            .end_to_end
-            .iter()
-            .map(|total| {
-                format!(
-                    "{:?} p50 {} n={}",
-                    total.direction,
-                    crate::report::format_ns(total.latency.p50_ns),
-                    total.latency.count
-                )
-            })
-            .collect();
-        writeln!(out, "[{:.0}s] {}", report.duration_s, totals.join(", "))
-    };
-    // A closed stdout must not stop the measurement.
-    result.ok();
+/// The packets sampled so far: the first [`MAX_SAMPLES`] as they came, and
+/// the whole ones for their exemplars.
+#[derive(Default)]
+struct Samples {
+    kept: Vec<Sample>,
+    exemplars: FlightExemplars,
 }
 
-fn drain_samples(traces: &mut RingBuf<MapData>, path: &ProbePath, samples: &mut Vec<Sample>) {
-    for flight in ProbeSession::drain_traces(traces) {
-        if samples.len() < MAX_SAMPLES {
-            samples.push(sample_from(&flight, path));
+impl Samples {
+    fn drain(&mut self, traces: &mut RingBuf<MapData>, path: &ProbePath) {
+        for flight in ProbeSession::drain_traces(traces) {
+            if self.kept.len() < MAX_SAMPLES {
+                self.kept.push(Sample::of(&flight, path));
+            }
+            self.exemplars.add(&flight, path);
         }
-    }
-}
-
-fn sample_from(flight: &SampledFlight, path: &ProbePath) -> Sample {
-    Sample {
-        direction: flight.direction,
-        hops: path
-            .hops(flight.direction)
-            .iter()
-            .enumerate()
-            .map(|(hop, point)| SampleHop {
-                point: point.label(),
-                offset_ns: flight.offset_ns(hop),
-            })
-            .collect(),
     }
 }

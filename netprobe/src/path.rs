@@ -173,6 +173,13 @@ impl Direction {
         }
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Direction::Ingress => "ingress: wire to socket",

@@ -9,8 +9,9 @@ use netprobe_common::probe::APPLICATION_SLOT;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    exemplars::rank_name,
     path::{Direction, ProbePath, SegmentKind},
-    probes::{ProgramCost, Snapshot, Unobserved},
+    probes::{ProgramCost, SampledFlight, Snapshot, Unobserved},
 };
 
 /// Latency percentiles of one histogram, in ns.
@@ -167,6 +168,9 @@ pub struct Report {
     pub unobserved: Vec<UnobservedHook>,
     pub probe_cost: Vec<ProgramCost>,
     pub samples: Vec<Sample>,
+    /// With `--sample`: each direction's median, p99 and slowest packet
+    /// among those sampled whole.
+    pub exemplars: Vec<FlightExemplar>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,6 +193,37 @@ impl From<&Unobserved> for UnobservedHook {
 pub struct Sample {
     pub direction: Direction,
     pub hops: Vec<SampleHop>,
+}
+
+impl Sample {
+    /// `flight`'s time at each hop of its direction on `path`.
+    pub fn of(flight: &SampledFlight, path: &ProbePath) -> Self {
+        Self {
+            direction: flight.direction,
+            hops: path
+                .hops(flight.direction)
+                .iter()
+                .enumerate()
+                .map(|(hop, point)| SampleHop {
+                    point: point.label(),
+                    offset_ns: flight.offset_ns(hop),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A sampled packet at a rank among those sampled whole in its direction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlightExemplar {
+    /// 50 for the median, 99, 100 for the slowest.
+    pub percentile: f64,
+    /// From its first hop to its last.
+    pub total_ns: u64,
+    /// Monotonic time (ns) at its first hop; each hop's offset is after it.
+    pub start_ns: u64,
+    #[serde(flatten)]
+    pub sample: Sample,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -284,6 +319,7 @@ impl Report {
             unobserved: unobserved.iter().map(UnobservedHook::from).collect(),
             probe_cost,
             samples,
+            exemplars: Vec::new(),
         }
     }
 
@@ -366,14 +402,30 @@ impl fmt::Display for Report {
         }
         for sample in &self.samples {
             write!(f, "sample {:?}:", sample.direction)?;
-            for hop in &sample.hops {
-                let offset = hop.offset_ns.map_or_else(|| "-".to_owned(), format_ns);
-                write!(f, " {} +{offset}", hop.point)?;
-            }
-            writeln!(f)?;
+            write_hops(f, sample)?;
+        }
+        for exemplar in &self.exemplars {
+            write!(
+                f,
+                "{} {} packet, {} at {} ns:",
+                rank_name(exemplar.percentile),
+                exemplar.sample.direction.name(),
+                format_ns(exemplar.total_ns),
+                exemplar.start_ns
+            )?;
+            write_hops(f, &exemplar.sample)?;
         }
         Ok(())
     }
+}
+
+/// Each hop of `sample` with its time after the first, then a newline.
+fn write_hops(f: &mut fmt::Formatter<'_>, sample: &Sample) -> fmt::Result {
+    for hop in &sample.hops {
+        let offset = hop.offset_ns.map_or_else(|| "-".to_owned(), format_ns);
+        write!(f, " {} +{offset}", hop.point)?;
+    }
+    writeln!(f)
 }
 
 fn write_latency_row(f: &mut fmt::Formatter<'_>, name: &str, latency: &Latency) -> fmt::Result {

@@ -22,7 +22,7 @@ use super::{
     request::RequestExemplar,
     results::{BenchResults, ModeResults, PointResults},
 };
-use crate::{lab::Mode, path::SegmentKind};
+use crate::{exemplars::rank_name, lab::Mode, path::SegmentKind};
 
 /// Drawing into a string fails only on bad chart settings.
 pub type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;
@@ -414,7 +414,7 @@ pub fn waterfalls(area: &DrawingArea<SVGBackend, Shift>, exemplars: &[RequestExe
     for (index, (exemplar, panel)) in exemplars.iter().zip(&panels).enumerate() {
         let title = format!(
             "{}: {}",
-            exemplar_name(exemplar.percentile),
+            rank_name(exemplar.percentile),
             time_label(exemplar.total_ns as f64)
         );
         let rows = exemplar.steps.len();
@@ -440,15 +440,6 @@ pub fn waterfalls(area: &DrawingArea<SVGBackend, Shift>, exemplars: &[RequestExe
 
 fn waterfall_x(total_ns: u64) -> Range<f64> {
     0.0..(total_ns.max(1) as f64 * 1.02)
-}
-
-/// "median", "p99" or "slowest".
-pub fn exemplar_name(percentile: f64) -> String {
-    match percentile {
-        50.0 => "median".to_owned(),
-        100.0 => "slowest".to_owned(),
-        percentile => format!("p{percentile}"),
-    }
 }
 
 #[cfg(test)]
@@ -477,12 +468,5 @@ mod tests {
             assert!(near(points[index], expected), "{:?}", points[index]);
         }
         assert!(points.windows(2).all(|pair| pair[0].0 < pair[1].0));
-    }
-
-    #[test]
-    fn exemplars_are_named_by_rank() {
-        assert_eq!(exemplar_name(50.0), "median");
-        assert_eq!(exemplar_name(99.0), "p99");
-        assert_eq!(exemplar_name(100.0), "slowest");
     }
 }

@@ -52,6 +52,7 @@ fn report() -> Report {
         unobserved: Vec::new(),
         probe_cost: Vec::new(),
         samples: Vec::new(),
+        exemplars: Vec::new(),
     }
 }
 

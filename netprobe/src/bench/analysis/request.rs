@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::median::middle;
 use crate::{
+    exemplars::at_percentiles,
     path::{Direction, Hop, ProbePath, SegmentKind},
     probes::{Fingerprint, SampledFlight},
 };
@@ -220,9 +221,6 @@ pub struct RequestExemplar {
     pub steps: Vec<Step>,
 }
 
-/// The ranks a run keeps a followed request of.
-pub const EXEMPLAR_PERCENTILES: [f64; 3] = [50.0, 99.0, 100.0];
-
 impl RequestExemplar {
     /// The run's median, p99 and slowest requests among those its slices
     /// followed whole; none if it followed none.
@@ -230,18 +228,12 @@ impl RequestExemplar {
         let mut requests: Vec<&Timeline> =
             slices.iter().flat_map(|slice| &slice.requests).collect();
         requests.sort_by_key(|request| request.total());
-        let Some(last) = requests.len().checked_sub(1) else {
-            return Vec::new();
-        };
-        EXEMPLAR_PERCENTILES
-            .iter()
-            .map(|&percentile| {
-                let request = requests[(percentile / 100.0 * last as f64).round() as usize];
-                Self {
-                    percentile,
-                    total_ns: request.total(),
-                    steps: request.steps().map(|step| step.to_owned()).collect(),
-                }
+        at_percentiles(&requests)
+            .into_iter()
+            .map(|(percentile, request)| Self {
+                percentile,
+                total_ns: request.total(),
+                steps: request.steps().map(|step| step.to_owned()).collect(),
             })
             .collect()
     }
