@@ -1,0 +1,221 @@
+//! `netprobe attach` on a terminal, as a person sees it: run in tmux on a
+//! lab's server node while requests flow, its live table has a row per
+//! segment with counts that grow; Ctrl-C typed in the pane prints the final
+//! report (with `--sample`, its exemplars) and detaches.
+
+mod support;
+
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Output},
+    thread,
+    time::{Duration, Instant},
+};
+
+use netprobe::{
+    lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
+    report::Report,
+    status::loaded_netprobe_programs,
+};
+use support::{browser::artifacts_dir, require_root, session::NETPROBE, traffic::round_trips};
+
+/// A tmux session of its own, killed when dropped.
+struct Tmux {
+    name: String,
+}
+
+fn tmux(args: &[&str]) -> Output {
+    let output = Command::new("tmux").args(args).output();
+    let output = output.expect("tmux runs (`cargo xtask test` installs it)");
+    assert!(output.status.success(), "tmux {args:?}: {output:?}");
+    output
+}
+
+impl Tmux {
+    /// Runs `command` in a new detached session of `width` x `height`;
+    /// the pane stays after the command ends.
+    fn start(name: &str, (width, height): (u16, u16), command: &str) -> Self {
+        let size = [width.to_string(), height.to_string()];
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &size[0],
+            "-y",
+            &size[1],
+            command,
+        ]);
+        tmux(&["set-option", "-t", name, "remain-on-exit", "on"]);
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
+    /// The pane's text as it shows now.
+    fn capture(&self) -> String {
+        let output = tmux(&["capture-pane", "-p", "-t", &self.name]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The pane's text with all it scrolled past.
+    fn capture_all(&self) -> String {
+        let output = tmux(&["capture-pane", "-p", "-S", "-", "-t", &self.name]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until the pane shows what `shown` accepts, for at most
+    /// `timeout`; the pane then.
+    fn wait_for(&self, timeout: Duration, shown: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pane = self.capture();
+            if shown(&pane) {
+                return pane;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not shown in {timeout:?}:\n{pane}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn send_keys(&self, keys: &str) {
+        tmux(&["send-keys", "-t", &self.name, keys]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // The session may be gone already; nothing else to clean.
+        Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .output()
+            .ok();
+    }
+}
+
+/// The number in the "count" column (the interval's) of the first row
+/// starting with `row`, in a pane of the live table.
+fn interval_count(pane: &str, row: &str) -> Option<u64> {
+    let line = pane
+        .lines()
+        .find(|line| line.trim_start().starts_with(row))?;
+    let after = &line[line.find(row)? + row.len()..];
+    after.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn the_live_table_redraws_per_segment_and_ctrl_c_prints_the_final_report() {
+    require_root();
+    let lab =
+        LabGuard::up(&LabSpec::new(unique_prefix("nplive"), Mode::FlannelVxlan)).expect("lab up");
+    let node = &lab.nodes()[1].netns;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (ready, json) = (dir.path().join("ready"), dir.path().join("report.json"));
+    let command = format!(
+        "{NETPROBE} attach eth0 --netns {node} --interval 0.5 --sample 4 --json {} \
+         --ready-file {}; echo netprobe exited $?",
+        json.display(),
+        ready.display()
+    );
+    let pane = Tmux::start(
+        &format!("nplive{}", std::process::id()),
+        (200, 50),
+        &command,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "attach not ready:\n{}",
+            pane.capture()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let pid: u32 = fs::read_to_string(&ready)
+        .expect("ready file")
+        .trim()
+        .parse()
+        .expect("a pid");
+
+    // Requests while the table redraws: the interval's end-to-end count
+    // is that of the last half second's packets.
+    let (client, server) = (lab.client_netns().to_owned(), lab.server_addr());
+    let traffic = thread::spawn(move || {
+        for _ in 0..10 {
+            round_trips(&client, server, ResponseSize::Small.path(), 300);
+        }
+    });
+    let table = pane.wait_for(Duration::from_secs(30), |pane| {
+        interval_count(pane, "end to end").is_some_and(|count| count > 0)
+    });
+    traffic.join().expect("traffic");
+    fs::write(artifacts_dir().join("live-table.txt"), &table).expect("keeping the pane");
+    for expected in [
+        "q or Ctrl-C: stop",
+        "ingress: wire to socket",
+        "egress: socket to wire",
+        "eth0 TC ingress -> flannel.1",
+        "flannel.1 -> cni0",
+        "socket write ->",
+    ] {
+        assert!(table.contains(expected), "{expected:?} not in:\n{table}");
+    }
+    let header = table
+        .lines()
+        .find(|line| line.contains("segment"))
+        .expect("a header");
+    assert_eq!(header.matches("coverage").count(), 2, "{header}");
+    // A row per segment of the path, in both directions, and each
+    // direction's end to end.
+    let rows = table.lines().filter(|line| line.contains(" -> ")).count();
+    assert!(rows >= 8, "{rows} rows:\n{table}");
+    assert_eq!(table.matches("end to end").count(), 2, "{table}");
+
+    pane.send_keys("C-c");
+    pane.wait_for(Duration::from_secs(30), |pane| {
+        pane.contains("netprobe exited")
+    });
+    let after = pane.capture_all();
+    fs::write(artifacts_dir().join("live-table-after.txt"), &after).expect("keeping the pane");
+    assert!(after.contains("netprobe exited 0"), "{after}");
+    // The table is gone (the alternate screen left), the final report is
+    // there, with its sampled exemplars.
+    assert!(!after.contains("q or Ctrl-C: stop"), "{after}");
+    for expected in [
+        "unmatched",
+        "median ingress packet",
+        "slowest egress packet",
+    ] {
+        assert!(after.contains(expected), "{expected:?} not in:\n{after}");
+    }
+    let report: Report =
+        serde_json::from_str(&fs::read_to_string(&json).expect("JSON report")).expect("a report");
+    assert_eq!(report.exemplars.len(), 6, "{:?}", report.exemplars);
+    for exemplar in &report.exemplars {
+        let last = exemplar.sample.hops.last().and_then(|hop| hop.offset_ns);
+        assert_eq!(last, Some(exemplar.total_ns), "{exemplar:?}");
+        assert!(
+            exemplar
+                .sample
+                .hops
+                .iter()
+                .all(|hop| hop.offset_ns.is_some())
+        );
+    }
+    // Detached: nothing of the session's is loaded any more.
+    let left: Vec<_> = loaded_netprobe_programs()
+        .expect("list programs")
+        .into_iter()
+        .filter(|program| program.holders.iter().any(|holder| holder.pid == pid))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "netprobe still runs"
+    );
+}
