@@ -134,7 +134,14 @@ fn segment_table<'a>(interval: &'a Report, total: &'a Report) -> Table<'a> {
             rows.push(Row::new(cells));
         }
     }
-    let widths = [Constraint::Min(34)]
+    let names = total
+        .segments
+        .iter()
+        .map(|segment| segment.from.len() + segment.to.len() + 6)
+        .max()
+        .unwrap_or(0)
+        .max(COLUMNS[0].len());
+    let widths = [Constraint::Length(names as u16)]
         .into_iter()
         .chain([Constraint::Length(9); 8]);
     Table::new(rows, widths)

@@ -98,14 +98,16 @@ impl Drop for Tmux {
     }
 }
 
-/// The number in the "count" column (the interval's) of the first row
-/// starting with `row`, in a pane of the live table.
-fn interval_count(pane: &str, row: &str) -> Option<u64> {
+/// The counts of the first "end to end" row of a pane of the live table:
+/// the last interval's and the session's (the only whole numbers on it).
+fn end_to_end_counts(pane: &str) -> Option<(u64, u64)> {
     let line = pane
         .lines()
-        .find(|line| line.trim_start().starts_with(row))?;
-    let after = &line[line.find(row)? + row.len()..];
-    after.split_whitespace().next()?.parse().ok()
+        .find(|line| line.trim_start().starts_with("end to end"))?;
+    let mut counts = line
+        .split_whitespace()
+        .filter_map(|word| word.parse::<u64>().ok());
+    Some((counts.next()?, counts.next()?))
 }
 
 #[test]
@@ -151,10 +153,20 @@ fn the_live_table_redraws_per_segment_and_ctrl_c_prints_the_final_report() {
         }
     });
     let table = pane.wait_for(Duration::from_secs(30), |pane| {
-        interval_count(pane, "end to end").is_some_and(|count| count > 0)
+        end_to_end_counts(pane).is_some_and(|(last, _)| last > 0)
     });
     traffic.join().expect("traffic");
     fs::write(artifacts_dir().join("live-table.txt"), &table).expect("keeping the pane");
+    // Redrawn in place: once the requests stop, the last interval counts
+    // none and the session still has them all.
+    let quiet = pane.wait_for(Duration::from_secs(10), |pane| {
+        end_to_end_counts(pane).is_some_and(|(last, total)| last == 0 && total >= 3000)
+    });
+    assert_eq!(
+        quiet.matches("ingress: wire to socket").count(),
+        1,
+        "{quiet}"
+    );
     for expected in [
         "q or Ctrl-C: stop",
         "ingress: wire to socket",
