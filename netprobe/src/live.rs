@@ -137,7 +137,7 @@ fn segment_table<'a>(interval: &'a Report, total: &'a Report) -> Table<'a> {
     let names = total
         .segments
         .iter()
-        .map(|segment| segment.from.len() + segment.to.len() + 6)
+        .map(|segment| segment.from.len() + segment.to.len() + 7)
         .max()
         .unwrap_or(0)
         .max(COLUMNS[0].len());
