@@ -65,6 +65,18 @@ impl Attribution {
         (self.median_ns != 0).then(|| self.parts_ns as f64 / self.median_ns as f64)
     }
 
+    /// The closure as the tables show it: "76%", "tie" for a difference
+    /// within the margin (it has no share), "-" for none.
+    pub fn closure_text(&self) -> String {
+        match self.closure() {
+            _ if self.median_ns.unsigned_abs() <= self.margin_ns().unsigned_abs() => {
+                "tie".to_owned()
+            }
+            Some(closure) => format!("{:.0}%", closure * 100.0),
+            None => "-".to_owned(),
+        }
+    }
+
     /// Whether the parts add up to the median difference: within the
     /// tolerance, or, when the difference is that small, within what the
     /// probes resolve.

@@ -445,17 +445,13 @@ fn waterfall_x(total_ns: u64) -> Range<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{bench::analysis::percentiles::distribution, report::new_hdr};
+    use crate::bench::analysis::percentiles::{distribution, one_to_a_thousand_us};
 
     #[test]
     fn the_percentile_plot_of_a_known_histogram() {
         // 1 to 1000 us: 90% at one nine and 900 us, 99% at two and 990 us,
         // the slowest at three and 1 ms.
-        let mut histogram = new_hdr();
-        for us in 1..=1000u64 {
-            histogram.record(us * 1000).unwrap();
-        }
-        let points = percentile_points(&distribution(&histogram));
+        let points = percentile_points(&distribution(&one_to_a_thousand_us()));
         let near = |(nines, ns): (f64, f64), expected: (f64, f64)| {
             (nines - expected.0).abs() < 1e-9 && (ns - expected.1).abs() <= expected.1 / 100.0
         };

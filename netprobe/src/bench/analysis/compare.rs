@@ -4,7 +4,26 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{render::signed_ns, results::PointResults};
+use super::{
+    render::signed_ns,
+    results::{BenchResults, PointResults},
+};
+use crate::lab::Mode;
+
+/// Every mode, rate and size both runs have: `base`'s point and the change
+/// to `other`'s, in `base`'s order.
+pub fn changes<'a>(
+    base: &'a BenchResults,
+    other: &'a BenchResults,
+) -> impl Iterator<Item = (Mode, &'a PointResults, Change)> {
+    base.modes.iter().flat_map(move |mode| {
+        let theirs = other.mode(mode.mode);
+        mode.points.iter().filter_map(move |point| {
+            let their_point = theirs?.point(point.rate, point.size)?;
+            Some((mode.mode, point, Change::between(point, their_point)))
+        })
+    })
+}
 
 /// One mode's p50 at a rate and size in two runs.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,7 +10,7 @@ use std::fmt::{self, Display, Formatter, Write as _};
 use super::{
     attribution::{ATTRIBUTED_RATES, Attribution, attribute},
     charts::{self, Statistic, bars_height, latency_axis, waterfall_height, waterfalls_width},
-    compare::Change,
+    compare::{Change, changes},
     headline::{focus_rate, headline},
     palette::{css, kind_color, mode_color},
     ranking::Ranking,
@@ -445,11 +445,7 @@ fn attribution_table(rows: &[&Attribution]) -> Result<String, fmt::Error> {
     }
     html.push_str("</tr>");
     for row in rows {
-        let closure = match row.closure() {
-            _ if row.median_ns.unsigned_abs() <= row.margin_ns().unsigned_abs() => "tie".to_owned(),
-            Some(closure) => format!("{:.0}%", closure * 100.0),
-            None => "-".to_owned(),
-        };
+        let closure = row.closure_text();
         write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{closure}</td><td>{}</td><td>{}</td>",
@@ -484,27 +480,18 @@ fn changes_table(f: &mut Formatter<'_>, base: &BenchResults, other: &BenchResult
         "<h2 id=\"changes\">Changes in p50</h2><div class=\"scroll\"><table><tr><th>mode</th>\
          <th>size</th><th>rate</th><th>left</th><th>right</th><th>change</th></tr>"
     )?;
-    for mode in &base.modes {
-        let Some(theirs) = other.mode(mode.mode) else {
-            continue;
-        };
-        for point in &mode.points {
-            let Some(their_point) = theirs.point(point.rate, point.size) else {
-                continue;
-            };
-            let change = Change::between(point, their_point);
-            writeln!(
-                f,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-                mode.mode,
-                WireSize(point.size),
-                rate_text(point.rate),
-                time_cell(point.p50_ns()),
-                time_cell(their_point.p50_ns()),
-                change.class().unwrap_or(""),
-                change_cell(&change)
-            )?;
-        }
+    for (mode, point, change) in changes(base, other) {
+        writeln!(
+            f,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            mode,
+            WireSize(point.size),
+            rate_text(point.rate),
+            time_cell(change.before_ns),
+            time_cell(change.after_ns),
+            change.class().unwrap_or(""),
+            change_cell(&change)
+        )?;
     }
     writeln!(f, "</table></div>")
 }

@@ -63,6 +63,16 @@ pub fn distribution(histogram: &Histogram<u64>) -> Vec<Percentile> {
     points
 }
 
+/// 1, 2, ..., 1000 us once each: the value at p is p% of 1000 us.
+#[cfg(test)]
+pub fn one_to_a_thousand_us() -> Histogram<u64> {
+    let mut histogram = crate::report::new_hdr();
+    for us in 1..=1000u64 {
+        histogram.record(us * 1000).expect("within the bounds");
+    }
+    histogram
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,12 +80,7 @@ mod tests {
 
     #[test]
     fn a_known_histogram_gives_its_percentiles_a_tenth_of_a_nine_apart() {
-        // 1, 2, ..., 1000 us: the value at p is p% of 1000 us.
-        let mut histogram = new_hdr();
-        for us in 1..=1000u64 {
-            histogram.record(us * 1000).unwrap();
-        }
-        let points = distribution(&histogram);
+        let points = distribution(&one_to_a_thousand_us());
         // 1000 requests reach three nines: 0.0, 0.1, ..., 2.9 and the slowest.
         assert_eq!(points.len(), 31);
         let near = |ns: u64, expected: u64| ns.abs_diff(expected) <= expected / 100;

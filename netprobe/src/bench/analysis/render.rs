@@ -8,7 +8,7 @@ use super::{
     attribution::{
         ATTRIBUTED_RATES, Attribution, CLOSURE_TOLERANCE, Unattributed, attribute, unattributed,
     },
-    compare::Change,
+    compare::changes,
     ranking::Ranking,
     request::AROUND_MEDIAN,
     results::{BenchResults, RATE_TOLERANCE},
@@ -261,12 +261,7 @@ fn attribution_table(
     }
     writeln!(f)?;
     for row in rows {
-        let closure = match row.closure() {
-            // A difference the histograms cannot resolve has no share.
-            _ if row.median_ns.unsigned_abs() <= row.margin_ns().unsigned_abs() => "tie".to_owned(),
-            Some(closure) => format!("{:.0}%", closure * 100.0),
-            None => "-".to_owned(),
-        };
+        let closure = row.closure_text();
         write!(
             f,
             "{:<16} {:>10} {:>10} {:>10} {closure:>7} {:>8} {:>11}",
@@ -294,28 +289,19 @@ pub fn signed_ns(ns: i64) -> String {
 /// `--compare`: two runs' medians side by side, as text.
 pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
     let mut text = String::from("p50 of the load generator: base -> other (change)\n");
-    for mode in &base.modes {
-        let Some(theirs) = other.mode(mode.mode) else {
-            continue;
-        };
-        for point in &mode.points {
-            let Some(their_point) = theirs.point(point.rate, point.size) else {
-                continue;
-            };
-            let change = Change::between(point, their_point);
-            text.push_str(&format!(
-                "{:<16} {:>8.0}/s {:>7}  {:>9} -> {:>9} {change}{}\n",
-                mode.mode.to_string(),
-                point.rate,
-                WireSize(point.size),
-                format_ns(change.before_ns),
-                format_ns(change.after_ns),
-                match change.class() {
-                    Some(class) => format!(", {class}"),
-                    None => String::new(),
-                }
-            ));
-        }
+    for (mode, point, change) in changes(base, other) {
+        text.push_str(&format!(
+            "{:<16} {:>8.0}/s {:>7}  {:>9} -> {:>9} {change}{}\n",
+            mode.to_string(),
+            point.rate,
+            WireSize(point.size),
+            format_ns(change.before_ns),
+            format_ns(change.after_ns),
+            match change.class() {
+                Some(class) => format!(", {class}"),
+                None => String::new(),
+            }
+        ));
     }
     text
 }
