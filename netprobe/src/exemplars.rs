@@ -13,15 +13,6 @@ use crate::{
 /// slowest.
 pub const EXEMPLAR_PERCENTILES: [f64; 3] = [50.0, 99.0, 100.0];
 
-/// "median", "p99" or "slowest".
-pub fn rank_name(percentile: f64) -> String {
-    match percentile {
-        50.0 => "median".to_owned(),
-        100.0 => "slowest".to_owned(),
-        percentile => format!("p{percentile}"),
-    }
-}
-
 /// The items of `sorted` (fastest first) at [`EXEMPLAR_PERCENTILES`]: the
 /// one whose rank, rounded, is that share of the way; none if empty.
 pub fn at_percentiles<T>(sorted: &[T]) -> Vec<(f64, &T)> {
@@ -135,7 +126,10 @@ mod tests {
     use netprobe_common::probe::{DIRECTION_INGRESS, Flight, FlightKey, IPPROTO_TCP, Trace};
 
     use super::*;
-    use crate::path::{Hook, Hop, Role};
+    use crate::{
+        path::{Hook, Hop, Role},
+        report::rank_name,
+    };
 
     #[test]
     fn exemplars_stand_at_the_median_the_p99_and_the_end() {

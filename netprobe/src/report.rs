@@ -9,7 +9,6 @@ use netprobe_common::probe::APPLICATION_SLOT;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    exemplars::rank_name,
     path::{Direction, ProbePath, SegmentKind},
     probes::{ProgramCost, SampledFlight, Snapshot, Unobserved},
 };
@@ -224,6 +223,15 @@ pub struct FlightExemplar {
     pub start_ns: u64,
     #[serde(flatten)]
     pub sample: Sample,
+}
+
+/// "median", "p99" or "slowest".
+pub fn rank_name(percentile: f64) -> String {
+    match percentile {
+        50.0 => "median".to_owned(),
+        100.0 => "slowest".to_owned(),
+        percentile => format!("p{percentile}"),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

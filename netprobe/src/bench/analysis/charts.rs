@@ -22,7 +22,7 @@ use super::{
     request::RequestExemplar,
     results::{BenchResults, ModeResults, PointResults},
 };
-use crate::{exemplars::rank_name, lab::Mode, path::SegmentKind};
+use crate::{lab::Mode, path::SegmentKind, report::rank_name};
 
 /// Drawing into a string fails only on bad chart settings.
 pub type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;

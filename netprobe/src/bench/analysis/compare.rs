@@ -8,7 +8,30 @@ use super::{
     render::signed_ns,
     results::{BenchResults, PointResults},
 };
-use crate::lab::Mode;
+use crate::{
+    lab::{Mode, WireSize},
+    report::format_ns,
+};
+
+/// `--compare`: two runs' medians side by side, as text.
+pub fn changes_text(base: &BenchResults, other: &BenchResults) -> String {
+    let mut text = String::from("p50 of the load generator: base -> other (change)\n");
+    for (mode, point, change) in changes(base, other) {
+        text.push_str(&format!(
+            "{:<16} {:>8.0}/s {:>7}  {:>9} -> {:>9} {change}{}\n",
+            mode.to_string(),
+            point.rate,
+            WireSize(point.size),
+            format_ns(change.before_ns),
+            format_ns(change.after_ns),
+            match change.class() {
+                Some(class) => format!(", {class}"),
+                None => String::new(),
+            }
+        ));
+    }
+    text
+}
 
 /// Every mode, rate and size both runs have: `base`'s point and the change
 /// to `other`'s, in `base`'s order.

@@ -99,7 +99,7 @@ pub fn run_report(args: &ReportArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         text.push_str(&format!(
             "\n{}\nside by side in {}\n",
-            render::compare(&results, other),
+            compare::changes_text(&results, other),
             path.display()
         ));
     }

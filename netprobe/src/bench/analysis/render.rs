@@ -8,7 +8,6 @@ use super::{
     attribution::{
         ATTRIBUTED_RATES, Attribution, CLOSURE_TOLERANCE, Unattributed, attribute, unattributed,
     },
-    compare::changes,
     ranking::Ranking,
     request::AROUND_MEDIAN,
     results::{BenchResults, RATE_TOLERANCE},
@@ -284,26 +283,6 @@ fn attribution_table(
 pub fn signed_ns(ns: i64) -> String {
     let sign = if ns < 0 { "-" } else { "+" };
     format!("{sign}{}", format_ns(ns.unsigned_abs()))
-}
-
-/// `--compare`: two runs' medians side by side, as text.
-pub fn compare(base: &BenchResults, other: &BenchResults) -> String {
-    let mut text = String::from("p50 of the load generator: base -> other (change)\n");
-    for (mode, point, change) in changes(base, other) {
-        text.push_str(&format!(
-            "{:<16} {:>8.0}/s {:>7}  {:>9} -> {:>9} {change}{}\n",
-            mode.to_string(),
-            point.rate,
-            WireSize(point.size),
-            format_ns(change.before_ns),
-            format_ns(change.after_ns),
-            match change.class() {
-                Some(class) => format!(", {class}"),
-                None => String::new(),
-            }
-        ));
-    }
-    text
 }
 
 #[cfg(test)]
