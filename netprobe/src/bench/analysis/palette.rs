@@ -7,17 +7,18 @@ use plotters::style::RGBColor;
 
 use crate::{lab::Mode, path::SegmentKind};
 
-/// A mode's colour (Tableau 10).
+/// A mode's colour: host's blue, then ColorBrewer Dark2, each far from
+/// every segment kind's pastel.
 pub fn mode_color(mode: Mode) -> RGBColor {
     match mode {
         Mode::Host => RGBColor(0x4e, 0x79, 0xa7),
-        Mode::Macvlan => RGBColor(0xf2, 0x8e, 0x2b),
-        Mode::FlannelHostgw => RGBColor(0x59, 0xa1, 0x4f),
-        Mode::AwsVpc => RGBColor(0xb0, 0x7a, 0xa1),
-        Mode::FlannelVxlan => RGBColor(0xe1, 0x57, 0x59),
-        Mode::Bridge => RGBColor(0x76, 0xb7, 0xb2),
-        Mode::VxlanFastpath => RGBColor(0x9c, 0x75, 0x5f),
-        Mode::Ipvlan => RGBColor(0xed, 0xc9, 0x48),
+        Mode::FlannelVxlan => RGBColor(0xd9, 0x5f, 0x02),
+        Mode::VxlanFastpath => RGBColor(0x1b, 0x9e, 0x77),
+        Mode::AwsVpc => RGBColor(0xe7, 0x29, 0x8a),
+        Mode::Macvlan => RGBColor(0x66, 0xa6, 0x1e),
+        Mode::FlannelHostgw => RGBColor(0xe6, 0xab, 0x02),
+        Mode::Bridge => RGBColor(0xa6, 0x76, 0x1d),
+        Mode::Ipvlan => RGBColor(0x66, 0x66, 0x66),
     }
 }
 
@@ -48,6 +49,16 @@ pub fn css(color: RGBColor) -> String {
 mod tests {
     use super::*;
 
+    /// How far apart two colours lie in RGB (0 to 441).
+    fn distance(a: RGBColor, b: RGBColor) -> f64 {
+        let (RGBColor(r1, g1, b1), RGBColor(r2, g2, b2)) = (a, b);
+        [(r1, r2), (g1, g2), (b1, b2)]
+            .iter()
+            .map(|&(x, y)| (f64::from(x) - f64::from(y)).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    }
+
     #[test]
     fn every_mode_and_kind_has_a_colour_of_its_own() {
         let modes = Mode::ALL.map(mode_color);
@@ -62,5 +73,23 @@ mod tests {
         distinct.dedup();
         assert_eq!(distinct.len(), all.len(), "{all:?}");
         assert_eq!(css(mode_color(Mode::Host)), "#4e79a7");
+    }
+
+    #[test]
+    fn no_mode_looks_like_a_segment_kind() {
+        // Tableau's purple (#b07aa1) and Set3's (#bc80bd) lie 31 apart and
+        // read as one colour.
+        for mode in Mode::ALL {
+            for kind in SegmentKind::ALL {
+                let apart = distance(mode_color(mode), kind_color(kind));
+                assert!(apart >= 80.0, "{mode} and {kind:?}: {apart:.0}");
+            }
+        }
+        for (index, &a) in Mode::ALL.iter().enumerate() {
+            for &b in &Mode::ALL[index + 1..] {
+                let apart = distance(mode_color(a), mode_color(b));
+                assert!(apart >= 60.0, "{a} and {b}: {apart:.0}");
+            }
+        }
     }
 }
