@@ -418,9 +418,12 @@ pub fn waterfalls(area: &DrawingArea<SVGBackend, Shift>, exemplars: &[RequestExe
             time_label(exemplar.total_ns as f64)
         );
         let rows = exemplar.steps.len();
+        // Room between panels for the half of a tick label that stands
+        // past either end of an axis.
         let mut chart = ChartBuilder::on(panel)
             .margin(8)
-            .margin_right(16)
+            .margin_left(if index == 0 { 8 } else { 24 })
+            .margin_right(28)
             .caption(title, (FONT, 16).into_font().color(&TEXT))
             .x_label_area_size(40)
             .y_label_area_size(if index == 0 { labels - 8 } else { 0 })

@@ -275,7 +275,12 @@ fn sections(
                     .is_some_and(|point| !point.exemplars.is_empty())
             })
             .collect();
-        let mut body = kind_legend(SegmentKind::ALL.into_iter());
+        let mut body = kind_legend(followed.iter().flat_map(|mode| {
+            let exemplars = &mode.point(rate, size).expect("filtered").exemplars;
+            exemplars
+                .iter()
+                .flat_map(|exemplar| exemplar.steps.iter().map(|step| step.kind))
+        }));
         writeln!(
             body,
             "<p class=\"note\">For each mode, its median, p99 and slowest request among those \
