@@ -232,6 +232,8 @@ struct Chart {
     time_ticks: usize,
     /// Its texts that lie (partly) outside it.
     overflowing: Vec<String>,
+    /// Its pairs of texts drawn over each other.
+    overlapping: Vec<(String, String)>,
 }
 
 /// What a script in the page finds: each SVG's texts, whether anything is
@@ -247,6 +249,11 @@ const LAYOUT: &str = r#"JSON.stringify({
                 return r.left < box.left - 1 || r.top < box.top - 1
                     || r.right > box.right + 1 || r.bottom > box.bottom + 1;
             }).map(t => t.textContent),
+            overlapping: texts.flatMap((t, i) => texts.slice(i + 1).filter(u => {
+                const [a, b] = [t.getBoundingClientRect(), u.getBoundingClientRect()];
+                return a.left < b.right - 1 && b.left < a.right - 1
+                    && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+            }).map(u => [t.textContent, u.textContent])),
         };
     }),
     page_overflows: document.documentElement.scrollWidth > window.innerWidth,
@@ -262,9 +269,9 @@ struct Layout {
 }
 
 /// Opens `page` in headless Chromium and checks what a reader sees: no
-/// errors, tick labels on every chart, no text out of its chart, nothing
-/// wider than the window, a waterfall for each of `modes`; keeps a
-/// screenshot in target/test-artifacts/`screenshot`.
+/// errors, tick labels on every chart, no text out of its chart or over
+/// another, nothing wider than the window, a waterfall for each of
+/// `modes`; keeps a screenshot in target/test-artifacts/`screenshot`.
 fn check_page(page: &Path, modes: &[Mode], screenshot: &str) {
     let browser = BrowserPage::open(page, 1300);
     let layout: Layout = browser.evaluate(LAYOUT);
@@ -278,7 +285,7 @@ fn check_page(page: &Path, modes: &[Mode], screenshot: &str) {
             page.display()
         );
         assert!(
-            chart.overflowing.is_empty(),
+            chart.overflowing.is_empty() && chart.overlapping.is_empty(),
             "chart {index} of {}: {chart:?}",
             page.display()
         );
