@@ -27,11 +27,11 @@ use netprobe::{
     lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netns::NetNs,
 };
-use netprobe_common::fastpath::EgressCounter;
+use netprobe_common::fastpath::{Counter, EgressCounter};
 use support::{
     fastpath::{
-        assert_no_fastpath, assert_success, disable, egress_counters, enable, encapsulated, exec,
-        fastpathed, feature, id, record, transfer,
+        assert_no_fastpath, assert_success, counters, disable, egress_counters, enable,
+        encapsulated, exec, fastpathed, feature, id, record, transfer,
     },
     require_root,
     session::{NETPROBE, netprobe},
@@ -41,6 +41,8 @@ use support::{
 /// Within this a new pod must be served, once the kernel can reach it.
 const PICKUP: Duration = Duration::from_secs(1);
 const TRANSFER_BYTES: usize = 16 << 20;
+/// The most one packet carries, a GSO packet too.
+const PACKET_MAX_BYTES: usize = 64 << 10;
 
 fn lab(mode: Mode) -> LabGuard {
     lab_with_pods(mode, 1)
@@ -93,7 +95,9 @@ fn carries_traffic(hook: FastpathHook, extra: &[&str]) {
         &names.node2,
         &[&["--hook", hook.name()][..], extra].concat(),
     );
-    let native = record(&id).xdp_mode.as_deref() == Some("native");
+    let xdp_mode = record(&id).xdp_mode;
+    let native = xdp_mode.as_deref() == Some("native");
+    let generic = xdp_mode.as_deref() == Some("generic");
     // The kernel path teaches the node the pod's neighbour and FDB entry;
     // the sync process then serves the pod.
     lab.fetch(ResponseSize::Small).expect("fetch");
@@ -123,22 +127,36 @@ fn carries_traffic(hook: FastpathHook, extra: &[&str]) {
         "{hook:?}: responses: {egress:?}"
     );
 
+    // The client's node keeps TSO (but for native XDP, where the veth
+    // turns it off on its peer), so the transfer arrives partly as GSO
+    // packets, each up to 64 KiB. TC takes them whole; generic XDP cannot:
+    // the kernel's generic redirect refuses a packet longer than the
+    // target's MTU, so they go to the kernel as too big. How many of the
+    // transfer's packets are GSO is up to the sender's TCP.
     let addr = SocketAddrV4::new(names.server_ip, 9000);
+    let before = counters(&id);
     assert_eq!(
         transfer(&names.client, &names.server, addr, TRANSFER_BYTES),
         TRANSFER_BYTES
     );
+    let after = counters(&id);
+    let grown = |counter: Counter| after[counter as usize] - before[counter as usize];
+    let (taken, too_big) = (grown(Counter::Fastpathed), grown(Counter::TooBig));
     assert!(
-        fastpathed(&id) > after_http + 100,
-        "{hook:?}: the transfer fast-pathed"
+        taken + too_big >= (TRANSFER_BYTES / PACKET_MAX_BYTES) as u64,
+        "{hook:?}: the transfer's packets: {before:?} -> {after:?}"
     );
+    if !generic {
+        assert_eq!(too_big, 0, "{hook:?}: the transfer fast-pathed");
+    }
 
-    // ICMP takes the fast path too; ARP (pod and gateway, node and node)
-    // is left to the kernel.
+    // ICMP takes the fast path too, the largest frame a pod sends (1450
+    // bytes) with every hook; ARP (pod and gateway, node and node) is left
+    // to the kernel.
     let before = fastpathed(&id);
     exec(
         &names.client,
-        &format!("ping -c 3 -i 0.2 -W 1 {}", names.server_ip),
+        &format!("ping -c 3 -i 0.2 -W 1 -M do -s 1422 {}", names.server_ip),
     );
     assert!(fastpathed(&id) >= before + 3, "{hook:?}: ping fast-pathed");
     exec(&names.server, "ip neigh flush dev eth0");
