@@ -275,13 +275,15 @@ fn a_pod_moved_to_another_node_is_served_again_within_a_second() {
     let names = Names::of(&lab);
     let node3 = lab.nodes()[2].netns.clone();
     let (client_node, new_node) = (id(&names.node1, "eth0"), id(&node3, "eth0"));
-    let routed_via = |vtep: &str| {
-        record(&client_node).egress.routes.iter().any(|route| {
-            route.prefix.to_string() == "10.78.2.0/24" && route.vtep.to_string() == vtep
-        })
+    let routed_via = |node: &FastpathId, subnet: &str, vtep: &str| {
+        record(node)
+            .egress
+            .routes
+            .iter()
+            .any(|route| route.prefix.to_string() == subnet && route.vtep.to_string() == vtep)
     };
     assert_eq!(lab.fetch(ResponseSize::Small).expect("fetch").status, 200);
-    assert!(routed_via("10.77.0.2"));
+    assert!(routed_via(&client_node, "10.78.2.0/24", "10.77.0.2"));
 
     // The server pod, its address and its subnet's lease move from node 2
     // to node 3, as a rescheduled pod whose node was replaced.
@@ -315,12 +317,14 @@ fn a_pod_moved_to_another_node_is_served_again_within_a_second() {
     );
     let served = || {
         let node3 = record(&new_node);
-        routed_via("10.77.0.3")
+        routed_via(&client_node, "10.78.2.0/24", "10.77.0.3")
             && node3.pods.iter().any(|pod| pod.ip == names.server_ip)
             && node3.egress.ports.iter().any(|port| port == "veth9")
+            && routed_via(&new_node, "10.78.1.0/24", "10.77.0.1")
     };
     // Until it is, requests take the kernel's path, which also resolves
-    // node 3's address on node 1.
+    // node 3's address on node 1, and with its ARP request teaches node 3
+    // node 1's, which node 3's responses need to take the fast path.
     while !served() {
         assert!(
             moved.elapsed() < PICKUP,
