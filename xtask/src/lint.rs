@@ -16,16 +16,6 @@ use crate::{
 /// The crates whose modules must not import each other in a circle.
 const ACYCLIC_CRATES: [&str; 2] = ["netprobe/src/lib.rs", "netprobe-common/src/lib.rs"];
 
-/// Circles that came before the check, each to be broken by whoever owns its
-/// module: (crate, the module whose children they are, the members). They
-/// are printed as warnings; one that is gone fails the lint until it is
-/// taken out of here, so that the list only shrinks.
-const KNOWN_CIRCLES: [(&str, &str, &[&str]); 1] = [(
-    "netprobe/src/lib.rs",
-    "fastpath",
-    &["egress", "overlay", "state"],
-)];
-
 /// How many of the paths that make one edge of a cycle are quoted.
 const WITNESSES_PER_EDGE: usize = 3;
 
@@ -62,47 +52,18 @@ pub fn lint() -> Result<()> {
 
 /// Fails naming every cycle of imports among the children of one module of
 /// the crate at `lib_rs` (relative to `root`), with the paths that make each
-/// of its edges, unless it is one of [`KNOWN_CIRCLES`].
+/// of its edges.
 fn no_import_cycles(root: &Path, lib_rs: &str) -> Result<()> {
-    let known: Vec<_> = KNOWN_CIRCLES
-        .iter()
-        .filter(|(krate, ..)| *krate == lib_rs)
-        .collect();
-    let mut seen = Vec::new();
     let mut report = Vec::new();
     for (parent, edges) in &imports::read(&root.join(lib_rs))? {
-        let module = parent.join("::");
         let among = if parent.is_empty() {
             "the crate's top-level modules".to_string()
         } else {
-            format!("{module}'s modules")
+            format!("{}'s modules", parent.join("::"))
         };
         for circle in circles(&imports::graph(edges)) {
-            let text = describe(&among, &circle, edges);
-            let known_circle = known.iter().copied().find(|&&(_, known_module, members)| {
-                known_module == module
-                    && circle
-                        .members
-                        .iter()
-                        .map(String::as_str)
-                        .eq(members.iter().copied())
-            });
-            match known_circle {
-                Some(known) => {
-                    eprintln!("warning: a known import cycle in {lib_rs}, to be broken:\n{text}");
-                    seen.push(known);
-                }
-                None => report.push(text),
-            }
+            report.push(describe(&among, &circle, edges));
         }
-    }
-    for gone in known.iter().filter(|known| !seen.contains(known)) {
-        let (_, module, members) = gone;
-        report.push(format!(
-            "  the known circle of {} among {module}'s modules is gone: take it out of \
-             KNOWN_CIRCLES in xtask/src/lint.rs\n",
-            members.join(", ")
-        ));
     }
     if !report.is_empty() {
         bail!(

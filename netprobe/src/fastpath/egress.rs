@@ -30,8 +30,8 @@ use netprobe_common::fastpath::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    overlay::{NodeView, Pod},
-    state::SkippedPod,
+    pods::{Pod, SkippedPod},
+    view::NodeView,
 };
 use crate::netlink::{Link, Neighbour, Route, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN, Vxlan};
 

@@ -19,9 +19,11 @@ pub mod egress;
 mod hook;
 mod lifecycle;
 mod overlay;
+mod pods;
 pub mod programs;
 pub mod state;
 mod sync;
+mod view;
 
 use std::{io, path::PathBuf};
 
@@ -32,9 +34,9 @@ use self::{devices::DeviceError, state::StateError};
 pub use self::{
     hook::HookChoice,
     lifecycle::{EnableOptions, disable, disable_all, disable_in, enable},
-    overlay::ViewError,
     programs::{FastpathMaps, LoadedFastpath},
     state::{FastpathId, FastpathState},
+    view::ViewError,
 };
 pub use crate::path::FastpathHook;
 use crate::{netlink::NetlinkError, netns::NetNsError};

@@ -4,9 +4,7 @@
 //! - local addresses: the interface's IPv4 addresses and the vxlan device's
 //!   `local`;
 //! - remote nodes: the unicast destinations of the vxlan device's FDB;
-//! - pods: an IPv4 neighbour on a bridge (what routing resolves the pod's
-//!   address to), whose MAC the bridge's FDB has learned on one of its veth
-//!   ports (where the bridge forwards it), with the bridge's MAC as source;
+//! - pods: see [`super::pods`];
 //! - the egress: see [`super::egress`].
 //!
 //! When the interface or the vxlan device is gone, down, or not what it was
@@ -14,139 +12,15 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs, io,
     net::{IpAddr, Ipv4Addr},
 };
 
-use netlink_packet_route::neighbour::NeighbourState;
-use netprobe_common::fastpath::PodEntry;
-use thiserror::Error;
-
 use super::{
     egress::{self, Devices, Egress},
-    state::{FastpathState, SkippedPod},
+    pods::{Pod, SkippedPod, pod},
+    state::FastpathState,
+    view::NodeView,
 };
-use crate::netlink::{self, Link, Neighbour, NetlinkError, Route, Rule};
-
-#[derive(Debug, Error)]
-pub enum ViewError {
-    #[error(transparent)]
-    Netlink(#[from] NetlinkError),
-    #[error("reading {path}: {source}")]
-    Sysctl { path: String, source: io::Error },
-}
-
-/// The node as rtnetlink and its sysctls show it.
-pub struct NodeView {
-    pub links: Vec<Link>,
-    pub addresses: Vec<(u32, Ipv4Addr)>,
-    pub neighbours: Vec<Neighbour>,
-    pub fdb: Vec<Neighbour>,
-    pub routes: Vec<Route>,
-    pub rules: Vec<Rule>,
-    /// The route to each remote VTEP of the vxlan device, by VTEP and the
-    /// outgoing device its FDB entry names, as the device looks it up.
-    pub outer_routes: BTreeMap<(Ipv4Addr, Option<u32>), Route>,
-    pub sysctls: Sysctls,
-}
-
-/// The namespace's settings the kernel's path reads.
-pub struct Sysctls {
-    /// `net.ipv4.ip_default_ttl`: the outer TTL of `ttl auto`.
-    pub default_ttl: u8,
-    /// `net.ipv4.ip_local_port_range`: source ports of `srcport 0 0`.
-    pub local_ports: (u16, u16),
-    /// `net.ipv4.conf.BRIDGE.forwarding`, by bridge name.
-    pub forwarding: BTreeMap<String, bool>,
-}
-
-impl NodeView {
-    /// Reads the calling thread's namespace, with the outer routes of the
-    /// vxlan device `vxlan` (ifindex).
-    pub fn read(vxlan: u32) -> Result<Self, ViewError> {
-        let links = netlink::links()?;
-        let fdb = netlink::fdb()?;
-        let local = links
-            .iter()
-            .find(|link| link.index == vxlan)
-            .and_then(|link| link.vxlan.as_ref())
-            .and_then(|settings| settings.local);
-        let mut outer_routes = BTreeMap::new();
-        for entry in fdb.iter().filter(|entry| entry.ifindex == vxlan) {
-            if let Some(IpAddr::V4(vtep)) = entry.destination
-                && !vtep.is_unspecified()
-                && !vtep.is_multicast()
-            {
-                // No route is no entry: the packets go to the kernel.
-                if let Ok(route) = netlink::ipv4_route_get(vtep, local, entry.via) {
-                    outer_routes.insert((vtep, entry.via), route);
-                }
-            }
-        }
-        let sysctls = Sysctls::read(&links)?;
-        Ok(Self {
-            addresses: netlink::ipv4_addresses()?,
-            neighbours: netlink::ipv4_neighbours()?,
-            routes: netlink::ipv4_routes()?,
-            rules: netlink::ipv4_rules()?,
-            links,
-            fdb,
-            outer_routes,
-            sysctls,
-        })
-    }
-
-    fn link(&self, index: u32) -> Option<&Link> {
-        self.links.iter().find(|link| link.index == index)
-    }
-}
-
-impl Sysctls {
-    /// The calling thread's namespace's (`/proc/sys/net` follows it).
-    fn read(links: &[Link]) -> Result<Self, ViewError> {
-        let read = |name: &str| {
-            let path = format!("/proc/sys/net/ipv4/{name}");
-            fs::read_to_string(&path).map_err(|source| ViewError::Sysctl { path, source })
-        };
-        let numbers = |name: &str| -> Result<Vec<u32>, ViewError> {
-            Ok(read(name)?
-                .split_whitespace()
-                .filter_map(|word| word.parse().ok())
-                .collect())
-        };
-        let default_ttl = numbers("ip_default_ttl")?.first().copied().unwrap_or(64);
-        let ports = numbers("ip_local_port_range")?;
-        let mut forwarding = BTreeMap::new();
-        for bridge in links.iter().filter(|link| link.kind == "bridge") {
-            let on = numbers(&format!("conf/{}/forwarding", bridge.name))?.first() == Some(&1);
-            forwarding.insert(bridge.name.clone(), on);
-        }
-        Ok(Self {
-            default_ttl: u8::try_from(default_ttl).unwrap_or(64),
-            local_ports: match ports.as_slice() {
-                [low, high] => (
-                    u16::try_from(*low).unwrap_or(32768),
-                    u16::try_from(*high).unwrap_or(60999),
-                ),
-                _ => (32768, 60999),
-            },
-            forwarding,
-        })
-    }
-}
-
-/// A pod the fast path can deliver to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pod {
-    pub entry: PodEntry,
-    /// Name of its host-side veth.
-    pub port: String,
-    /// Its end of the veth: ifindex in its namespace, and that namespace's
-    /// id as the node knows it (`None`: the node's own).
-    pub peer: Option<(u32, Option<i32>)>,
-    /// The bridge its veth is a port of.
-    pub bridge: u32,
-}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overlay {
@@ -255,47 +129,4 @@ pub fn overlay(view: &NodeView, state: &FastpathState) -> Overlay {
         overlay.egress = egress::plan(view, &devices, &overlay.pods);
     }
     overlay
-}
-
-/// The pod behind neighbour `mac` on `bridge`, or why there is none the
-/// kernel would deliver to without resolving it first.
-fn pod(view: &NodeView, bridge: &Link, state: NeighbourState, mac: &[u8]) -> Result<Pod, String> {
-    if matches!(
-        state,
-        NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
-    ) {
-        return Err(format!("neighbour entry on {} is {state}", bridge.name));
-    }
-    let (Ok(pod_mac), Ok(bridge_mac)) = (
-        <[u8; 6]>::try_from(mac),
-        <[u8; 6]>::try_from(&bridge.mac[..]),
-    ) else {
-        return Err(format!("no Ethernet addresses on {}", bridge.name));
-    };
-    let port = view
-        .fdb
-        .iter()
-        .filter(|entry| {
-            entry.master == Some(bridge.index)
-                && entry.mac.as_deref() == Some(mac)
-                && entry.state != NeighbourState::Permanent
-        })
-        .find_map(|entry| view.link(entry.ifindex))
-        .filter(|port| port.kind == "veth" && port.master == Some(bridge.index))
-        .ok_or_else(|| format!("{} has not learned its MAC on a veth port", bridge.name))?;
-    if !port.up {
-        return Err(format!("its veth {} is down", port.name));
-    }
-    Ok(Pod {
-        entry: PodEntry {
-            ifindex: port.index,
-            mtu: u16::try_from(port.mtu).unwrap_or(u16::MAX),
-            pod_mac,
-            bridge_mac,
-            _pad: 0,
-        },
-        port: port.name.clone(),
-        peer: port.peer.map(|peer| (peer, port.peer_netnsid)),
-        bridge: bridge.index,
-    })
 }

@@ -19,6 +19,7 @@ use super::{
     FastpathHook,
     devices::DeviceChange,
     egress::{ServedRoute, SkippedRoute},
+    pods::SkippedPod,
     programs::MapIds,
 };
 use crate::{
@@ -88,13 +89,6 @@ pub struct ServedPod {
     pub port: String,
     pub ifindex: u32,
     pub mac: [u8; 6],
-}
-
-/// A pod the fast path leaves to the kernel, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SkippedPod {
-    pub ip: Ipv4Addr,
-    pub reason: String,
 }
 
 /// The record of one enabled fast path, rewritten by its sync process.

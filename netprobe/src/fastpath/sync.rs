@@ -29,9 +29,11 @@ use super::{
     egress::Prefix,
     hook::{self, HookChoice},
     lifecycle::{self, teardown},
-    overlay::{NodeView, Overlay, overlay},
+    overlay::{Overlay, overlay},
+    pods::SkippedPod,
     programs::LoadedFastpath,
-    state::{self, EgressState, FastpathId, FastpathState, ServedPod, SkippedPod},
+    state::{self, EgressState, FastpathId, FastpathState, ServedPod},
+    view::NodeView,
 };
 use crate::{
     bpf_link::{XdpModeChoice, xdp_mode_name},
