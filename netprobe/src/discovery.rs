@@ -23,7 +23,7 @@ pub enum DiscoveryError {
     #[error(transparent)]
     FastpathState(#[from] StateError),
     #[error("listing network namespaces: {0}")]
-    ListNamespaces(#[source] std::io::Error),
+    ListNamespaces(std::io::Error),
     #[error(
         "cannot tell what {0} is on the path: it is not a vxlan device, bridge, bridge port or pod interface"
     )]

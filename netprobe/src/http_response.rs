@@ -11,7 +11,7 @@ const MAX_HEADERS: usize = 64;
 #[derive(Debug, Error)]
 pub enum HeadError {
     #[error("malformed response head: {0}")]
-    Malformed(#[from] httparse::Error),
+    Malformed(httparse::Error),
     #[error("invalid Content-Length")]
     ContentLength,
 }
@@ -40,7 +40,7 @@ pub struct Head {
 pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(len) = parsed.parse(bytes)? else {
+    let httparse::Status::Complete(len) = parsed.parse(bytes).map_err(HeadError::Malformed)? else {
         return Ok(None);
     };
     let status = parsed.code.unwrap_or_default();

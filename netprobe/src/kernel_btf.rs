@@ -17,13 +17,13 @@ pub enum BtfError {
     )]
     Missing,
     #[error("cannot read {VMLINUX_BTF}: {0}")]
-    Read(#[source] btf_rs::Error),
+    Read(btf_rs::Error),
     #[error("kernel BTF has no struct {0}")]
     NoStruct(&'static str),
     #[error("kernel BTF has no field {1} in struct {0}")]
     NoField(&'static str, &'static str),
     #[error("kernel BTF is inconsistent: {0}")]
-    Malformed(#[source] btf_rs::Error),
+    Malformed(btf_rs::Error),
 }
 
 /// Reads the offsets from the running kernel.

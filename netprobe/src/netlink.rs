@@ -33,11 +33,11 @@ use crate::netns::NetNs;
 #[derive(Debug, Error)]
 pub enum NetlinkError {
     #[error("netlink socket: {0}")]
-    Socket(#[source] io::Error),
-    #[error("netlink {request}: {source}")]
+    Socket(io::Error),
+    #[error("netlink {request}: {cause}")]
     Kernel {
         request: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("cannot parse netlink reply to {request}: {reason}")]
     Parse {
@@ -550,7 +550,7 @@ fn request(
                     Some(code) => {
                         return Err(NetlinkError::Kernel {
                             request: name,
-                            source: io::Error::from_raw_os_error(-code.get()),
+                            cause: io::Error::from_raw_os_error(-code.get()),
                         });
                     }
                 },

@@ -21,10 +21,10 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 pub enum NetNsError {
     #[error("network namespace {0:?} does not exist")]
     NotFound(String),
-    #[error("cannot open network namespace {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
-    #[error("cannot enter network namespace {name}: {source}")]
-    Enter { name: String, source: io::Error },
+    #[error("cannot open network namespace {path}: {cause}")]
+    Open { path: PathBuf, cause: io::Error },
+    #[error("cannot enter network namespace {name}: {cause}")]
+    Enter { name: String, cause: io::Error },
     #[error("the thread running in network namespace {0} panicked")]
     ThreadPanicked(String),
     #[error("cannot create a network namespace: {0}")]
@@ -52,9 +52,9 @@ impl NetNs {
     /// Another handle on the same namespace.
     pub fn try_clone(&self) -> Result<Self, NetNsError> {
         Ok(Self {
-            file: self.file.try_clone().map_err(|source| NetNsError::Open {
+            file: self.file.try_clone().map_err(|cause| NetNsError::Open {
                 path: PathBuf::from(&self.name),
-                source,
+                cause,
             })?,
             inode: self.inode,
             name: self.name.clone(),
@@ -70,9 +70,9 @@ impl NetNs {
     }
 
     fn open(path: &Path, name: &str) -> Result<Self, NetNsError> {
-        let open_error = |source| NetNsError::Open {
+        let open_error = |cause| NetNsError::Open {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let file = File::open(path).map_err(open_error)?;
         let inode = file.metadata().map_err(open_error)?.ino();
@@ -134,7 +134,7 @@ impl NetNs {
         if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(NetNsError::Enter {
                 name: self.name.clone(),
-                source: io::Error::last_os_error(),
+                cause: io::Error::last_os_error(),
             });
         }
         Ok(())
@@ -206,4 +206,20 @@ pub fn processes_in(namespaces: &[NetNs]) -> io::Result<Vec<libc::pid_t>> {
         }
     }
     Ok(pids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf_link::error_chain;
+
+    #[test]
+    fn a_namespace_that_cannot_be_opened_names_its_cause_once() {
+        let error = NetNs::open(Path::new("/nonexistent-netprobe-netns"), "x").unwrap_err();
+        assert_eq!(
+            error_chain(&error),
+            "cannot open network namespace /nonexistent-netprobe-netns: \
+             No such file or directory (os error 2)"
+        );
+    }
 }

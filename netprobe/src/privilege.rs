@@ -13,7 +13,7 @@ pub enum PrivilegeError {
     #[error("netprobe needs root: {0} missing (run it with sudo)")]
     Missing(String),
     #[error("cannot read this process's capabilities: {0}")]
-    Read(#[source] std::io::Error),
+    Read(std::io::Error),
 }
 
 /// Fails unless the process may load BPF programs, attach tracing programs

@@ -24,21 +24,21 @@ use crate::{
 
 #[derive(Debug, Error)]
 pub enum DeviceError {
-    #[error("{action} {feature} on {device}: {source}", feature = feature.name())]
+    #[error("{action} {feature} on {device}: {cause}", feature = feature.name())]
     Ethtool {
         action: &'static str,
         feature: Feature,
         device: String,
-        source: io::Error,
+        cause: io::Error,
     },
-    #[error("no device with ifindex {ifindex}: {source}")]
-    NoDevice { ifindex: u32, source: io::Error },
+    #[error("no device with ifindex {ifindex}: {cause}")]
+    NoDevice { ifindex: u32, cause: io::Error },
     #[error(transparent)]
     NetNs(#[from] NetNsError),
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
     #[error("listing network namespaces: {0}")]
-    ListNamespaces(#[source] io::Error),
+    ListNamespaces(io::Error),
 }
 
 /// A device setting netprobe changed.
@@ -102,11 +102,11 @@ pub fn ensure(
         let device = interface_name(ifindex)?;
         let ethtool_error = |action| {
             let device = device.clone();
-            move |source| DeviceError::Ethtool {
+            move |cause| DeviceError::Ethtool {
                 action,
                 feature,
                 device,
-                source,
+                cause,
             }
         };
         if ethtool::get(ifindex, feature).map_err(ethtool_error("reading"))? == on {
@@ -145,19 +145,19 @@ pub fn undo(change: &DeviceChange, node: &NetNs) -> Result<(), DeviceError> {
         if ethtool::interface_name(change.ifindex).ok().as_ref() != Some(&change.device) {
             return Ok(());
         }
-        ethtool::set(change.ifindex, change.feature, !change.on).map_err(|source| {
+        ethtool::set(change.ifindex, change.feature, !change.on).map_err(|cause| {
             DeviceError::Ethtool {
                 action: "restoring",
                 feature: change.feature,
                 device: change.device.clone(),
-                source,
+                cause,
             }
         })
     })
 }
 
 fn interface_name(ifindex: u32) -> Result<String, DeviceError> {
-    ethtool::interface_name(ifindex).map_err(|source| DeviceError::NoDevice { ifindex, source })
+    ethtool::interface_name(ifindex).map_err(|cause| DeviceError::NoDevice { ifindex, cause })
 }
 
 /// The named namespace that `node` knows by `nsid` (a link's

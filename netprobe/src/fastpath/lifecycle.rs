@@ -352,10 +352,10 @@ fn spawn_sync(
     let log_path = id.log_file();
     let io_error = |action| {
         let path = log_path.clone();
-        move |source| FastpathError::Io {
+        move |cause| FastpathError::Io {
             action,
             path,
-            source,
+            cause,
         }
     };
     let log = fs::File::create(&log_path).map_err(io_error("creating"))?;
@@ -376,10 +376,10 @@ fn spawn_sync(
             Ok(())
         })
     };
-    let mut child = command.spawn().map_err(|source| FastpathError::Io {
+    let mut child = command.spawn().map_err(|cause| FastpathError::Io {
         action: "starting",
         path: netprobe.to_owned(),
-        source,
+        cause,
     })?;
     let deadline = Instant::now() + SYNC_TIMEOUT;
     while state::sync_pid(id).is_none() {

@@ -39,7 +39,7 @@ pub use self::{
     view::ViewError,
 };
 pub use crate::path::FastpathHook;
-use crate::{netlink::NetlinkError, netns::NetNsError};
+use crate::{bpf_link::error_chain, netlink::NetlinkError, netns::NetNsError};
 
 #[derive(Debug, Error)]
 pub enum FastpathError {
@@ -72,10 +72,10 @@ pub enum FastpathError {
         /// `--hook xdp`, `--hook tc` or `the fast path` (its egress).
         user: String,
     },
-    #[error("probing the kernel for {helper}: {source}")]
+    #[error("probing the kernel for {helper}: {}", error_chain(cause))]
     HelperProbe {
         helper: &'static str,
-        source: ProgramError,
+        cause: ProgramError,
     },
     #[error("the fast path is already enabled on {0} (netprobe fastpath disable first)")]
     AlreadyEnabled(String),
@@ -87,16 +87,16 @@ pub enum FastpathError {
          use --hook tc or --xdp-mode generic"
     )]
     PeerUnreachable { interface: String },
-    #[error("loading the fast path: {0}")]
-    Load(#[source] EbpfError),
+    #[error("loading the fast path: {}", error_chain(.0))]
+    Load(EbpfError),
     #[error("the fast path object has no program {0}")]
     MissingProgram(&'static str),
     #[error("the fast path object has no map {0}")]
     MissingMap(&'static str),
-    #[error("{} program: {source}", hook.name())]
+    #[error("{} program: {}", hook.name(), error_chain(cause))]
     Program {
         hook: FastpathHook,
-        source: ProgramError,
+        cause: ProgramError,
     },
     #[error("attaching {} to {interface}: {reason}", hook.name())]
     Attach {
@@ -104,18 +104,15 @@ pub enum FastpathError {
         interface: String,
         reason: String,
     },
-    #[error("fast path map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: MapError,
-    },
-    #[error("opening map id {id}: {source}")]
-    OpenMap { id: u32, source: MapError },
-    #[error("{action} {}: {source}", path.display())]
+    #[error("fast path map {name}: {}", error_chain(cause))]
+    Map { name: &'static str, cause: MapError },
+    #[error("opening map id {id}: {}", error_chain(cause))]
+    OpenMap { id: u32, cause: MapError },
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     /// The sync process's own error, as it logged it.
     #[error("{0}")]
@@ -138,4 +135,42 @@ pub enum FastpathError {
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
     View(#[from] ViewError),
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::sys::SyscallError;
+
+    use super::*;
+
+    #[test]
+    fn an_io_error_is_named_once() {
+        let error = FastpathError::Io {
+            action: "reading",
+            path: PathBuf::from("/run/netprobe/fastpath/x"),
+            cause: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(
+            error_chain(&error),
+            "reading /run/netprobe/fastpath/x: Permission denied (os error 13)"
+        );
+    }
+
+    /// aya's errors keep their own causes (a syscall's errno) in their
+    /// source(): the message writes them out, each once.
+    #[test]
+    fn a_map_error_names_each_of_its_causes_once() {
+        let error = FastpathError::Map {
+            name: "FP_PODS",
+            cause: MapError::SyscallError(SyscallError {
+                call: "bpf_map_update_elem",
+                io_error: io::Error::from_raw_os_error(libc::E2BIG),
+            }),
+        };
+        assert_eq!(
+            error_chain(&error),
+            "fast path map FP_PODS: `bpf_map_update_elem` failed: \
+             Argument list too long (os error 7)"
+        );
+    }
 }

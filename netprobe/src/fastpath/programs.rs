@@ -99,9 +99,9 @@ pub fn require_helpers(
     for (program_type, helpers, user) in needs {
         for &(helper, name) in helpers {
             let present =
-                supported(program_type, helper).map_err(|source| FastpathError::HelperProbe {
+                supported(program_type, helper).map_err(|cause| FastpathError::HelperProbe {
                     helper: name,
-                    source,
+                    cause,
                 })?;
             if !present {
                 return Err(FastpathError::MissingHelper { helper: name, user });
@@ -170,7 +170,7 @@ impl LoadedFastpath {
             .program_mut(name)
             .ok_or(FastpathError::MissingProgram(name))?
             .try_into()
-            .map_err(|source| FastpathError::Program { hook, source })
+            .map_err(|cause| FastpathError::Program { hook, cause })
     }
 }
 
@@ -181,7 +181,7 @@ fn load(
     match loaded {
         // Loaded already: the accessor was called before.
         Err(aya::programs::ProgramError::AlreadyLoaded) | Ok(()) => Ok(()),
-        Err(source) => Err(FastpathError::Program { hook, source }),
+        Err(cause) => Err(FastpathError::Program { hook, cause }),
     }
 }
 
@@ -229,8 +229,8 @@ impl FastpathMaps {
         Self::open(|name| {
             let id = *ids.get(name).ok_or(FastpathError::MissingMap(name))?;
             let data =
-                MapData::from_id(id).map_err(|source| FastpathError::OpenMap { id, source })?;
-            Map::from_map_data(data).map_err(|source| FastpathError::Map { name, source })
+                MapData::from_id(id).map_err(|cause| FastpathError::OpenMap { id, cause })?;
+            Map::from_map_data(data).map_err(|cause| FastpathError::Map { name, cause })
         })
     }
 
@@ -253,7 +253,7 @@ impl FastpathMaps {
             .map(|(name, data)| {
                 let info = data
                     .info()
-                    .map_err(|source| FastpathError::Map { name, source })?;
+                    .map_err(|cause| FastpathError::Map { name, cause })?;
                 Ok((name.to_owned(), info.id()))
             })
             .collect()
@@ -299,7 +299,7 @@ fn sum_per_cpu(
 ) -> Result<u64, FastpathError> {
     let per_cpu = array
         .get(&index, 0)
-        .map_err(|source| FastpathError::Map { name, source })?;
+        .map_err(|cause| FastpathError::Map { name, cause })?;
     Ok(per_cpu.iter().sum())
 }
 
@@ -307,7 +307,7 @@ fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
     name: &'static str,
     map: Map,
 ) -> Result<T, FastpathError> {
-    T::try_from(map).map_err(|source| FastpathError::Map { name, source })
+    T::try_from(map).map_err(|cause| FastpathError::Map { name, cause })
 }
 
 #[cfg(test)]

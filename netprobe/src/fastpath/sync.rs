@@ -102,17 +102,17 @@ fn serve(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| FastpathError::Io {
+        .map_err(|cause| FastpathError::Io {
             action: "starting the event loop for",
             path: id.state_dir(),
-            source,
+            cause,
         })?;
     let mut syncer = Syncer::start(state, node, options, known)?;
     let served = runtime.block_on(async {
-        let signal_error = |source| FastpathError::Io {
+        let signal_error = |cause| FastpathError::Io {
             action: "handling signals for",
             path: id.state_dir(),
-            source,
+            cause,
         };
         let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
@@ -197,9 +197,9 @@ impl Syncer {
         state.egress_program_id = loaded
             .egress()?
             .info()
-            .map_err(|source| FastpathError::Program {
+            .map_err(|cause| FastpathError::Program {
                 hook: FastpathHook::Tc,
-                source,
+                cause,
             })?
             .id();
         state.maps = loaded.maps.ids()?;
@@ -464,7 +464,7 @@ impl Syncer {
 }
 
 fn map_error(name: &'static str) -> impl Fn(MapError) -> FastpathError {
-    move |source| FastpathError::Map { name, source }
+    move |cause| FastpathError::Map { name, cause }
 }
 
 fn sync_remotes(

@@ -16,8 +16,8 @@ use crate::netlink::{self, Link, Neighbour, NetlinkError, Route, Rule};
 pub enum ViewError {
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    #[error("reading {path}: {source}")]
-    Sysctl { path: String, source: io::Error },
+    #[error("reading {path}: {cause}")]
+    Sysctl { path: String, cause: io::Error },
 }
 
 /// The node as rtnetlink and its sysctls show it.
@@ -90,7 +90,7 @@ impl Sysctls {
     fn read(links: &[Link]) -> Result<Self, ViewError> {
         let read = |name: &str| {
             let path = format!("/proc/sys/net/ipv4/{name}");
-            fs::read_to_string(&path).map_err(|source| ViewError::Sysctl { path, source })
+            fs::read_to_string(&path).map_err(|cause| ViewError::Sysctl { path, cause })
         };
         let numbers = |name: &str| -> Result<Vec<u32>, ViewError> {
             Ok(read(name)?

@@ -16,19 +16,19 @@ use crate::netns::{NetNs, NetNsError};
 
 #[derive(Debug, Error)]
 pub enum CommandError {
-    #[error("cannot run `{command}`: {source}")]
-    Spawn { command: String, source: io::Error },
+    #[error("cannot run `{command}`: {cause}")]
+    Spawn { command: String, cause: io::Error },
     #[error("`{command}` failed ({status}): {stderr}")]
     Failed {
         command: String,
         status: ExitStatus,
         stderr: String,
     },
-    #[error("cannot set {setting} in network namespace {netns}: {source}")]
+    #[error("cannot set {setting} in network namespace {netns}: {cause}")]
     Sysctl {
         netns: String,
         setting: String,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(transparent)]
     NetNs(#[from] NetNsError),
@@ -37,7 +37,7 @@ pub enum CommandError {
 impl CommandError {
     /// Whether the program itself was not found.
     pub(crate) fn is_not_found(&self) -> bool {
-        matches!(self, CommandError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, CommandError::Spawn { cause, .. } if cause.kind() == io::ErrorKind::NotFound)
     }
 }
 
@@ -58,9 +58,9 @@ pub(crate) fn run<S: AsRef<OsStr>>(
         Some(name) => NetNs::named(name)?.run(|| command.output())?,
         None => command.output(),
     };
-    let output = output.map_err(|source| CommandError::Spawn {
+    let output = output.map_err(|cause| CommandError::Spawn {
         command: shown.clone(),
-        source,
+        cause,
     })?;
     if !output.status.success() {
         return Err(CommandError::Failed {
@@ -87,10 +87,10 @@ pub(crate) fn sysctl(netns: &str, settings: &[&str]) -> Result<(), CommandError>
             let (key, value) = setting.split_once('=').expect("settings are key=value");
             let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
             log::debug!("ip netns exec {netns} sysctl -w {setting}");
-            fs::write(path, value).map_err(|source| CommandError::Sysctl {
+            fs::write(path, value).map_err(|cause| CommandError::Sysctl {
                 netns: netns.to_owned(),
                 setting: (*setting).to_owned(),
-                source,
+                cause,
             })?;
         }
         Ok(())
@@ -127,6 +127,15 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("cannot run `netprobe-no-such-program x`")
+        );
+    }
+
+    #[test]
+    fn a_command_that_cannot_run_names_its_cause_once() {
+        let err = sh(None, "netprobe-no-such-program x").unwrap_err();
+        assert_eq!(
+            crate::bpf_link::error_chain(&err),
+            "cannot run `netprobe-no-such-program x`: No such file or directory (os error 2)"
         );
     }
 }

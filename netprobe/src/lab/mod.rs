@@ -81,8 +81,8 @@ pub enum LabError {
     NotReady { url: String, last: String },
     #[error("the fast path on {fastpath} does not serve {pod} within {READY_TIMEOUT:?}")]
     NotServed { fastpath: String, pod: Ipv4Addr },
-    #[error("fetching {url}: {source}")]
-    Fetch { url: String, source: io::Error },
+    #[error("fetching {url}: {cause}")]
+    Fetch { url: String, cause: io::Error },
     #[error("no lab with prefix {0} (start one with `netprobe lab up`)")]
     NoLab(String),
     #[error("listing the labs: {0}")]
@@ -171,9 +171,9 @@ impl Lab {
     ) -> Result<HttpResponse, LabError> {
         NetNs::named(&self.client_netns)?
             .run(|| http::get(self.server_addr, size.path(), timeout))?
-            .map_err(|source| LabError::Fetch {
+            .map_err(|cause| LabError::Fetch {
                 url: self.server_url(size),
-                source,
+                cause,
             })
     }
 
@@ -250,7 +250,7 @@ impl Lab {
             let last = match self.fetch(ResponseSize::Small) {
                 Ok(response) if response.status == 200 => return Ok(()),
                 Ok(response) => format!("status {}", response.status),
-                Err(LabError::Fetch { source, .. }) => source.to_string(),
+                Err(LabError::Fetch { cause, .. }) => cause.to_string(),
                 Err(err) => return Err(err),
             };
             if Instant::now() >= deadline {

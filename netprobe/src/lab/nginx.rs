@@ -93,8 +93,8 @@ impl fmt::Display for WireSize {
 pub enum NginxError {
     #[error("nginx not found ({}): install it with `apt-get install nginx`", .0.display())]
     Missing(PathBuf),
-    #[error("cannot write nginx's files in {}: {source}", dir.display())]
-    Write { dir: PathBuf, source: io::Error },
+    #[error("cannot write nginx's files in {}: {cause}", dir.display())]
+    Write { dir: PathBuf, cause: io::Error },
     #[error(transparent)]
     Command(#[from] CommandError),
 }
@@ -124,9 +124,9 @@ pub(crate) fn start(
     cpus: &[usize],
 ) -> Result<(), NginxError> {
     raise_open_files_limit();
-    let write_error = |source| NginxError::Write {
+    let write_error = |cause| NginxError::Write {
         dir: dir.to_owned(),
-        source,
+        cause,
     };
     let html = dir.join("html");
     fs::create_dir_all(&html).map_err(write_error)?;

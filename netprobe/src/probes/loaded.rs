@@ -37,9 +37,9 @@ impl LoadedProbes {
         let mut points: HashMap<_, PointKey, Point> = map(&mut self.ebpf, "POINTS")?;
         points
             .insert(key, point, 0)
-            .map_err(|source| ProbeError::Map {
+            .map_err(|cause| ProbeError::Map {
                 name: "POINTS",
-                source,
+                cause,
             })?;
         self.watch(key.netns, key.ifindex)
     }
@@ -53,9 +53,9 @@ impl LoadedProbes {
     fn watch(&mut self, netns: u32, ifindex: u32) -> Result<(), ProbeError> {
         let mut watched: Array<_, u64> = map(&mut self.ebpf, "WATCHED")?;
         let bit = watch_bit(netns, ifindex);
-        let map_error = |source| ProbeError::Map {
+        let map_error = |cause| ProbeError::Map {
             name: "WATCHED",
-            source,
+            cause,
         };
         let word = watched.get(&(bit / 64), 0).map_err(map_error)?;
         watched
@@ -68,9 +68,9 @@ impl LoadedProbes {
         let flights: Array<_, Flight> = map_ref(&self.ebpf, "FLIGHTS")?;
         let mut occupied = Vec::new();
         for flight in flights.iter() {
-            let flight = flight.map_err(|source| ProbeError::Map {
+            let flight = flight.map_err(|cause| ProbeError::Map {
                 name: "FLIGHTS",
-                source,
+                cause,
             })?;
             if flight.key.protocol != 0 {
                 occupied.push(flight);
@@ -85,9 +85,9 @@ impl LoadedProbes {
         for index in 0..flights.len() {
             flights
                 .set(index, Flight::default(), 0)
-                .map_err(|source| ProbeError::Map {
+                .map_err(|cause| ProbeError::Map {
                     name: "FLIGHTS",
-                    source,
+                    cause,
                 })?;
         }
         Ok(())
@@ -108,7 +108,7 @@ impl LoadedProbes {
         let hop_stats: PerCpuArray<_, HopStats> = map_ref(&self.ebpf, "HOP_STATS")?;
         let mut snapshot = Snapshot::default();
         for index in 0..SLOTS as u32 {
-            let map_error = |name| move |source| ProbeError::Map { name, source };
+            let map_error = |name| move |cause| ProbeError::Map { name, cause };
             for cpu in histograms
                 .get(&index, 0)
                 .map_err(map_error("HISTOGRAMS"))?
@@ -135,9 +135,9 @@ where
     ebpf.program_mut(name)
         .ok_or(ProbeError::Missing(name))?
         .try_into()
-        .map_err(|source| ProbeError::Program {
+        .map_err(|cause| ProbeError::Program {
             program: name,
-            source,
+            cause,
         })
 }
 
@@ -148,7 +148,7 @@ where
     ebpf.map_mut(name)
         .ok_or(ProbeError::Missing(name))?
         .try_into()
-        .map_err(|source| ProbeError::Map { name, source })
+        .map_err(|cause| ProbeError::Map { name, cause })
 }
 
 fn map_ref<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, ProbeError>
@@ -158,5 +158,5 @@ where
     ebpf.map(name)
         .ok_or(ProbeError::Missing(name))?
         .try_into()
-        .map_err(|source| ProbeError::Map { name, source })
+        .map_err(|cause| ProbeError::Map { name, cause })
 }

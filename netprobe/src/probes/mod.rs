@@ -14,7 +14,7 @@ use netprobe_common::config::FlowFilter;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::{kernel_btf::BtfError, netns::NetNsError, path::Hook};
+use crate::{bpf_link::error_chain, kernel_btf::BtfError, netns::NetNsError, path::Hook};
 
 pub use self::{
     cost::ProgramCost,
@@ -55,22 +55,19 @@ pub enum ProbeError {
          --force measures without the XDP hook"
     )]
     ForeignXdp { interface: String, prog_id: u32 },
-    #[error("loading the probes: {0}")]
-    Load(#[source] EbpfError),
-    #[error("loading program {program}: {source}")]
+    #[error("loading the probes: {}", error_chain(.0))]
+    Load(EbpfError),
+    #[error("loading program {program}: {}", error_chain(cause))]
     Program {
         program: &'static str,
-        source: ProgramError,
+        cause: ProgramError,
     },
-    #[error("probe map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: MapError,
-    },
+    #[error("probe map {name}: {}", error_chain(cause))]
+    Map { name: &'static str, cause: MapError },
     #[error("the probes object has no {0}")]
     Missing(&'static str),
-    #[error("turning on bpf run-time statistics: {0}")]
-    Stats(#[source] SyscallError),
+    #[error("turning on bpf run-time statistics: {}", error_chain(.0))]
+    Stats(SyscallError),
     #[error(
         "{interface}: {hook} attached without a bpf_link, which would outlive netprobe; refusing"
     )]

@@ -299,9 +299,9 @@ impl ProbeSession {
             .ebpf
             .take_map("TRACES")
             .ok_or(ProbeError::Missing("TRACES"))?;
-        RingBuf::try_from(traces).map_err(|source| ProbeError::Map {
+        RingBuf::try_from(traces).map_err(|cause| ProbeError::Map {
             name: "TRACES",
-            source,
+            cause,
         })
     }
 
@@ -331,9 +331,9 @@ impl ProbeSession {
                 .ebpf
                 .program(hook.program())
                 .ok_or(ProbeError::Missing(hook.program()))?;
-            let info = program.info().map_err(|source| ProbeError::Program {
+            let info = program.info().map_err(|cause| ProbeError::Program {
                 program: hook.program(),
-                source,
+                cause,
             })?;
             costs.push(ProgramCost::new(
                 hook.program(),
@@ -400,7 +400,7 @@ fn load_program(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), 
             }
         }
     };
-    loaded.map_err(|source| ProbeError::Program { program, source }.into())
+    loaded.map_err(|cause| ProbeError::Program { program, cause }.into())
 }
 
 fn attach_error(error: AttachError, hook: Hook, datapath: &Datapath) -> StartError {

@@ -22,10 +22,10 @@ pub struct Counters {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("reading {what}: {source}")]
+    #[error("reading {what}: {cause}")]
     Read {
         what: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(transparent)]
     NetNs(#[from] NetNsError),
@@ -34,17 +34,17 @@ pub enum MetricsError {
 impl Counters {
     /// Reads the counters now, with the devices of `namespaces`.
     pub fn read(namespaces: &[&str]) -> Result<Self, MetricsError> {
-        let stat = fs::read_to_string("/proc/stat").map_err(|source| MetricsError::Read {
+        let stat = fs::read_to_string("/proc/stat").map_err(|cause| MetricsError::Read {
             what: "/proc/stat",
-            source,
+            cause,
         })?;
         let mut counters = parse_stat(&stat);
         for name in namespaces {
             let dev =
                 NetNs::named(name)?.run(|| fs::read_to_string("/proc/thread-self/net/dev"))?;
-            let dev = dev.map_err(|source| MetricsError::Read {
+            let dev = dev.map_err(|cause| MetricsError::Read {
                 what: "/proc/net/dev",
-                source,
+                cause,
             })?;
             counters.devices.extend(parse_net_dev(name, &dev));
         }
