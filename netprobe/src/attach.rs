@@ -26,6 +26,7 @@ use crate::{
     path::{Datapath, Device, Direction, ProbePath},
     privilege::require_bpf_privileges,
     probes::{ProbeOptions, ProbeSession, Snapshot, XdpModeChoice},
+    record,
     report::{Report, ReportContext, Sample},
 };
 
@@ -114,8 +115,7 @@ pub fn run(args: &AttachArgs) -> Result<()> {
         );
     }
     if let Some(ready) = &args.ready_file {
-        fs::write(ready, std::process::id().to_string())
-            .with_context(|| format!("writing {}", ready.display()))?;
+        record::write_whole(ready, std::process::id().to_string().as_bytes())?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -52,12 +52,20 @@ pub fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> 
 
 /// Writes `value` to `path`.
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
-    let partial = path.with_extension("json.partial");
     let json = serde_json::to_vec_pretty(value).map_err(|cause| RecordError::Format {
         path: path.to_owned(),
         cause,
     })?;
-    fs::write(&partial, json).map_err(io_error("write", &partial))?;
+    write_whole(path, &json)
+}
+
+/// Writes `contents` to `path` by a rename, so that a reader that finds the
+/// file finds all of it.
+pub fn write_whole(path: &Path, contents: &[u8]) -> Result<(), RecordError> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    fs::write(&partial, contents).map_err(io_error("write", &partial))?;
     fs::rename(&partial, path).map_err(io_error("write", path))
 }
 

@@ -15,7 +15,6 @@ mod server;
 mod state;
 
 use std::{
-    fs,
     net::{SocketAddr, TcpListener},
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -39,6 +38,7 @@ use crate::{
     netns::NetNs,
     privilege::require_bpf_privileges,
     probes::{ProbeOptions, ProbeSession, XdpModeChoice},
+    record,
 };
 
 /// Where the agent listens unless told otherwise: every address, on a port
@@ -147,8 +147,7 @@ async fn serve(
     };
     if let Some(ready) = &args.ready_file {
         let address = listener.local_addr().context("the listening address")?;
-        fs::write(ready, address.to_string())
-            .with_context(|| format!("writing {}", ready.display()))?;
+        record::write_whole(ready, address.to_string().as_bytes())?;
     }
     let server = axum::serve(listener, server::router(state.clone())).with_graceful_shutdown(stop);
     tokio::select! {
