@@ -339,10 +339,15 @@ fn serves_with(node: &str, capabilities: &[String]) -> Result<(), String> {
         assert!(Instant::now() < deadline, "neither ready nor gone");
         sleep(Duration::from_millis(20));
     }
-    let address = std::fs::read_to_string(&ready).expect("address");
-    let report = get(&format!("http://{address}/report"), &[]);
+    // The agent is stopped before a failed request unwinds, or it would
+    // outlive the test.
+    let report = std::panic::catch_unwind(|| {
+        let address = std::fs::read_to_string(&ready).expect("address");
+        get(&format!("http://{address}/report"), &[])
+    });
     support::session::signal(child.id(), libc::SIGTERM);
     let output = child.wait_with_output().expect("output");
+    let report = report.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     assert!(output.status.success(), "{output:?}");
     let report: Report = serde_json::from_str(&report.body).expect("report");
     assert_eq!(pod_count(&report), 1, "{report}");
