@@ -10,8 +10,11 @@ mod frames;
 #[path = "../tests/support/loopback.rs"]
 mod loopback;
 
+static TESTING_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
+
 use aya::{
-    TestRunOptions,
+    EbpfLoader, TestRunOptions,
     programs::{SchedClassifier, TestRun as _, Xdp},
 };
 use loopback::probes_on_loopback;
@@ -61,4 +64,35 @@ fn main() {
             );
         }
     }
+    println!("bpf_ktime_get_ns: {:.1} ns per read", clock_read_ns());
+}
+
+/// What one clock read costs in a program: a run with 16 reads against
+/// one with none.
+fn clock_read_ns() -> f64 {
+    const READS: u32 = 16;
+    let per_run = |reads: u32| {
+        let mut testing = EbpfLoader::new()
+            .override_global("CLOCK_READS", &reads, true)
+            .load(TESTING_OBJECT)
+            .expect("testing object loads");
+        let program: &mut Xdp = testing
+            .program_mut("np_test_clock")
+            .expect("clock program")
+            .try_into()
+            .expect("xdp");
+        program.load().expect("clock program loads");
+        let frame = [0u8; 64];
+        let options = TestRunOptions {
+            data_in: Some(&frame),
+            repeat: REPEAT,
+            ..TestRunOptions::default()
+        };
+        program
+            .test_run(options)
+            .expect("BPF_PROG_TEST_RUN")
+            .duration
+            .as_nanos() as f64
+    };
+    (per_run(READS) - per_run(0)) / f64::from(READS)
 }

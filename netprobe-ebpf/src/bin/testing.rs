@@ -40,6 +40,21 @@ extern "C" fn spin_until(_index: u64, deadline: *mut c_void) -> i64 {
     i64::from(unsafe { bpf_ktime_get_ns() } >= deadline)
 }
 
+/// Clock reads per run of `np_test_clock`.
+#[unsafe(no_mangle)]
+static CLOCK_READS: u32 = 0;
+
+/// Reads the clock `CLOCK_READS` times: BPF_PROG_TEST_RUN of it with 0 and
+/// with N reads gives what one `bpf_ktime_get_ns` costs here.
+#[xdp]
+pub fn np_test_clock(_ctx: XdpContext) -> u32 {
+    for _ in 0..netprobe_ebpf::load_time!(CLOCK_READS).min(64) {
+        // A helper call is opaque to the compiler: it stays, result unused.
+        unsafe { bpf_ktime_get_ns() };
+    }
+    xdp_action::XDP_PASS
+}
+
 /// Someone else's XDP program, which netprobe must leave alone. Not named
 /// with netprobe's `np_` prefix on purpose.
 #[xdp]
