@@ -1,7 +1,10 @@
 //! Load-time settings of the probes, written into the object's `.rodata`
 //! with `EbpfLoader::override_global` before the programs are verified.
 
-use crate::{probe::MAX_HOPS, shared_type};
+use crate::{
+    probe::{MAX_HOPS, OneIn},
+    shared_type,
+};
 
 /// Offsets of the kernel struct fields the tracepoint programs read, resolved
 /// from the running kernel's BTF (`/sys/kernel/btf/vmlinux`): the probes
@@ -9,12 +12,15 @@ use crate::{probe::MAX_HOPS, shared_type};
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
-    pub sk_buff_dev: u32,
     pub sk_buff_head: u32,
     pub sk_buff_data: u32,
     pub sk_buff_protocol: u32,
     pub sk_buff_network_header: u32,
     pub sk_buff_sk: u32,
+    /// `skb->cb`, which holds `struct tcp_skb_cb` on a TCP socket's queue.
+    pub sk_buff_cb: u32,
+    pub tcp_skb_cb_seq: u32,
+    pub tcp_skb_cb_ack_seq: u32,
     pub net_device_ifindex: u32,
     pub net_device_nd_net: u32,
     /// `struct net` to its namespace inode number (`ns.inum`).
@@ -24,9 +30,11 @@ pub struct KernelOffsets {
     pub sock_common_skc_addrpair: u32,
     /// Both ports (`skc_dport`, `skc_num`) as one u32.
     pub sock_common_skc_portpair: u32,
+    pub sock_sk_protocol: u32,
     pub tcp_sock_write_seq: u32,
+    pub tcp_sock_rcv_nxt: u32,
 }
-shared_type!(KernelOffsets, 52);
+shared_type!(KernelOffsets, 68);
 
 /// Flow selection of `--filter`. Zero fields match anything.
 #[repr(C)]
@@ -60,13 +68,12 @@ pub const VXLAN_PORTS: [u16; 2] = [8472, 4789];
 pub struct ProbeConfig {
     pub offsets: KernelOffsets,
     pub filter: FlowFilter,
-    /// Inode of the network namespace of the interface XDP and TC attach to.
-    pub node_netns: u32,
-    /// The NIC XDP and TC attach to, and the hop of each of its hooks
-    /// (`NIC_XDP`, `NIC_TC_INGRESS`, `NIC_TC_EGRESS`) on its direction's
-    /// path: known at load time, so those programs need no map lookup.
+    /// The NIC, by its namespace's inode and its ifindex: the one device
+    /// whose `net_dev_start_xmit` the probes watch. Every other hop's
+    /// program is attached to its devices and knows its place on the path
+    /// from its name.
+    pub nic_netns: u32,
     pub nic_ifindex: u32,
-    pub nic_hops: [u32; 3],
     /// Hops on each path, socket included; the last one completes a flight.
     pub hops: [u32; 2],
     /// Hop at which a flight starts in each direction. On egress it is the
@@ -77,17 +84,16 @@ pub struct ProbeConfig {
     pub socket_read: u32,
     /// 1 when hop 0 of egress is the socket write, else 0.
     pub socket_write: u32,
-    /// Send one complete flight in `sample_every` to userspace, chosen by a
-    /// hash of the packet ([`crate::probe::FlightKey::sampled`]); 0 for none.
-    pub sample_every: u32,
     /// log2 of the flight table's slots; the table is created this big.
     pub flight_slot_bits: u32,
+    /// The packets followed from hop to hop: every hop of every node picks
+    /// the same ones by a hash of their fingerprint, and leaves any other
+    /// right after reading its headers.
+    pub follow: OneIn,
+    /// The complete flights sent to userspace (`--sample`), among those
+    /// followed.
+    pub sample: OneIn,
 }
-shared_type!(ProbeConfig, 52 + 24 + 4 + 16 + 8 + 8 + 16);
-
-/// Index in [`ProbeConfig::nic_hops`] of each NIC hook.
-pub const NIC_XDP: usize = 0;
-pub const NIC_TC_INGRESS: usize = 1;
-pub const NIC_TC_EGRESS: usize = 2;
+shared_type!(ProbeConfig, 68 + 24 + 8 + 8 + 8 + 8 + 4 + 16 + 16);
 
 const _: () = assert!(MAX_HOPS <= u8::MAX as usize);

@@ -17,27 +17,7 @@ pub const DIRECTION_INGRESS: u32 = 0;
 /// Pod's socket towards the wire.
 pub const DIRECTION_EGRESS: u32 = 1;
 
-/// Tracepoints that observe packets on any device: [`PointKey::hook`].
-/// `net:netif_receive_skb`: a device hands a received packet to the stack.
-pub const HOOK_NETIF_RECEIVE: u32 = 4;
-/// `net:net_dev_queue`: the stack queues a packet for transmission on a device.
-pub const HOOK_NET_DEV_QUEUE: u32 = 5;
-/// `net:net_dev_start_xmit`: the driver starts transmitting a packet.
-pub const HOOK_NET_DEV_START_XMIT: u32 = 6;
-
-/// A watched device and tracepoint. A device is (network namespace, ifindex):
-/// ifindex values repeat across namespaces.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PointKey {
-    /// Inode number of the device's network namespace.
-    pub netns: u32,
-    pub ifindex: u32,
-    pub hook: u32,
-}
-shared_type!(PointKey, 12);
-
-/// Where a watched device and hook sits on the path.
+/// Where an observation point sits on the path.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Point {
@@ -105,25 +85,16 @@ impl FlightKey {
         (self.mix(u64::from(self.direction)) >> (64 - bits)) as u32
     }
 
-    /// Whether the packet is one of the one in `every` that are sampled. It
-    /// depends on the packet alone, not on the direction it is seen in, so
-    /// the probes on two nodes sample the same packets. A TCP segment is
-    /// picked by either of its sequence and acknowledgement numbers alone:
-    /// a request's acknowledgement number is its response's sequence
-    /// number, so a request and its response are sampled together.
+    /// Whether the packet is one of those `one_in` picks. It depends on the
+    /// packet alone, not on the direction it is seen in or the hop, so every
+    /// hop on every node picks the same packets.
     #[inline(always)]
-    pub fn sampled(&self, every: u32) -> bool {
-        if every == 0 {
-            return false;
-        }
+    pub fn picked(&self, one_in: &OneIn) -> bool {
         if self.protocol == IPPROTO_TCP {
-            // Each number picked at 1 in 2 every - 1: about 1 in every for
-            // either.
-            let share = u32::MAX / every.saturating_mul(2).saturating_sub(1);
-            return picked(self.word0, share) || picked(self.word1, share);
+            return one_in.picks_tcp(self.word0, self.word1);
         }
         // The hash's top bits are its best mixed.
-        (self.mix(0) >> 32) as u32 <= u32::MAX / every
+        (self.mix(0) >> 32) < one_in.other
     }
 
     #[inline(always)]
@@ -137,10 +108,50 @@ impl FlightKey {
 /// IP protocol number of TCP.
 pub const IPPROTO_TCP: u8 = 6;
 
-/// Whether `word` is one of the `share` in `u32::MAX` that are sampled.
+/// The rule that picks one packet in N by a hash of its fingerprint, as
+/// thresholds worked out once, when the probes load: the packet path only
+/// compares. A TCP segment is picked by either of its sequence and
+/// acknowledgement numbers alone: a request's acknowledgement number is its
+/// response's sequence number, so a request and its response are picked
+/// together, and a socket hook that knows only those two numbers picks the
+/// same segments as the device hooks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OneIn {
+    /// Each of a TCP segment's two numbers is picked when its hash is below
+    /// this: 1 in 2N - 1, about 1 in N for either.
+    pub tcp: u64,
+    /// Any other packet is picked when the hash of its fingerprint is below
+    /// this.
+    pub other: u64,
+}
+shared_type!(OneIn, 16);
+
+impl OneIn {
+    /// One packet in `n`; `n` 0 picks none, 1 every packet.
+    pub const fn new(n: u32) -> Self {
+        if n == 0 {
+            return Self { tcp: 0, other: 0 };
+        }
+        let n = n as u64;
+        Self {
+            tcp: (1 << 32) / (2 * n - 1),
+            other: (1 << 32) / n,
+        }
+    }
+
+    /// Whether a TCP segment with these sequence and acknowledgement
+    /// numbers is picked.
+    #[inline(always)]
+    pub fn picks_tcp(&self, seq: u32, ack: u32) -> bool {
+        hash32(seq) < self.tcp || hash32(ack) < self.tcp
+    }
+}
+
+/// A 32-bit number's hash, in the top bits of a Fibonacci product.
 #[inline(always)]
-fn picked(word: u32, share: u32) -> bool {
-    ((u64::from(word).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 32) as u32 <= share
+fn hash32(word: u32) -> u64 {
+    u64::from(word).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32
 }
 
 /// A TCP write waiting for its first segment: one slot of a direct-mapped
@@ -193,20 +204,16 @@ pub const fn slot(direction: u32, hop: u32) -> u32 {
     direction * MAX_HOPS as u32 + hop
 }
 
-/// log2 of the bits of the watch filter: a bitmap over (netns, ifindex)
-/// that lets the tracepoints dismiss a packet on an unwatched device with an
-/// array read, before the exact lookup in the point map.
+/// log2 of the bits of the watch filter: a bitmap over network namespaces
+/// that lets the socket hooks, which fire for every socket of the machine,
+/// dismiss a socket of another namespace with one array read.
 pub const WATCH_BITS: u32 = 16;
 
-/// Bit of (netns, ifindex) in the watch filter; ifindex 0 stands for the
-/// namespace's sockets.
+/// Bit of a namespace (its inode number) in the watch filter.
 #[inline(always)]
-pub fn watch_bit(netns: u32, ifindex: u32) -> u32 {
-    (netns.wrapping_mul(0x9e37_79b1) ^ ifindex.wrapping_mul(0x85eb_ca6b)) >> (32 - WATCH_BITS)
+pub fn watch_bit(netns: u32) -> u32 {
+    netns.wrapping_mul(0x9e37_79b1) >> (32 - WATCH_BITS)
 }
-
-/// Watched (device, hook) pairs.
-pub const POINT_CAPACITY: u32 = 1024;
 /// log2 of the flight table's slots (packets followed at once) by default;
 /// `ProbeConfig::flight_slot_bits` sets it per load. A packet lives for
 /// microseconds between its first and last hop, so 4096 slots hold every
@@ -253,6 +260,8 @@ pub const TRACE_RING_BYTES: u32 = 4 << 20;
 mod tests {
     use super::*;
 
+    const ONE_IN_32: OneIn = OneIn::new(32);
+
     fn key(direction: u32, n: u32) -> FlightKey {
         FlightKey {
             direction: direction as u8,
@@ -269,8 +278,12 @@ mod tests {
         let mut sampled = 0;
         for n in 0..64_000 {
             let (egress, ingress) = (key(DIRECTION_EGRESS, n), key(DIRECTION_INGRESS, n));
-            assert_eq!(egress.sampled(32), ingress.sampled(32), "packet {n}");
-            sampled += u32::from(egress.sampled(32));
+            assert_eq!(
+                egress.picked(&ONE_IN_32),
+                ingress.picked(&ONE_IN_32),
+                "packet {n}"
+            );
+            sampled += u32::from(egress.picked(&ONE_IN_32));
         }
         // One in 32 of 64,000 is 2,000.
         assert!((1_800..2_200).contains(&sampled), "{sampled} sampled");
@@ -287,7 +300,7 @@ mod tests {
                 ip_id: 7,
                 ..request
             };
-            if request.sampled(32) && response.sampled(32) {
+            if request.picked(&ONE_IN_32) && response.picked(&ONE_IN_32) {
                 sampled += 1;
             }
         }
@@ -299,15 +312,41 @@ mod tests {
             word1,
             ..key(DIRECTION_INGRESS, 1)
         };
-        let picked = (0..64_000).filter(|&n| udp(n).sampled(32)).count();
+        let picked = (0..64_000).filter(|&n| udp(n).picked(&ONE_IN_32)).count();
         assert!((1_800..2_200).contains(&picked), "{picked} sampled");
     }
 
     #[test]
-    fn sampling_every_zero_takes_none_and_every_one_takes_all() {
+    fn one_in_zero_picks_none_and_one_in_one_picks_all() {
         for n in 0..1_000 {
-            assert!(!key(DIRECTION_INGRESS, n).sampled(0));
-            assert!(key(DIRECTION_INGRESS, n).sampled(1));
+            for protocol in [6, 17] {
+                let key = FlightKey {
+                    protocol,
+                    ..key(DIRECTION_INGRESS, n)
+                };
+                assert!(!key.picked(&OneIn::new(0)));
+                assert!(key.picked(&OneIn::new(1)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_larger_n_picks_a_subset() {
+        let (few, many) = (OneIn::new(64), OneIn::new(8));
+        for n in 0..64_000 {
+            let key = key(DIRECTION_INGRESS, n);
+            assert!(!key.picked(&few) || key.picked(&many), "packet {n}");
+        }
+    }
+
+    #[test]
+    fn a_tcp_segment_is_picked_by_its_two_numbers_alone() {
+        for n in 0..64_000 {
+            let key = key(DIRECTION_EGRESS, n);
+            assert_eq!(
+                key.picked(&ONE_IN_32),
+                ONE_IN_32.picks_tcp(key.word0, key.word1)
+            );
         }
     }
 

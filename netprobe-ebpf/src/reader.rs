@@ -1,10 +1,10 @@
 //! [`PacketReader`]s for the places a hook finds its packet, and the
 //! [`PacketWriter`] for hooks that may change it.
 
-use core::mem::size_of;
+use core::{ffi::c_void, mem::size_of};
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf},
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, generated::bpf_skb_load_bytes},
     macros::map,
     maps::PerCpuArray,
     programs::{TcContext, XdpContext},
@@ -29,7 +29,8 @@ impl DirectReader {
     }
 
     /// The skb's linear part: where the stack keeps the headers, though a
-    /// driver may leave some in paged data (then [`TcReader`] finds them).
+    /// driver may leave some in paged data (then
+    /// [`CopiedHeaders::from_skb`] finds them).
     #[inline(always)]
     pub fn tc(ctx: &TcContext) -> Self {
         Self {
@@ -58,6 +59,22 @@ impl PacketReader for DirectReader {
         let at = self.at::<T>(offset)?;
         Some(unsafe { (at as *const T).read_unaligned() })
     }
+
+    #[inline(always)]
+    fn holds(&self, offset: usize, len: usize) -> bool {
+        self.start + offset + len <= self.end
+    }
+
+    /// One bounds check, on the header's address: the verifier learns the
+    /// header's range from it and lets every field inside be read.
+    #[inline(always)]
+    fn field<H, T: Copy>(&self, offset: usize, field: usize) -> Option<T> {
+        if field + size_of::<T>() > size_of::<H>() {
+            return None;
+        }
+        let header = self.at::<H>(offset)?;
+        Some(unsafe { ((header + field) as *const T).read_unaligned() })
+    }
 }
 
 impl PacketWriter for DirectReader {
@@ -69,27 +86,21 @@ impl PacketWriter for DirectReader {
     }
 }
 
-/// An skb seen by a TC program, read with `bpf_skb_load_bytes` so headers in
-/// paged data are found too.
-pub struct TcReader<'a>(pub &'a TcContext);
-
-impl PacketReader for TcReader<'_> {
-    #[inline(always)]
-    fn read<T: Copy>(&self, offset: usize) -> Option<T> {
-        self.0.load(offset).ok()
-    }
+/// A packet's first bytes copied out in one go, where no program can read
+/// them in place: into a per-CPU scratch buffer (a header's fields sit at
+/// any byte offset, and the verifier refuses misaligned access to the
+/// stack). 160 bytes hold Ethernet, IPv6, UDP and VXLAN outside and
+/// Ethernet, IPv6 and TCP inside.
+pub struct CopiedHeaders {
+    buffer: *const [u8; HEADER_BYTES],
+    /// Bytes of the packet in the buffer.
+    len: usize,
 }
-
-/// Bytes copied out of the kernel at the first header a tracepoint finds:
-/// one `bpf_probe_read_kernel` for all headers. 160 bytes hold Ethernet,
-/// IPv6, UDP and VXLAN outside and Ethernet, IPv6 and TCP inside. An skb's
-/// head buffer ends with `struct skb_shared_info` (over 300 bytes), so the
-/// copy stays inside the allocation even for the shortest packet.
-pub struct KernelHeaders(*const [u8; HEADER_BYTES]);
 
 pub const HEADER_BYTES: usize = 160;
 
-/// Where a program copies headers to: too big for the 512-byte BPF stack.
+/// Where a program copies headers to: a per-CPU buffer, one per context
+/// that may interrupt another on a CPU.
 #[derive(Clone, Copy)]
 pub enum Scratch {
     /// Programs that run with bottom halves disabled.
@@ -101,24 +112,60 @@ pub enum Scratch {
 #[map]
 static HEADER_SCRATCH: PerCpuArray<[u8; HEADER_BYTES]> = PerCpuArray::with_max_entries(2, 0);
 
-impl KernelHeaders {
+impl CopiedHeaders {
+    /// Headers in kernel memory, at `from`, with one
+    /// `bpf_probe_read_kernel`. An skb's head buffer ends with `struct
+    /// skb_shared_info` (over 300 bytes), so the copy stays inside the
+    /// allocation even for the shortest packet.
     #[expect(
         clippy::not_unsafe_ptr_arg_deref,
         reason = "bpf_probe_read_kernel is fault-safe: a bad pointer is an error, not a crash"
     )]
     #[inline(always)]
-    pub fn copy(from: *const u8, scratch: Scratch) -> Option<Self> {
+    pub fn from_kernel(from: *const u8, scratch: Scratch) -> Option<Self> {
         let buffer = HEADER_SCRATCH.get_ptr_mut(scratch as u32)?;
         unsafe { bpf_probe_read_kernel_buf(from, &mut *buffer) }.ok()?;
-        Some(Self(buffer))
+        Some(Self {
+            buffer,
+            len: HEADER_BYTES,
+        })
+    }
+
+    /// The start of an skb a TC program sees, with `bpf_skb_load_bytes`,
+    /// which finds headers in paged data too.
+    #[inline(always)]
+    pub fn from_skb(ctx: &TcContext, scratch: Scratch) -> Option<Self> {
+        let buffer = HEADER_SCRATCH.get_ptr_mut(scratch as u32)?;
+        let len = (ctx.len() as usize).min(HEADER_BYTES);
+        if len == 0 {
+            return None;
+        }
+        let copied = unsafe {
+            bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, buffer.cast::<c_void>(), len as u32)
+        };
+        (copied == 0).then_some(Self { buffer, len })
     }
 }
 
-impl PacketReader for KernelHeaders {
+impl PacketReader for CopiedHeaders {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Option<T> {
+        if !self.holds(offset, size_of::<T>()) {
+            return None;
+        }
         let offset = checked_offset(offset, HEADER_BYTES - size_of::<T>())?;
-        Some(unsafe { self.0.cast::<u8>().add(offset).cast::<T>().read_unaligned() })
+        Some(unsafe {
+            self.buffer
+                .cast::<u8>()
+                .add(offset)
+                .cast::<T>()
+                .read_unaligned()
+        })
+    }
+
+    #[inline(always)]
+    fn holds(&self, offset: usize, len: usize) -> bool {
+        offset + len <= self.len
     }
 }
 

@@ -17,7 +17,7 @@ use aya::{
     EbpfLoader, TestRunOptions,
     programs::{SchedClassifier, TestRun as _, Xdp},
 };
-use loopback::probes_on_loopback;
+use loopback::{loopback_program, probes_on_loopback};
 use netprobe::{path::Hook, privilege::require_bpf_privileges};
 use netprobe_common::probe::FLIGHT_SLOT_BITS;
 
@@ -39,7 +39,8 @@ fn main() {
     ];
     println!("{:<12} {:<36} {:>10}", "program", "frame", "ns/run");
     for hook in [Hook::Xdp, Hook::TcIngress] {
-        let mut probes = probes_on_loopback(hook, "", FLIGHT_SLOT_BITS);
+        let mut probes = probes_on_loopback(hook, "", FLIGHT_SLOT_BITS, 1);
+        let program = loopback_program(hook);
         for (name, frame) in &cases {
             let mut out = vec![0u8; frame.bytes.len() + 256];
             let options = TestRunOptions {
@@ -49,16 +50,19 @@ fn main() {
                 ..TestRunOptions::default()
             };
             let result = match hook {
-                Hook::Xdp => probes.program::<Xdp>(hook).expect("xdp").test_run(options),
+                Hook::Xdp => probes
+                    .program::<Xdp>(program)
+                    .expect("xdp")
+                    .test_run(options),
                 _ => probes
-                    .program::<SchedClassifier>(hook)
+                    .program::<SchedClassifier>(program)
                     .expect("tc")
                     .test_run(options),
             }
             .expect("BPF_PROG_TEST_RUN");
             println!(
                 "{:<12} {:<36} {:>10}",
-                hook.program(),
+                program,
                 name,
                 result.duration.as_nanos()
             );

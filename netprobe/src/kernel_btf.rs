@@ -39,12 +39,14 @@ pub fn offsets_from(vmlinux: &Path) -> Result<KernelOffsets, BtfError> {
     let btf = Btf::from_file(vmlinux).map_err(BtfError::Read)?;
     let field = |owner, name| field_offset(&btf, owner, name);
     Ok(KernelOffsets {
-        sk_buff_dev: field("sk_buff", "dev")?,
         sk_buff_head: field("sk_buff", "head")?,
         sk_buff_data: field("sk_buff", "data")?,
         sk_buff_protocol: field("sk_buff", "protocol")?,
         sk_buff_network_header: field("sk_buff", "network_header")?,
         sk_buff_sk: field("sk_buff", "sk")?,
+        sk_buff_cb: field("sk_buff", "cb")?,
+        tcp_skb_cb_seq: field("tcp_skb_cb", "seq")?,
+        tcp_skb_cb_ack_seq: field("tcp_skb_cb", "ack_seq")?,
         net_device_ifindex: field("net_device", "ifindex")?,
         // possible_net_t is `struct { struct net *net; }`: the pointer is at
         // the field's own offset.
@@ -53,7 +55,9 @@ pub fn offsets_from(vmlinux: &Path) -> Result<KernelOffsets, BtfError> {
         sock_common_skc_net: field("sock_common", "skc_net")?,
         sock_common_skc_addrpair: field("sock_common", "skc_addrpair")?,
         sock_common_skc_portpair: field("sock_common", "skc_portpair")?,
+        sock_sk_protocol: field("sock", "sk_protocol")?,
         tcp_sock_write_seq: field("tcp_sock", "write_seq")?,
+        tcp_sock_rcv_nxt: field("tcp_sock", "rcv_nxt")?,
     })
 }
 
@@ -115,12 +119,14 @@ mod tests {
     #[test]
     fn resolves_every_offset_on_this_kernel() {
         let offsets = kernel_offsets().expect("this kernel has BTF");
-        // sk_buff starts with next/prev pointers; dev follows them.
-        assert_eq!(offsets.sk_buff_dev, 16);
-        assert!(offsets.sk_buff_head > offsets.sk_buff_dev);
         assert_eq!(offsets.sk_buff_data, offsets.sk_buff_head + 8);
+        // The sequence number opens TCP's control block, the acknowledgement
+        // number follows the flags.
+        assert_eq!(offsets.tcp_skb_cb_seq, 0);
+        assert!(offsets.tcp_skb_cb_ack_seq > offsets.tcp_skb_cb_seq);
         assert!(offsets.net_ns_inum > 0);
         assert!(offsets.tcp_sock_write_seq > offsets.sock_common_skc_net);
+        assert!(offsets.tcp_sock_rcv_nxt > offsets.sock_common_skc_net);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod ethtool;
 pub mod exemplars;
 pub mod fastpath;
 pub mod filter;
+pub mod hooks;
 pub mod http_response;
 pub mod kernel_btf;
 pub mod lab;

@@ -5,11 +5,10 @@
 
 use std::fmt;
 
-use netprobe_common::probe::{
-    DIRECTION_EGRESS, DIRECTION_INGRESS, HOOK_NET_DEV_QUEUE, HOOK_NET_DEV_START_XMIT,
-    HOOK_NETIF_RECEIVE, MAX_HOPS, Point, PointKey,
-};
+use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, MAX_HOPS};
 use serde::{Deserialize, Serialize};
+
+pub use crate::hooks::Hook;
 
 /// One device: ifindex values repeat across namespaces, so the namespace is
 /// part of its identity.
@@ -65,90 +64,6 @@ impl FastpathHook {
         match self {
             FastpathHook::Xdp => "xdp",
             FastpathHook::Tc => "tc",
-        }
-    }
-}
-
-/// A kernel hook netprobe observes packets at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Hook {
-    Xdp,
-    TcIngress,
-    TcEgress,
-    /// `net:netif_receive_skb`
-    NetifReceive,
-    /// `net:net_dev_queue`
-    NetDevQueue,
-    /// `net:net_dev_start_xmit`
-    NetDevStartXmit,
-    /// `skb:skb_copy_datagram_iovec`
-    SocketRead,
-    /// `tcp:tcp_sendmsg_locked`
-    SocketWrite,
-}
-
-impl Hook {
-    pub const ALL: [Hook; 8] = [
-        Hook::Xdp,
-        Hook::TcIngress,
-        Hook::TcEgress,
-        Hook::NetifReceive,
-        Hook::NetDevQueue,
-        Hook::NetDevStartXmit,
-        Hook::SocketRead,
-        Hook::SocketWrite,
-    ];
-
-    /// The hook's id in the kernel's point map: only device tracepoints
-    /// look their device up; XDP and TC know the NIC from their settings,
-    /// and the socket hooks are not per device.
-    pub fn code(self) -> Option<u32> {
-        match self {
-            Hook::NetifReceive => Some(HOOK_NETIF_RECEIVE),
-            Hook::NetDevQueue => Some(HOOK_NET_DEV_QUEUE),
-            Hook::NetDevStartXmit => Some(HOOK_NET_DEV_START_XMIT),
-            Hook::Xdp | Hook::TcIngress | Hook::TcEgress => None,
-            Hook::SocketRead | Hook::SocketWrite => None,
-        }
-    }
-
-    /// Name of the eBPF program that implements the hook.
-    pub fn program(self) -> &'static str {
-        match self {
-            Hook::Xdp => "np_xdp",
-            Hook::TcIngress => "np_tc_ingress",
-            Hook::TcEgress => "np_tc_egress",
-            Hook::NetifReceive => "np_netif_rx",
-            Hook::NetDevQueue => "np_dev_queue",
-            Hook::NetDevStartXmit => "np_dev_xmit",
-            Hook::SocketRead => "np_sock_read",
-            Hook::SocketWrite => "np_sock_write",
-        }
-    }
-
-    /// The kernel tracepoint a tracepoint hook attaches to.
-    pub fn tracepoint(self) -> Option<&'static str> {
-        match self {
-            Hook::NetifReceive => Some("netif_receive_skb"),
-            Hook::NetDevQueue => Some("net_dev_queue"),
-            Hook::NetDevStartXmit => Some("net_dev_start_xmit"),
-            Hook::SocketRead => Some("skb_copy_datagram_iovec"),
-            Hook::SocketWrite => Some("tcp_sendmsg_locked"),
-            Hook::Xdp | Hook::TcIngress | Hook::TcEgress => None,
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Hook::Xdp => "XDP",
-            Hook::TcIngress => "TC ingress",
-            Hook::TcEgress => "TC egress",
-            Hook::NetifReceive => "netif_receive_skb",
-            Hook::NetDevQueue => "net_dev_queue",
-            Hook::NetDevStartXmit => "net_dev_start_xmit",
-            Hook::SocketRead => "skb_copy_datagram_iovec",
-            Hook::SocketWrite => "tcp_sendmsg_locked",
         }
     }
 }
@@ -310,6 +225,28 @@ impl Hop {
     }
 }
 
+/// A hop at its place on the path.
+pub struct Placed<'a> {
+    pub direction: Direction,
+    /// Its position on its direction's path.
+    pub index: usize,
+    pub hop: &'a Hop,
+}
+
+impl Placed<'_> {
+    /// The program that observes this place.
+    pub fn program(&self) -> &'static str {
+        self.hop.hook.program(self.direction.code(), self.index)
+    }
+}
+
+/// A program a path runs, and the hook it observes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathProgram {
+    pub hook: Hook,
+    pub name: &'static str,
+}
+
 /// The hops of both directions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbePath {
@@ -330,12 +267,13 @@ impl ProbePath {
         // With the fast path, packets for local pods skip the vxlan device,
         // the bridge and its ports. Its XDP hook takes them before the NIC's
         // TC (and holds XDP); its TC hook hands them to the pod with
-        // redirect_peer, which re-enters the receive path past the
-        // netif_receive_skb tracepoint of the pod's interface. So do
-        // macvlan and ipvlan (RX_HANDLER_ANOTHER): only a veth peer
-        // receives a packet anew, through that tracepoint.
-        // Leaving, the pod's packets go from its veth's TC ingress (past
-        // the veth's netif_receive_skb) straight to the NIC's egress.
+        // redirect_peer, which re-enters the receive path of the pod's
+        // interface past where netif_receive_skb fires. So do macvlan and
+        // ipvlan (RX_HANDLER_ANOTHER): only a veth peer receives a packet
+        // anew. The pod's receive hop stays with veth peers, as that
+        // boundary has it. Leaving, the pod's packets go from its veth's
+        // TC ingress (after the probe, first in that chain) straight to
+        // the NIC's egress.
         let kernel_path = datapath.fastpath.is_none();
         let nic_tc = datapath.fastpath != Some(FastpathHook::Xdp);
         let receiving_pods: Vec<Device> = match datapath.fastpath {
@@ -350,22 +288,22 @@ impl ProbePath {
         let ingress = [
             with_xdp.then(|| hop(Role::Nic, Hook::Xdp, &nic())),
             nic_tc.then(|| hop(Role::Nic, Hook::TcIngress, &nic())),
-            kernel_path.then(|| hop(Role::Vxlan, Hook::NetifReceive, &datapath.vxlan)),
-            kernel_path.then(|| hop(Role::Bridge, Hook::NetDevQueue, &datapath.bridges)),
-            kernel_path.then(|| hop(Role::BridgePort, Hook::NetDevQueue, &datapath.bridge_ports)),
-            Some(hop(Role::Pod, Hook::NetifReceive, &receiving_pods)),
+            kernel_path.then(|| hop(Role::Vxlan, Hook::DeviceIngress, &datapath.vxlan)),
+            kernel_path.then(|| hop(Role::Bridge, Hook::DeviceEgress, &datapath.bridges)),
+            kernel_path.then(|| hop(Role::BridgePort, Hook::DeviceEgress, &datapath.bridge_ports)),
+            Some(hop(Role::Pod, Hook::DeviceIngress, &receiving_pods)),
             Some(hop(Role::Socket, Hook::SocketRead, &[])),
         ];
         let egress = [
             Some(hop(Role::Socket, Hook::SocketWrite, &[])),
-            Some(hop(Role::Pod, Hook::NetDevQueue, &datapath.pods)),
+            Some(hop(Role::Pod, Hook::DeviceEgress, &datapath.pods)),
             Some(hop(
                 Role::BridgePort,
-                Hook::NetifReceive,
+                Hook::DeviceIngress,
                 &datapath.bridge_ports,
             )),
-            kernel_path.then(|| hop(Role::Bridge, Hook::NetifReceive, &datapath.bridges)),
-            kernel_path.then(|| hop(Role::Vxlan, Hook::NetDevQueue, &datapath.vxlan)),
+            kernel_path.then(|| hop(Role::Bridge, Hook::DeviceIngress, &datapath.bridges)),
+            kernel_path.then(|| hop(Role::Vxlan, Hook::DeviceEgress, &datapath.vxlan)),
             Some(hop(Role::Nic, Hook::TcEgress, &nic())),
             Some(hop(Role::Nic, Hook::NetDevStartXmit, &nic())),
         ];
@@ -396,36 +334,33 @@ impl ProbePath {
         self.egress.retain(|hop| hop.hook != hook);
     }
 
-    /// Every watched (device, hook) and its place on the path.
-    pub fn points(&self) -> impl Iterator<Item = (PointKey, Point)> + '_ {
+    /// Every hop of both directions at its place on the path.
+    pub fn placed(&self) -> impl Iterator<Item = Placed<'_>> {
         Direction::BOTH.into_iter().flat_map(move |direction| {
             self.hops(direction)
                 .iter()
                 .enumerate()
-                .filter_map(|(hop_index, hop)| hop.hook.code().map(|code| (hop_index, hop, code)))
-                .flat_map(move |(hop_index, hop, code)| {
-                    hop.devices.iter().map(move |device| {
-                        let key = PointKey {
-                            netns: device.netns_inode,
-                            ifindex: device.ifindex,
-                            hook: code,
-                        };
-                        let point = Point {
-                            direction: direction.code(),
-                            hop: hop_index as u32,
-                        };
-                        (key, point)
-                    })
+                .map(move |(index, hop)| Placed {
+                    direction,
+                    index,
+                    hop,
                 })
         })
     }
 
-    /// Position of `hook` on its direction's path, if the path has it.
-    pub fn hop_of(&self, direction: Direction, hook: Hook) -> Option<u32> {
-        self.hops(direction)
-            .iter()
-            .position(|hop| hop.hook == hook)
-            .map(|hop| hop as u32)
+    /// Every program the path runs, once each, in path order.
+    pub fn programs(&self) -> Vec<PathProgram> {
+        let mut programs: Vec<PathProgram> = Vec::new();
+        for placed in self.placed() {
+            let program = PathProgram {
+                hook: placed.hop.hook,
+                name: placed.program(),
+            };
+            if !programs.contains(&program) {
+                programs.push(program);
+            }
+        }
+        programs
     }
 
     pub fn uses(&self, hook: Hook) -> bool {

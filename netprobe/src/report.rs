@@ -146,6 +146,11 @@ pub struct Report {
     pub interface: String,
     pub netns: Option<String>,
     pub duration_s: f64,
+    /// One packet in this many was followed: the counts are of followed
+    /// packets. Reports from before following was chosen followed every
+    /// packet.
+    #[serde(default = "every_packet")]
+    pub follow_one_in: u32,
     pub filter: Option<String>,
     pub xdp_mode: Option<String>,
     pub path: PathLabels,
@@ -170,6 +175,10 @@ pub struct Report {
     /// With `--sample`: each direction's median, p99 and slowest packet
     /// among those sampled whole.
     pub exemplars: Vec<FlightExemplar>,
+}
+
+fn every_packet() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -248,6 +257,7 @@ pub struct ReportContext<'a> {
     pub filter: Option<&'a str>,
     pub xdp_mode: Option<&'a str>,
     pub duration_s: f64,
+    pub follow_one_in: u32,
 }
 
 impl Report {
@@ -313,6 +323,7 @@ impl Report {
             interface: context.interface.to_owned(),
             netns: context.netns.map(str::to_owned),
             duration_s: context.duration_s,
+            follow_one_in: context.follow_one_in,
             filter: context.filter.map(str::to_owned),
             xdp_mode: context.xdp_mode.map(str::to_owned),
             path: PathLabels {
@@ -352,6 +363,13 @@ impl fmt::Display for Report {
         )?;
         if let Some(filter) = &self.filter {
             write!(f, ", filter \"{filter}\"")?;
+        }
+        if self.follow_one_in > 1 {
+            write!(
+                f,
+                ", following one packet in {} (counts are of followed packets)",
+                self.follow_one_in
+            )?;
         }
         writeln!(f)?;
         for direction in Direction::BOTH {

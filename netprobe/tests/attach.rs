@@ -17,6 +17,7 @@ use aya::{
 use netprobe::{
     bench::IdlePolling,
     discovery,
+    hooks::HOP_PROGRAMS,
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netns::NetNs,
     path::Direction,
@@ -241,7 +242,7 @@ fn a_paused_session_runs_no_program_until_resumed_a_quiesced_one_only_its_device
     let node = NetNs::named(server_node(&lab)).expect("server node");
     let datapath = discovery::discover("eth0", &node).expect("the node's path");
     let options = ProbeOptions {
-        skip_cost: false,
+        program_cost: true,
         ..ProbeOptions::default()
     };
     let mut session = ProbeSession::start(&datapath, &node, &options).expect("probes attach");
@@ -281,7 +282,11 @@ fn a_paused_session_runs_no_program_until_resumed_a_quiesced_one_only_its_device
         assert!(*again >= 200, "{program}: {resumed_again:?}");
         // Quiesced, only the programs on the node's own device run: the
         // tracepoints' would see every namespace's packets.
-        if program.starts_with("np_tc_") {
+        if HOP_PROGRAMS
+            .iter()
+            .flatten()
+            .any(|device| device == program)
+        {
             assert!(*quiesced_runs >= 200, "{program}: {quiesced:?}");
         } else {
             assert_eq!(*quiesced_runs, 0, "{program} ran quiesced: {quiesced:?}");
@@ -549,7 +554,7 @@ fn with_and_without_adjust_the_discovered_path() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert!(
-        stdout.contains("eth0 TC ingress [TC ingress] -> cni0 [net_dev_queue]"),
+        stdout.contains("eth0 TC ingress [TC ingress] -> cni0 [tcx egress]"),
         "{stdout}"
     );
     assert!(!stdout.contains("flannel.1 ["), "{stdout}");
@@ -570,7 +575,7 @@ fn with_and_without_adjust_the_discovered_path() {
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
-    assert!(stdout.contains("2 pods [netif_receive_skb]"), "{stdout}");
+    assert!(stdout.contains("2 pods [tcx ingress]"), "{stdout}");
 
     let output = netprobe(&["attach", "eth0", "--netns", node, "--with", "lo"]);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -10,25 +10,25 @@ use aya::{
     programs::{SchedClassifier, TestRun as _, Xdp},
 };
 use netprobe::{path::Hook, probes::LoadedProbes};
-use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey};
+use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey, OneIn};
 use rstest::rstest;
 use support::{
     frames::{
         self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, Frame, IPPROTO_ICMP, IPPROTO_UDP, Ipv4, MAC_A,
         MAC_B, skb_runner_refuses,
     },
-    loopback::probes_on_loopback,
+    loopback::{loopback_program, probes_on_loopback},
     require_root,
 };
 
 const XDP_PASS: u32 = 2;
 /// TC_ACT_UNSPEC: tcx continues with the next program.
 const TC_NEXT: u32 = u32::MAX;
-/// Probes on loopback, with a flight table small enough to read all of it
-/// after every run.
+/// Probes on loopback following every packet, with a flight table small
+/// enough to read all of it after every run.
 fn probes_starting_at(hook: Hook, filter: &str) -> LoadedProbes {
     require_root();
-    probes_on_loopback(hook, filter, 4)
+    probes_on_loopback(hook, filter, 4, 1)
 }
 
 /// Runs the hook's program on `frame`; checks it passes the frame unchanged
@@ -51,14 +51,18 @@ fn try_run(
         data_out: Some(&mut out),
         ..TestRunOptions::default()
     };
+    let program = loopback_program(hook);
     let (result, expected) = match hook {
         Hook::Xdp => (
-            probes.program::<Xdp>(hook).expect("xdp").test_run(options),
+            probes
+                .program::<Xdp>(program)
+                .expect("xdp")
+                .test_run(options),
             XDP_PASS,
         ),
         _ => (
             probes
-                .program::<SchedClassifier>(hook)
+                .program::<SchedClassifier>(program)
                 .expect("tc")
                 .test_run(options),
             TC_NEXT,
@@ -243,6 +247,31 @@ fn strip_ethernet(frame: &Frame) -> Frame {
         bytes: frame.bytes[14..].to_vec(),
         boundaries: frame.boundaries[1..].iter().map(|end| end - 14).collect(),
     }
+}
+
+#[test]
+fn the_kernel_follows_the_packets_the_rule_picks_and_no_others() {
+    require_root();
+    let one_in = 8;
+    let mut probes = probes_on_loopback(Hook::TcIngress, "", 4, one_in);
+    let mut followed = 0;
+    for n in 0..400u32 {
+        let (seq, ack) = (
+            n.wrapping_mul(2_654_435_761),
+            n.wrapping_mul(40_503) ^ 0x5a5a,
+        );
+        let frame = frames::ipv4_tcp(n as u16, seq, ack, PAYLOAD);
+        let picked = key(6, n, seq, ack).picked(&OneIn::new(one_in));
+        let flights = run(&mut probes, Hook::TcIngress, &frame.bytes);
+        assert_eq!(
+            flights.len() == 1,
+            picked,
+            "segment {n}: seq {seq} ack {ack}"
+        );
+        followed += flights.len();
+    }
+    // About one in eight of 400.
+    assert!((30..75).contains(&followed), "{followed} followed");
 }
 
 #[test]

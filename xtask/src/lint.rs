@@ -43,7 +43,8 @@ pub fn lint() -> Result<()> {
     ]))
     .context("clippy (userspace)")?;
     ensure_toolchain(false)?;
-    run(nightly_bpf_cargo("clippy")
+    run(nightly_bpf_cargo("clippy", &[])
+        .arg("--bins")
         .arg("--target-dir")
         .arg(root.join("target/bpf-clippy"))
         .args(["--", "-D", "warnings"]))

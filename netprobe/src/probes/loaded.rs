@@ -2,17 +2,16 @@
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapError, PerCpuArray},
+    maps::{Array, MapError, PerCpuArray},
     programs::ProgramError,
 };
 use netprobe_common::{
     config::ProbeConfig,
     histogram::Histogram,
-    probe::{Flight, HopStats, Point, PointKey, SLOTS, watch_bit},
+    probe::{Flight, HopStats, SLOTS, watch_bit},
 };
 
 use super::{Merge, PROBES_OBJECT, ProbeError, Snapshot};
-use crate::path::Hook;
 
 /// The probes object loaded with its configuration, nothing attached yet:
 /// what a [`ProbeSession`] attaches, and what tests run on crafted packets
@@ -32,27 +31,11 @@ impl LoadedProbes {
         Ok(Self { ebpf })
     }
 
-    /// Watches `key` as `point` of the path.
-    pub fn add_point(&mut self, key: PointKey, point: Point) -> Result<(), ProbeError> {
-        let mut points: HashMap<_, PointKey, Point> = map(&mut self.ebpf, "POINTS")?;
-        points
-            .insert(key, point, 0)
-            .map_err(|cause| ProbeError::Map {
-                name: "POINTS",
-                cause,
-            })?;
-        self.watch(key.netns, key.ifindex)
-    }
-
-    /// TCP writes in namespace `netns` start egress flights.
+    /// The socket hooks observe the sockets of namespace `netns`: sets its
+    /// bit in the watch filter.
     pub fn watch_sockets(&mut self, netns: u32) -> Result<(), ProbeError> {
-        self.watch(netns, 0)
-    }
-
-    /// Sets the bit of (netns, ifindex) in the watch filter.
-    fn watch(&mut self, netns: u32, ifindex: u32) -> Result<(), ProbeError> {
         let mut watched: Array<_, u64> = map(&mut self.ebpf, "WATCHED")?;
-        let bit = watch_bit(netns, ifindex);
+        let bit = watch_bit(netns);
         let map_error = |cause| ProbeError::Map {
             name: "WATCHED",
             cause,
@@ -93,13 +76,12 @@ impl LoadedProbes {
         Ok(())
     }
 
-    /// The program of `hook`, loaded into the kernel (tracepoints need the
-    /// kernel's BTF to find their attach point).
-    pub fn program<'a, T>(&'a mut self, hook: Hook) -> Result<&'a mut T, ProbeError>
+    /// The program named `name` (see `Hook::program`).
+    pub fn program<'a, T>(&'a mut self, name: &'static str) -> Result<&'a mut T, ProbeError>
     where
         &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     {
-        program_mut(&mut self.ebpf, hook.program())
+        program_mut(&mut self.ebpf, name)
     }
 
     /// Histograms and join counts so far, summed over CPUs.

@@ -20,7 +20,7 @@ pub use self::{
     cost::ProgramCost,
     loaded::LoadedProbes,
     node::{Counted, Mark, NodeProbes},
-    session::{ProbeSession, probe_config},
+    session::ProbeSession,
     snapshot::{Merge, Snapshot, empty_histogram},
     trace::{Fingerprint, SampledFlight, TcpNumbers},
 };
@@ -30,18 +30,49 @@ pub use crate::bpf_link::XdpModeChoice;
 pub static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-probes.o"));
 
-#[derive(Clone, Debug, Default)]
+/// One packet in this many is followed from hop to hop unless asked
+/// otherwise.
+pub const DEFAULT_FOLLOW_ONE_IN: u32 = 32;
+
+#[derive(Clone, Debug)]
 pub struct ProbeOptions {
     pub xdp_mode: XdpModeChoice,
     pub filter: FlowFilter,
-    /// Send one complete flight in N to userspace; 0 for none.
+    /// Follow one packet in N from hop to hop, the same ones at every hop of
+    /// every node; 1 follows every packet (full tracking).
+    pub follow_one_in: u32,
+    /// Send one complete flight in N to userspace; 0 for none. Only
+    /// followed packets complete a flight.
     pub sample_every: u32,
     /// Measure without XDP when another program holds the NIC's XDP hook.
     pub force: bool,
-    /// Leave the kernel's run-time statistics off: no per-program cost, and
-    /// no cost of measuring it (two clock reads per program run, about 10%
-    /// of throughput on a VM whose sched_clock is slow).
-    pub skip_cost: bool,
+    /// Turn the kernel's bpf run-time statistics on, for each program's
+    /// cost per run. They cost throughput themselves: two clock reads per
+    /// program run, about 9% of the lab's throughput here.
+    pub program_cost: bool,
+}
+
+/// A follow rate as `--follow-one-in` takes it: a whole number from 1 up.
+pub fn parse_follow_one_in(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a follow rate: one packet in N, N a whole number from 1 up (1 follows every packet)"
+        )),
+    }
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            xdp_mode: XdpModeChoice::default(),
+            filter: FlowFilter::default(),
+            follow_one_in: DEFAULT_FOLLOW_ONE_IN,
+            sample_every: 0,
+            force: false,
+            program_cost: false,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -75,6 +106,11 @@ pub enum ProbeError {
         interface: String,
         hook: &'static str,
     },
+    #[error(
+        "recording one packet in {sample} asks for packets that are not followed (one in {follow}): \
+         sample one in {follow} or fewer, or follow more"
+    )]
+    SampleNotFollowed { sample: u32, follow: u32 },
     #[error("{hook}: attaching again after a pause: {reason}")]
     Resume { hook: &'static str, reason: String },
 }

@@ -37,7 +37,7 @@ impl NodeProbes {
         let node = NetNs::named(netns)?;
         let datapath = discovery::discover("eth0", &node)?;
         let options = ProbeOptions {
-            skip_cost: !measure_cost,
+            program_cost: measure_cost,
             sample_every,
             ..ProbeOptions::default()
         };

@@ -13,7 +13,7 @@ use aya::{
 };
 use netprobe_common::{
     config::{KernelOffsets, ProbeConfig},
-    probe::{FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS, Trace},
+    probe::{FLIGHT_EXPIRY_NS, FLIGHT_SLOT_BITS, OneIn, Trace},
 };
 
 use super::{
@@ -23,9 +23,10 @@ use super::{
 use crate::{
     bpf_link::{self, AttachError, error_chain, xdp_mode_name},
     clock::now_ns,
+    hooks::{Attachment, ChainEnd, TcxSide},
     kernel_btf::{self, BtfError},
     netns::NetNs,
-    path::{Datapath, Device, Direction, FastpathHook, Hook, ProbePath},
+    path::{Datapath, Device, FastpathHook, Hook, PathProgram, ProbePath},
 };
 
 /// Loaded and attached probes. Dropping it detaches everything.
@@ -43,6 +44,7 @@ pub struct ProbeSession {
     datapath: Datapath,
     node: NetNs,
     xdp_choice: XdpModeChoice,
+    follow_one_in: u32,
 }
 
 /// What keeps a session from starting: a hook this kernel lacks (observe
@@ -66,6 +68,12 @@ impl ProbeSession {
         node: &NetNs,
         options: &ProbeOptions,
     ) -> Result<Self, ProbeError> {
+        if options.sample_every != 0 && options.sample_every < options.follow_one_in {
+            return Err(ProbeError::SampleNotFollowed {
+                sample: options.sample_every,
+                follow: options.follow_one_in,
+            });
+        }
         let offsets = kernel_btf::kernel_offsets()?;
         let btf = Btf::from_sys_fs().map_err(|_| ProbeError::Btf(BtfError::Missing))?;
         let mut unobserved = Vec::new();
@@ -135,22 +143,18 @@ impl ProbeSession {
         offsets: &KernelOffsets,
         btf: &Btf,
     ) -> Result<Self, StartError> {
-        let config = probe_config(path, &datapath.nic, node, options, offsets);
+        let config = probe_config(path, &datapath.nic, options, offsets);
         let mut probes = LoadedProbes::load(&config, btf)?;
-        for (key, point) in path.points() {
-            probes.add_point(key, point)?;
-        }
         for netns in path.socket_namespaces(datapath) {
             probes.watch_sockets(netns)?;
         }
-        let stats = if options.skip_cost {
-            None
-        } else {
+        let stats = if options.program_cost {
             Some(enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?)
+        } else {
+            None
         };
-
-        for hook in Hook::ALL.into_iter().filter(|hook| path.uses(*hook)) {
-            load_program(&mut probes, hook, btf)?;
+        for program in path.programs() {
+            load_program(&mut probes, program, btf)?;
         }
         let mut session = Self {
             bpf_links: Vec::new(),
@@ -162,57 +166,71 @@ impl ProbeSession {
             datapath: datapath.clone(),
             node: node.try_clone().map_err(ProbeError::from)?,
             xdp_choice: options.xdp_mode,
+            follow_one_in: options.follow_one_in,
         };
         session.attach()?;
         Ok(session)
     }
 
-    /// Attaches every loaded program not attached yet to its hook.
+    /// Attaches every hook of the path not attached yet: its program at
+    /// each place the path has the hook, on each of the place's devices.
     fn attach(&mut self) -> Result<(), StartError> {
         for hook in Hook::ALL.into_iter().filter(|hook| self.path.uses(*hook)) {
             if self.bpf_links.iter().any(|(attached, _)| *attached == hook) {
                 continue;
             }
-            let link = match hook {
-                Hook::Xdp => {
-                    let (link, mode) = bpf_link::attach_xdp(
-                        self.probes.program(hook)?,
-                        self.datapath.nic.ifindex,
-                        &self.node,
-                        self.xdp_choice,
-                    )
-                    .map_err(|error| attach_error(error, hook, &self.datapath))?;
-                    self.xdp_mode = Some(mode);
-                    link
+            let mut links = Vec::new();
+            for placed in self.path.placed().filter(|placed| placed.hop.hook == hook) {
+                let program = placed.program();
+                match hook.definition().attachment {
+                    Attachment::Xdp => {
+                        let (link, mode) = bpf_link::attach_xdp(
+                            self.probes.program(program)?,
+                            self.datapath.nic.ifindex,
+                            &self.node,
+                            self.xdp_choice,
+                        )
+                        .map_err(|error| attach_error(error, hook, &self.datapath.nic))?;
+                        self.xdp_mode = Some(mode);
+                        links.push(link);
+                    }
+                    Attachment::Tcx { side, end } => {
+                        let attach_type = match side {
+                            TcxSide::Ingress => TcAttachType::Ingress,
+                            TcxSide::Egress => TcAttachType::Egress,
+                        };
+                        for device in &placed.hop.devices {
+                            let order = match end {
+                                ChainEnd::First => LinkOrder::first(),
+                                ChainEnd::Last => LinkOrder::last(),
+                            };
+                            let netns = match &device.netns_name {
+                                Some(name) => NetNs::named(name).map_err(ProbeError::from)?,
+                                None => self.node.try_clone().map_err(ProbeError::from)?,
+                            };
+                            let link = bpf_link::attach_tcx(
+                                self.probes.program(program)?,
+                                &device.name,
+                                attach_type,
+                                order,
+                                &netns,
+                            )
+                            .map_err(|error| attach_error(error, hook, device))?;
+                            links.push(link);
+                        }
+                    }
+                    Attachment::Tracepoint(_) => {
+                        let traced: &mut BtfTracePoint = self.probes.program(program)?;
+                        let link = traced
+                            .attach()
+                            .and_then(|id| traced.take_link(id))
+                            .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?;
+                        links.push(link.into());
+                    }
                 }
-                Hook::TcIngress | Hook::TcEgress => {
-                    let attach_type = if hook == Hook::TcIngress {
-                        TcAttachType::Ingress
-                    } else {
-                        TcAttachType::Egress
-                    };
-                    // First in the tcx chain, so a later program that drops
-                    // or redirects cannot hide packets from the probe; the
-                    // probe always lets the chain go on.
-                    bpf_link::attach_tcx(
-                        self.probes.program(hook)?,
-                        &self.datapath.nic.name,
-                        attach_type,
-                        LinkOrder::first(),
-                        &self.node,
-                    )
-                    .map_err(|error| attach_error(error, hook, &self.datapath))?
-                }
-                _ => {
-                    let traced: &mut BtfTracePoint = self.probes.program(hook)?;
-                    traced
-                        .attach()
-                        .and_then(|id| traced.take_link(id))
-                        .map_err(|error| StartError::Unavailable(hook, error_chain(&error)))?
-                        .into()
-                }
-            };
-            self.bpf_links.push((hook, link));
+            }
+            self.bpf_links
+                .extend(links.into_iter().map(|link| (hook, link)));
         }
         Ok(())
     }
@@ -226,9 +244,9 @@ impl ProbeSession {
 
     /// Detaches the programs on the kernel's tracepoints, which run for
     /// every namespace's packets, until [`Self::resume`]; those on the
-    /// node's own devices (XDP, TC) stay, as they see only its traffic.
-    /// Detaching each of those waits for an RCU grace period (10-20 ms
-    /// here).
+    /// watched devices (XDP, tcx) stay, as they see only those devices'
+    /// traffic. Detaching each of those waits for an RCU grace period
+    /// (10-20 ms here).
     pub fn quiesce(&mut self) {
         self.bpf_links
             .retain(|(hook, _)| hook.tracepoint().is_none());
@@ -255,6 +273,11 @@ impl ProbeSession {
 
     pub fn unobserved(&self) -> &[Unobserved] {
         &self.unobserved
+    }
+
+    /// One packet in this many is followed from hop to hop.
+    pub fn follow_one_in(&self) -> u32 {
+        self.follow_one_in
     }
 
     /// `native` or `generic`, when XDP is attached.
@@ -319,37 +342,30 @@ impl ProbeSession {
     }
 
     /// Run count and total run time of each attached program, from the
-    /// kernel's bpf statistics.
+    /// kernel's bpf statistics (`ProbeOptions::program_cost`).
     pub fn program_costs(&self) -> Result<Vec<ProgramCost>, ProbeError> {
         let mut costs = Vec::new();
         if self.stats.is_none() {
             return Ok(costs);
         }
-        for hook in Hook::ALL.into_iter().filter(|hook| self.path.uses(*hook)) {
-            let program = self
+        for PathProgram { name: program, .. } in self.path.programs() {
+            let info = self
                 .probes
                 .ebpf
-                .program(hook.program())
-                .ok_or(ProbeError::Missing(hook.program()))?;
-            let info = program.info().map_err(|cause| ProbeError::Program {
-                program: hook.program(),
-                cause,
-            })?;
-            costs.push(ProgramCost::new(
-                hook.program(),
-                info.run_count(),
-                info.run_time(),
-            ));
+                .program(program)
+                .ok_or(ProbeError::Missing(program))?
+                .info()
+                .map_err(|cause| ProbeError::Program { program, cause })?;
+            costs.push(ProgramCost::new(program, info.run_count(), info.run_time()));
         }
         Ok(costs)
     }
 }
 
 /// The settings the probes are loaded with for `path`.
-pub fn probe_config(
+fn probe_config(
     path: &ProbePath,
     nic: &Device,
-    node: &NetNs,
     options: &ProbeOptions,
     offsets: &KernelOffsets,
 ) -> ProbeConfig {
@@ -361,36 +377,33 @@ pub fn probe_config(
         .egress
         .first()
         .is_some_and(|hop| hop.hook == Hook::SocketWrite);
-    // Hooks the path lacks are never attached; any value does.
-    let nic_hop = |direction, hook| path.hop_of(direction, hook).unwrap_or(u32::MAX);
     ProbeConfig {
         offsets: *offsets,
         filter: options.filter,
-        node_netns: node.inode(),
+        nic_netns: nic.netns_inode,
         nic_ifindex: nic.ifindex,
-        nic_hops: [
-            nic_hop(Direction::Ingress, Hook::Xdp),
-            nic_hop(Direction::Ingress, Hook::TcIngress),
-            nic_hop(Direction::Egress, Hook::TcEgress),
-        ],
         hops: [path.ingress.len() as u32, path.egress.len() as u32],
         start_hop: [0, u32::from(socket_write)],
         socket_read: u32::from(socket_read),
         socket_write: u32::from(socket_write),
-        sample_every: options.sample_every,
         flight_slot_bits: FLIGHT_SLOT_BITS,
+        follow: OneIn::new(options.follow_one_in),
+        sample: OneIn::new(options.sample_every),
     }
 }
 
-/// Loads the program of `hook` into the kernel, not attached yet.
-fn load_program(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), StartError> {
-    let program = hook.program();
-    let loaded = match hook {
-        Hook::Xdp => probes.program::<Xdp>(hook)?.load(),
-        Hook::TcIngress | Hook::TcEgress => probes.program::<SchedClassifier>(hook)?.load(),
-        _ => {
-            let tracepoint = hook.tracepoint().ok_or(ProbeError::Missing(program))?;
-            let traced: &mut BtfTracePoint = probes.program(hook)?;
+/// Loads a program of the path into the kernel, not attached yet.
+fn load_program(
+    probes: &mut LoadedProbes,
+    program: PathProgram,
+    btf: &Btf,
+) -> Result<(), StartError> {
+    let PathProgram { hook, name } = program;
+    let loaded = match hook.definition().attachment {
+        Attachment::Xdp => probes.program::<Xdp>(name)?.load(),
+        Attachment::Tcx { .. } => probes.program::<SchedClassifier>(name)?.load(),
+        Attachment::Tracepoint(tracepoint) => {
+            let traced: &mut BtfTracePoint = probes.program(name)?;
             // A kernel without this tracepoint has no btf_trace_<name> type.
             match traced.load(tracepoint, btf) {
                 Err(error @ ProgramError::Btf(_)) => {
@@ -400,11 +413,17 @@ fn load_program(probes: &mut LoadedProbes, hook: Hook, btf: &Btf) -> Result<(), 
             }
         }
     };
-    loaded.map_err(|cause| ProbeError::Program { program, cause }.into())
+    loaded.map_err(|cause| {
+        ProbeError::Program {
+            program: name,
+            cause,
+        }
+        .into()
+    })
 }
 
-fn attach_error(error: AttachError, hook: Hook, datapath: &Datapath) -> StartError {
-    let interface = datapath.nic.to_string();
+fn attach_error(error: AttachError, hook: Hook, device: &Device) -> StartError {
+    let interface = device.to_string();
     match error {
         AttachError::Busy => ProbeError::ForeignXdp {
             interface,

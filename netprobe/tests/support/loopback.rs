@@ -6,35 +6,57 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use netprobe::{
-    filter::Filter, kernel_btf::kernel_offsets, netns::NetNs, path::Hook, probes::LoadedProbes,
+    filter::Filter,
+    kernel_btf::kernel_offsets,
+    netns::NetNs,
+    path::{Direction, Hook},
+    probes::LoadedProbes,
 };
-use netprobe_common::config::ProbeConfig;
+use netprobe_common::{config::ProbeConfig, probe::OneIn};
 
 /// The loopback device's ifindex.
 pub const LOOPBACK: u32 = 1;
 
 /// Probes with loopback as the NIC: XDP and TC ingress are the first
 /// ingress hop, TC egress the first device hop of egress. `hook`'s program
-/// is loaded; the flight table has `1 << flight_slot_bits` slots.
-pub fn probes_on_loopback(hook: Hook, filter: &str, flight_slot_bits: u32) -> LoadedProbes {
+/// ([`loopback_program`]) is loaded; the flight table has
+/// `1 << flight_slot_bits` slots; one packet in `follow_one_in` is followed.
+pub fn probes_on_loopback(
+    hook: Hook,
+    filter: &str,
+    flight_slot_bits: u32,
+    follow_one_in: u32,
+) -> LoadedProbes {
     let node = NetNs::current().expect("current namespace");
     let config = ProbeConfig {
         offsets: kernel_offsets().expect("kernel BTF"),
         filter: filter.parse::<Filter>().expect("valid filter").flow,
-        node_netns: node.inode(),
+        nic_netns: node.inode(),
         nic_ifindex: LOOPBACK,
-        nic_hops: [0, 0, 1],
         hops: [2, 2],
         start_hop: [0, 1],
         flight_slot_bits,
+        follow: OneIn::new(follow_one_in),
         ..ProbeConfig::default()
     };
     let btf = Btf::from_sys_fs().expect("kernel BTF");
     let mut probes = LoadedProbes::load(&config, &btf).expect("probes load");
+    let program = loopback_program(hook);
     match hook {
-        Hook::Xdp => probes.program::<Xdp>(hook).expect("xdp").load(),
-        _ => probes.program::<SchedClassifier>(hook).expect("tc").load(),
+        Hook::Xdp => probes.program::<Xdp>(program).expect("xdp").load(),
+        _ => probes
+            .program::<SchedClassifier>(program)
+            .expect("tc")
+            .load(),
     }
     .expect("program loads");
     probes
+}
+
+/// The program of `hook` at its place on the loopback path.
+pub fn loopback_program(hook: Hook) -> &'static str {
+    match hook {
+        Hook::TcEgress => hook.program(Direction::Egress.code(), 1),
+        _ => hook.program(Direction::Ingress.code(), 0),
+    }
 }

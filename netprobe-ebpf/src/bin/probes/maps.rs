@@ -2,24 +2,18 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
 use netprobe_common::{
     histogram::Histogram,
     probe::{
-        FLIGHT_SLOT_BITS, Flight, HopStats, POINT_CAPACITY, Point, PointKey, SLOTS,
-        SOCKET_READ_SLOT_BITS, SOCKET_WRITE_SLOT_BITS, SocketRead, SocketWrite, TRACE_RING_BYTES,
-        WATCH_BITS,
+        FLIGHT_SLOT_BITS, Flight, HopStats, SLOTS, SOCKET_READ_SLOT_BITS, SOCKET_WRITE_SLOT_BITS,
+        SocketRead, SocketWrite, TRACE_RING_BYTES, WATCH_BITS,
     },
 };
 
-/// The watched (device, hook) pairs and their place on the path.
-#[map]
-pub static POINTS: HashMap<PointKey, Point> = HashMap::with_max_entries(POINT_CAPACITY, 0);
-
-/// The watch filter: a bit per (netns, ifindex) of a watched device, and per
-/// (netns, 0) of a namespace whose sockets are the path's ends (see
-/// `watch_bit`).
+/// The watch filter: a bit per namespace whose sockets are the path's ends
+/// (see `watch_bit`).
 #[map]
 pub static WATCHED: Array<u64> = Array::with_max_entries(1 << (WATCH_BITS - 6), 0);
 

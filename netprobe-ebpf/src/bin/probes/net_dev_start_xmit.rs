@@ -1,23 +1,29 @@
-//! `net:net_dev_start_xmit`: the driver takes the packet. On the NIC this is
-//! the end of the egress path; the time since TC egress is the qdisc.
+//! `net:net_dev_start_xmit`: the driver takes the packet. Watched on the NIC
+//! only, the end of the egress path: the time since TC egress is the qdisc.
+//! There is no device hook at this point, so the tracepoint fires for every
+//! device of the machine; any other device leaves after three loads.
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use netprobe_common::probe::HOOK_NET_DEV_START_XMIT;
+use netprobe_common::probe::{DIRECTION_EGRESS, Point};
 
 use crate::{
-    flight::{Unjoined, now, observe},
-    skb::{SkBuff, device_point},
+    config::config,
+    flight::sighting,
+    skb::{SkBuff, is_nic},
 };
 
 #[btf_tracepoint(function = "net_dev_start_xmit")]
 pub fn np_dev_xmit(ctx: BtfTracePointContext) -> i32 {
     // The device is the tracepoint's second argument: no need to read skb->dev.
-    let Some(point) = device_point(ctx.arg(1), HOOK_NET_DEV_START_XMIT) else {
+    if !is_nic(ctx.arg(1)) {
         return 0;
-    };
-    let now = now();
+    }
     if let Some(packet) = SkBuff(ctx.arg(0)).packet_at_mac() {
-        observe(point, &packet, now, Unjoined::Count);
+        let point = Point {
+            direction: DIRECTION_EGRESS,
+            hop: config!(hops)[DIRECTION_EGRESS as usize].saturating_sub(1),
+        };
+        sighting(point, &packet);
     }
     0
 }

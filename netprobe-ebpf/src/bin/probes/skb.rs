@@ -4,13 +4,12 @@
 //! BTF type of the tracepoint argument and turns it into a fault-safe load,
 //! far cheaper than a `bpf_probe_read_kernel` call per field.
 
-use netprobe_common::probe::{Point, PointKey};
 use netprobe_ebpf::{
     packet::{Packet, Start, parse},
-    reader::{KernelHeaders, Scratch},
+    reader::{CopiedHeaders, Scratch},
 };
 
-use crate::{config::config, flight::lookup_point};
+use crate::config::{config, filter};
 
 /// Loads the field at `offset` of a BTF-typed kernel object. Safe here: the
 /// verifier checks the access against the kernel's BTF and the JIT makes a
@@ -23,12 +22,6 @@ pub fn field<T: Copy>(object: *const u8, offset: u32) -> T {
 pub struct SkBuff(pub *const u8);
 
 impl SkBuff {
-    /// The watched point of the skb's current device for `hook`, if any.
-    #[inline(always)]
-    pub fn point(&self, hook: u32) -> Option<Point> {
-        device_point(field(self.0, config!(offsets.sk_buff_dev)), hook)
-    }
-
     /// The socket the skb belongs to.
     #[inline(always)]
     pub fn sock(&self) -> *const u8 {
@@ -38,20 +31,22 @@ impl SkBuff {
     /// The packet when `skb->data` is at the Ethernet header (transmit path).
     #[inline(always)]
     pub fn packet_at_mac(&self) -> Option<Packet> {
-        let headers = KernelHeaders::copy(self.data(), Scratch::Softirq)?;
-        parse(&headers, 0, Start::Ethernet, &config!(filter))
+        let headers = CopiedHeaders::from_kernel(self.data(), Scratch::Softirq)?;
+        parse(&headers, 0, Start::Ethernet, &filter())
     }
 
-    /// The packet when `skb->data` is at the network header (receive path,
-    /// after `eth_type_trans`).
+    /// The sequence and acknowledgement numbers of a TCP segment on a TCP
+    /// socket's queue, from `TCP_SKB_CB(skb)`: enough to know whether the
+    /// segment is followed without copying its headers. A segment the
+    /// socket coalesced into the one before it leaves the latest
+    /// acknowledgement number here, as its headers do not; in a request
+    /// and response both are the same.
     #[inline(always)]
-    pub fn packet_at_network(&self) -> Option<Packet> {
-        let headers = KernelHeaders::copy(self.data(), Scratch::Softirq)?;
-        parse(
-            &headers,
-            0,
-            Start::Network(self.protocol()),
-            &config!(filter),
+    pub fn tcp_numbers(&self) -> (u32, u32) {
+        let cb = config!(offsets.sk_buff_cb);
+        (
+            field(self.0, cb + config!(offsets.tcp_skb_cb_seq)),
+            field(self.0, cb + config!(offsets.tcp_skb_cb_ack_seq)),
         )
     }
 
@@ -63,13 +58,8 @@ impl SkBuff {
         let head: *const u8 = field(self.0, config!(offsets.sk_buff_head));
         let network: u16 = field(self.0, config!(offsets.sk_buff_network_header));
         let headers =
-            KernelHeaders::copy(head.wrapping_add(usize::from(network)), Scratch::Process)?;
-        parse(
-            &headers,
-            0,
-            Start::Network(self.protocol()),
-            &config!(filter),
-        )
+            CopiedHeaders::from_kernel(head.wrapping_add(usize::from(network)), Scratch::Process)?;
+        parse(&headers, 0, Start::Network(self.protocol()), &filter())
     }
 
     #[inline(always)]
@@ -84,19 +74,19 @@ impl SkBuff {
     }
 }
 
-/// Looks up a `struct net_device *` by its (netns, ifindex) identity.
+/// Whether a `struct net_device *` is the NIC, by its (netns, ifindex)
+/// identity: ifindex values repeat across namespaces.
 #[inline(always)]
-pub fn device_point(dev: *const u8, hook: u32) -> Option<Point> {
+pub fn is_nic(dev: *const u8) -> bool {
     if dev.is_null() {
-        return None;
+        return false;
     }
     let ifindex: u32 = field(dev, config!(offsets.net_device_ifindex));
+    if ifindex != config!(nic_ifindex) {
+        return false;
+    }
     let net: *const u8 = field(dev, config!(offsets.net_device_nd_net));
-    lookup_point(&PointKey {
-        netns: netns_inum(net),
-        ifindex,
-        hook,
-    })
+    netns_inum(net) == config!(nic_netns)
 }
 
 /// Inode number of a `struct net *`, as `ls -i /proc/PID/ns/net` shows it.

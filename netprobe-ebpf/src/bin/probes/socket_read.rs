@@ -7,10 +7,10 @@ use netprobe_common::probe::{DIRECTION_INGRESS, Point, SocketRead};
 
 use crate::{
     config::config,
-    flight::{Unjoined, now, observe},
+    flight::{Unjoined, followed, now, observe},
     maps::SOCKET_READS,
     skb::SkBuff,
-    sock::watched_socket,
+    sock::Socket,
 };
 
 #[btf_tracepoint(function = "skb_copy_datagram_iovec")]
@@ -20,19 +20,32 @@ pub fn np_sock_read(ctx: BtfTracePointContext) -> i32 {
     }
     let skb = SkBuff(ctx.arg(0));
     // Reads in namespaces off the path are dismissed before any parsing.
-    let Some(socket) = watched_socket(skb.sock()) else {
+    let Some(socket) = Socket::watched(skb.sock()) else {
         return 0;
     };
+    // A TCP segment not followed is dismissed by its two numbers, before
+    // its headers are copied.
+    if socket.is_tcp() {
+        let (seq, ack) = skb.tcp_numbers();
+        if !config!(follow).picks_tcp(seq, ack) {
+            return 0;
+        }
+    }
     let now = now();
+    let Some(packet) = skb.packet_by_network_header() else {
+        return 0;
+    };
+    if !followed(&packet) {
+        return 0;
+    }
     let hops = config!(hops)[DIRECTION_INGRESS as usize];
-    if let Some(packet) = skb.packet_by_network_header() {
-        let point = Point {
-            direction: DIRECTION_INGRESS,
-            hop: hops.saturating_sub(1),
-        };
-        if observe(point, &packet, now, Unjoined::Ignore)
-            && let Some(read) = SOCKET_READS.get_ptr_mut(SocketRead::slot(socket))
-        {
+    let point = Point {
+        direction: DIRECTION_INGRESS,
+        hop: hops.saturating_sub(1),
+    };
+    if observe(point, &packet, now, Unjoined::Ignore) {
+        let socket = socket.id();
+        if let Some(read) = SOCKET_READS.get_ptr_mut(SocketRead::slot(socket)) {
             unsafe { *read = SocketRead { socket, ns: now } };
         }
     }

@@ -220,6 +220,7 @@ fn report_since(node: &NodeProbes, mark: &Mark, seconds: f64) -> Result<Report> 
         filter: None,
         xdp_mode: session.xdp_mode(),
         duration_s: seconds,
+        follow_one_in: session.follow_one_in(),
     };
     Ok(Report::new(
         &context,
