@@ -256,8 +256,9 @@ pub struct ProbePath {
 
 impl ProbePath {
     /// Lays out the hops of `datapath`. `with_xdp` is false when the NIC's
-    /// XDP hook cannot be used.
-    pub fn new(datapath: &Datapath, with_xdp: bool) -> Self {
+    /// XDP hook cannot be used; `every_packet` (full tracking) adds the
+    /// hooks observed only then.
+    pub fn new(datapath: &Datapath, with_xdp: bool, every_packet: bool) -> Self {
         let nic = || vec![datapath.nic.clone()];
         let hop = |role, hook, devices: &[Device]| Hop {
             role,
@@ -311,6 +312,7 @@ impl ProbePath {
             hops.into_iter()
                 .flatten()
                 .filter(|hop| hop.role == Role::Socket || !hop.devices.is_empty())
+                .filter(|hop| every_packet || !hop.hook.definition().every_packet_only)
                 .collect()
         };
         let path = Self {

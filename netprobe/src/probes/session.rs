@@ -118,7 +118,7 @@ impl ProbeSession {
             }
             None => true,
         };
-        let mut path = ProbePath::new(datapath, with_xdp);
+        let mut path = ProbePath::new(datapath, with_xdp, options.follow_one_in == 1);
         loop {
             match Self::try_start(&path, datapath, node, options, &offsets, &btf) {
                 Ok(mut session) => {
