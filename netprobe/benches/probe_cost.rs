@@ -10,15 +10,12 @@ mod frames;
 #[path = "../tests/support/loopback.rs"]
 mod loopback;
 
-static TESTING_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
-
 use aya::{
     EbpfLoader, TestRunOptions,
     programs::{SchedClassifier, TestRun as _, Xdp},
 };
 use loopback::{loopback_program, probes_on_loopback};
-use netprobe::{path::Hook, privilege::require_bpf_privileges};
+use netprobe::{path::Hook, privilege::require_bpf_privileges, probes::TESTING_OBJECT};
 use netprobe_common::probe::FLIGHT_SLOT_BITS;
 
 const REPEAT: u32 = 1_000_000;

@@ -21,6 +21,7 @@ pub mod live;
 pub mod load;
 pub mod netlink;
 pub mod netns;
+pub mod overhead;
 pub mod path;
 pub mod privilege;
 pub mod probes;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netprobe::{agent, attach, bench, fastpath, lab, load, status};
+use netprobe::{agent, attach, bench, fastpath, lab, load, overhead, status};
 
 /// Per-hop latency of the container datapath, from the NIC to the pod's
 /// socket and back.
@@ -48,6 +48,12 @@ enum LabCommand {
     /// at each rate and size with the probes on both nodes, and report
     /// latency, the per-segment attribution and system metrics.
     Bench(bench::BenchArgs),
+    /// What the probes cost: throughput without them, with the default
+    /// settings and following every packet (flannel-vxlan and host, rounds
+    /// in turn), the cost to traffic nothing watches, each program's time
+    /// per run, and the default follow rate's error in each segment's
+    /// percentiles.
+    Overhead(overhead::OverheadArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Command::Detach => status::run_detach(),
         Command::Fastpath(args) => fastpath::cli::run(args),
         Command::Lab(LabCommand::Bench(args)) => bench::run_bench(&args),
+        Command::Lab(LabCommand::Overhead(args)) => overhead::run(&args),
         Command::Lab(LabCommand::Lab(command)) => lab::cli::run(command),
         Command::Load(args) => load::main(args),
         Command::Report(args) => bench::run_report(&args),

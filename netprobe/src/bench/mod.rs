@@ -38,9 +38,9 @@ use crate::lab::Mode;
 pub const SLICES: usize = 4;
 
 /// `--rates auto` checks the load generator against wrk's closed-loop
-/// maximum, with wrk on this many threads and connections,
-pub const WRK_THREADS: usize = 1;
-pub const WRK_CONNECTIONS: usize = 50;
+/// maximum (`Lab::wrk_rate`, with wrk on `WRK_THREADS` threads and
+/// `WRK_CONNECTIONS` connections),
+pub use crate::lab::{WRK_CONNECTIONS, WRK_THREADS};
 /// asking the generator for this share of wrk's rate
 pub const GENERATOR_CHECK_SHARE: f64 = 0.8;
 /// over this many connections: over wrk's, each would have barely an

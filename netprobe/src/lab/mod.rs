@@ -26,6 +26,7 @@ mod spec;
 mod state;
 mod teardown;
 mod topology;
+mod wrk;
 
 use std::{
     io,
@@ -47,6 +48,7 @@ pub use self::{
     spec::{LabSpec, MAX_PODS_PER_NODE, SpecError, unique_prefix},
     state::{StateError, lab_dir, state_file},
     teardown::TeardownError,
+    wrk::{WRK_CONNECTIONS, WRK_THREADS, WrkError},
 };
 use crate::{
     fastpath::{self, EnableOptions, FastpathError, FastpathId},

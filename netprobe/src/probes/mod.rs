@@ -30,6 +30,12 @@ pub use crate::bpf_link::XdpModeChoice;
 pub static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-probes.o"));
 
+/// Programs that exist for netprobe's tests and for measuring the probes
+/// (`netprobe lab overhead`): a known delay, a foreign XDP program, programs
+/// that do nothing.
+pub static TESTING_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
+
 /// One packet in this many is followed from hop to hop unless asked
 /// otherwise.
 pub const DEFAULT_FOLLOW_ONE_IN: u32 = 32;

@@ -5,13 +5,9 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use netprobe::netns::NetNs;
+use netprobe::{netns::NetNs, probes::TESTING_OBJECT};
 
 use super::hooks::DeviceHooks;
-
-/// The eBPF programs that exist only for tests.
-pub static TESTING_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
 
 /// Attaches the testing object's `foreign_pass` to `device` in `netns`
 /// (generic XDP); returns the object, which keeps it attached, and the

@@ -2,9 +2,9 @@
 //! doubling then bisecting; measured without and with the probes, which is
 //! the throughput the probes cost.
 
-use std::{os::unix::process::CommandExt as _, process::Command, time::Duration};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 
 use super::{
     SAMPLE_EVERY, bench_prefix, interrupt,
@@ -12,11 +12,8 @@ use super::{
     progress::Progress,
 };
 use crate::{
-    bench::{
-        GENERATOR_CHECK_CONNECTIONS, GENERATOR_CHECK_SHARE, WRK_CONNECTIONS, WRK_THREADS,
-        analysis::MaxRate,
-    },
-    lab::{CpuSplit, Lab, LabGuard, LabSpec, Mode, ResponseSize, pin_current_thread},
+    bench::{GENERATOR_CHECK_CONNECTIONS, GENERATOR_CHECK_SHARE, analysis::MaxRate},
+    lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize},
     probes::{NodeProbes, ProgramCost},
 };
 
@@ -65,7 +62,7 @@ fn max_rate_in(
 ) -> Result<MaxRate> {
     let load = rate_search_load(bench);
     progress.note("measuring wrk's closed-loop maximum and the load generator against it");
-    let wrk_rate = wrk_max(lab, size)?;
+    let wrk_rate = lab.wrk_rate(size, WRK_DURATION)?;
     let check = Load {
         connections: GENERATOR_CHECK_CONNECTIONS,
         ..load.clone()
@@ -104,34 +101,6 @@ fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result
     let before = server.mark()?;
     run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
     Ok(server.since(&before)?.costs)
-}
-
-/// wrk's requests/s over [`WRK_DURATION`], from the client's namespace and
-/// CPUs, as the load generator runs.
-fn wrk_max(lab: &Lab, size: ResponseSize) -> Result<f64> {
-    let cpus = CpuSplit::of_this_process().client;
-    let mut wrk = Command::new("ip");
-    wrk.args(["netns", "exec", lab.client_netns(), "wrk"])
-        .arg(format!("-t{WRK_THREADS}"))
-        .arg(format!("-c{WRK_CONNECTIONS}"))
-        .arg(format!("-d{}s", WRK_DURATION.as_secs()))
-        .arg(lab.server_url(size));
-    // SAFETY: between fork and exec the child only makes the one
-    // sched_setaffinity call, which allocates nothing.
-    unsafe { wrk.pre_exec(move || pin_current_thread(&cpus)) };
-    let output = wrk.output().context("running wrk (apt-get install wrk)")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "wrk failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|rate| rate.trim().parse().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output: {stdout}"))
 }
 
 /// The runs of the rate search: short, with the bench's connections and

@@ -1,0 +1,460 @@
+//! `netprobe lab overhead`: what the probes cost, on the lab's own modes.
+//!
+//! - Throughput: wrk against flannel-vxlan and host, saturated, without
+//!   probes, with the default settings and with every packet followed, the
+//!   probes on the server's node; the setups take turns, round after round.
+//! - The cost to traffic nothing watches: host loaded while the probes
+//!   watch flannel-vxlan's server node.
+//! - Each program's runs per request and time per run, from the kernel's
+//!   bpf statistics, less what the statistics add to a run.
+//! - What following one packet in N costs in accuracy: each segment's p50
+//!   and p99 against every packet's, over the same traffic.
+
+mod accuracy;
+mod cost;
+mod rounds;
+
+use std::{
+    fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use self::{
+    accuracy::SegmentError,
+    cost::{Calibration, Nothing},
+    rounds::Throughput,
+};
+use crate::{
+    discovery,
+    lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
+    netns::NetNs,
+    privilege::require_bpf_privileges,
+    probes::{DEFAULT_FOLLOW_ONE_IN, ProbeOptions, ProbeSession, Snapshot, parse_follow_one_in},
+    report::{Report, ReportContext, format_ns},
+};
+
+#[derive(clap::Args, Debug)]
+pub struct OverheadArgs {
+    /// Rounds of throughput runs: each setup runs once a round, the setups
+    /// in order, then in reverse on the next round.
+    #[arg(long, default_value_t = 9)]
+    pub rounds: usize,
+    /// Length of each throughput run (whole seconds).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// The follow rate measured as the default setting: one packet in N.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_FOLLOW_ONE_IN,
+        value_parser = parse_follow_one_in,
+        allow_hyphen_values = true
+    )]
+    pub follow_one_in: u32,
+    /// Length of the run whose percentiles compare the packets followed
+    /// with every packet.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub accuracy_duration: Duration,
+}
+
+/// Responses of the lab's small size: the most packets per byte.
+const SIZE: ResponseSize = ResponseSize::Small;
+
+pub fn run(args: &OverheadArgs) -> Result<()> {
+    require_bpf_privileges()?;
+    if args.rounds == 0 {
+        bail!("--rounds must be 1 or more");
+    }
+    if args.duration < Duration::from_secs(1) || args.accuracy_duration < Duration::from_secs(1) {
+        bail!("runs last at least 1s (wrk counts whole seconds)");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("handling Ctrl-C")?;
+    }
+    let overhead = Overhead {
+        args,
+        stop,
+        vxlan: up(Mode::FlannelVxlan)?,
+        host: up(Mode::Host)?,
+    };
+    let text = overhead.measure()?;
+    print!("{text}");
+    let Overhead { vxlan, host, .. } = overhead;
+    vxlan.down()?;
+    host.down()?;
+    Ok(())
+}
+
+fn up(mode: Mode) -> Result<LabGuard> {
+    LabGuard::up(&LabSpec::new(unique_prefix("npoh"), mode))
+        .with_context(|| format!("building the {mode} lab"))
+}
+
+struct Overhead<'a> {
+    args: &'a OverheadArgs,
+    /// Set by Ctrl-C or SIGTERM: the labs go down after the current run.
+    stop: Arc<AtomicBool>,
+    vxlan: LabGuard,
+    host: LabGuard,
+}
+
+/// Probes on a lab's server node, loaded and attached, paused between the
+/// runs they are not part of.
+struct Probes {
+    session: ProbeSession,
+    netns: String,
+}
+
+impl Probes {
+    fn attach(lab: &Lab, options: ProbeOptions) -> Result<Self> {
+        let netns = lab.nodes()[1].netns.clone();
+        let node = NetNs::named(&netns)?;
+        let datapath = discovery::discover("eth0", &node)?;
+        let session = ProbeSession::start(&datapath, &node, &options)
+            .with_context(|| format!("attaching the probes in {netns}"))?;
+        Ok(Self { session, netns })
+    }
+
+    fn report_since(&self, before: &Snapshot, seconds: f64) -> Result<Report> {
+        let context = ReportContext {
+            interface: "eth0",
+            netns: Some(&self.netns),
+            filter: None,
+            xdp_mode: self.session.xdp_mode(),
+            duration_s: seconds,
+            follow_one_in: self.session.follow_one_in(),
+        };
+        Ok(Report::new(
+            &context,
+            self.session.path(),
+            &self.session.snapshot()?.since(before),
+            0,
+            self.session.unobserved(),
+            Vec::new(),
+            Vec::new(),
+        ))
+    }
+}
+
+/// One throughput comparison: a lab loaded under each setup in turn.
+struct Setups<'a> {
+    title: String,
+    lab: &'a Lab,
+    /// Each setup's name and the probes it attaches (none: the baseline).
+    setups: Vec<(String, Option<&'a mut Probes>)>,
+}
+
+impl Overhead<'_> {
+    fn measure(&self) -> Result<String> {
+        let args = self.args;
+        let mut out = format!(
+            "netprobe lab overhead: wrk -t1 -c50 against the lab's nginx ({} B responses), \
+             probes on the server's node\n",
+            SIZE.response_len()
+        );
+        let follow = ProbeOptions {
+            follow_one_in: args.follow_one_in,
+            ..ProbeOptions::default()
+        };
+        let every = ProbeOptions {
+            follow_one_in: 1,
+            ..ProbeOptions::default()
+        };
+        let followed_name = format!("following 1 in {}", args.follow_one_in);
+
+        writeln!(
+            out,
+            "\nthroughput: {} rounds of {} s, the setups in turn (in order, then in reverse); \
+             ratios to no probes taken round by round",
+            args.rounds,
+            args.duration.as_secs()
+        )?;
+        let mut vxlan_followed = Probes::attach(&self.vxlan, follow.clone())?;
+        let mut vxlan_every = Probes::attach(&self.vxlan, every.clone())?;
+        let mut host_followed = Probes::attach(&self.host, follow.clone())?;
+        let mut host_every = Probes::attach(&self.host, every.clone())?;
+        for probes in [
+            &mut vxlan_followed,
+            &mut vxlan_every,
+            &mut host_followed,
+            &mut host_every,
+        ] {
+            probes.session.pause();
+        }
+        self.throughput(
+            &mut out,
+            Setups {
+                title: "flannel-vxlan".to_owned(),
+                lab: &self.vxlan,
+                setups: vec![
+                    ("no probes".to_owned(), None),
+                    (followed_name.clone(), Some(&mut vxlan_followed)),
+                    ("every packet".to_owned(), Some(&mut vxlan_every)),
+                ],
+            },
+        )?;
+        self.throughput(
+            &mut out,
+            Setups {
+                title: "host".to_owned(),
+                lab: &self.host,
+                setups: vec![
+                    ("no probes".to_owned(), None),
+                    (followed_name.clone(), Some(&mut host_followed)),
+                    ("every packet".to_owned(), Some(&mut host_every)),
+                ],
+            },
+        )?;
+        self.throughput(
+            &mut out,
+            Setups {
+                title: "host, while the probes watch flannel-vxlan's server node (its traffic \
+                        unwatched)"
+                    .to_owned(),
+                lab: &self.host,
+                setups: vec![
+                    ("no probes".to_owned(), None),
+                    (followed_name.clone(), Some(&mut vxlan_followed)),
+                    ("every packet".to_owned(), Some(&mut vxlan_every)),
+                ],
+            },
+        )?;
+        drop((vxlan_followed, vxlan_every, host_followed, host_every));
+
+        let nothing = Nothing::attach(&NetNs::named(&self.vxlan.nodes()[1].netns)?, "eth0")?;
+        writeln!(
+            out,
+            "\nper program, from the kernel's bpf statistics over {} s of flannel-vxlan \
+             saturated",
+            args.duration.as_secs()
+        )?;
+        let followed_cost = self.calibrate(&self.vxlan, &self.vxlan, &nothing, &follow)?;
+        let every_cost = self.calibrate(&self.vxlan, &self.vxlan, &nothing, &every)?;
+        write_costs(&mut out, &followed_name, &followed_cost, &every_cost)?;
+        let unwatched = self.calibrate(&self.vxlan, &self.host, &nothing, &follow)?;
+        write_unwatched(&mut out, &unwatched)?;
+        drop(nothing);
+
+        self.accuracy(&mut out, &follow, &every, &followed_name)?;
+        Ok(out)
+    }
+
+    fn check_stop(&self) -> Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        Ok(())
+    }
+
+    /// wrk's rate on `lab` for one run.
+    fn rate(&self, lab: &Lab, duration: Duration) -> Result<f64> {
+        self.check_stop()?;
+        Ok(lab.wrk_rate(SIZE, duration)?)
+    }
+
+    fn throughput(&self, out: &mut String, mut setups: Setups) -> Result<()> {
+        let runs = rounds::interleave(self.args.rounds, setups.setups.len(), |setup| {
+            let (_, probes) = &mut setups.setups[setup];
+            if let Some(probes) = probes {
+                probes.session.resume()?;
+            }
+            let rate = self.rate(setups.lab, self.args.duration);
+            if let Some(probes) = probes {
+                probes.session.pause();
+            }
+            rate
+        })?;
+        writeln!(out, "  {}", setups.title)?;
+        for ((name, _), Throughput { median, ratio }) in
+            setups.setups.iter().zip(rounds::throughputs(&runs))
+        {
+            write!(out, "    {name:<22} {median:>9.0} req/s")?;
+            if let Some(ratio) = ratio {
+                write!(
+                    out,
+                    "   {:.3} of no probes ({:.3}..{:.3}): {:.1}% lost",
+                    ratio.median,
+                    ratio.min,
+                    ratio.max,
+                    (1.0 - ratio.median) * 100.0
+                )?;
+            }
+            writeln!(out)?;
+        }
+        Ok(())
+    }
+
+    /// The statistics of probes on `watched` with `options` while `loaded`
+    /// is loaded.
+    fn calibrate(
+        &self,
+        watched: &Lab,
+        loaded: &Lab,
+        nothing: &Nothing,
+        options: &ProbeOptions,
+    ) -> Result<Calibration> {
+        let probes = Probes::attach(
+            watched,
+            ProbeOptions {
+                program_cost: true,
+                ..options.clone()
+            },
+        )?;
+        let duration = self.args.duration;
+        cost::calibrate(&probes.session, nothing, || {
+            Ok(self.rate(loaded, duration)? * duration.as_secs_f64())
+        })
+    }
+
+    /// Both settings attached at once on flannel-vxlan's server node: each
+    /// segment's percentiles from the packets followed against every
+    /// packet's.
+    fn accuracy(
+        &self,
+        out: &mut String,
+        follow: &ProbeOptions,
+        every: &ProbeOptions,
+        followed_name: &str,
+    ) -> Result<()> {
+        let followed = Probes::attach(&self.vxlan, follow.clone())?;
+        let all = Probes::attach(&self.vxlan, every.clone())?;
+        let before = (followed.session.snapshot()?, all.session.snapshot()?);
+        let seconds = self.args.accuracy_duration.as_secs_f64();
+        let rate = self.rate(&self.vxlan, self.args.accuracy_duration)?;
+        let segments = accuracy::compare(
+            &followed.report_since(&before.0, seconds)?,
+            &all.report_since(&before.1, seconds)?,
+        );
+        write_accuracy(
+            out,
+            followed_name,
+            self.args.accuracy_duration,
+            rate,
+            &segments,
+        )
+    }
+}
+
+fn write_costs(
+    out: &mut String,
+    followed_name: &str,
+    followed: &Calibration,
+    every: &Calibration,
+) -> Result<()> {
+    writeln!(
+        out,
+        "  the statistics add {:.0} ns a run on a tcx hook and {:.0} ns on a tracepoint (programs \
+         that do nothing), taken off in \"less stats\"",
+        followed.stats_tcx_ns, followed.stats_tracepoint_ns
+    )?;
+    writeln!(
+        out,
+        "    {:<15} {:<24} {:>12}   {:<26}   {:<26}",
+        "program",
+        "hook",
+        "runs/request",
+        format!("ns/run, {followed_name}"),
+        "ns/run, every packet",
+    )?;
+    writeln!(
+        out,
+        "    {:<15} {:<24} {:>12}   {:>12} {:>13}   {:>12} {:>13}",
+        "", "", "", "stats", "less stats", "stats", "less stats"
+    )?;
+    for program in &followed.programs {
+        let every = every
+            .programs
+            .iter()
+            .find(|other| other.program == program.program);
+        writeln!(
+            out,
+            "    {:<15} {:<24} {:>12.2}   {:>12.0} {:>13.0}   {:>12.0} {:>13.0}",
+            program.program,
+            program.hook,
+            program.runs_per_request,
+            program.ns_per_run,
+            program.program_ns_per_run,
+            every.map_or(f64::NAN, |every| every.ns_per_run),
+            every.map_or(f64::NAN, |every| every.program_ns_per_run),
+        )?;
+    }
+    writeln!(
+        out,
+        "  the programs' time per request, less stats: {:.2} us {followed_name}, {:.2} us every \
+         packet",
+        followed.ns_per_request() / 1e3,
+        every.ns_per_request() / 1e3
+    )?;
+    Ok(())
+}
+
+fn write_unwatched(out: &mut String, unwatched: &Calibration) -> Result<()> {
+    writeln!(
+        out,
+        "  host loaded, the probes on flannel-vxlan's server node: what its unwatched traffic runs"
+    )?;
+    for program in &unwatched.programs {
+        writeln!(
+            out,
+            "    {:<15} {:<24} {:>12.2} runs/request {:>6.0} ns/run ({:.0} less stats)",
+            program.program,
+            program.hook,
+            program.runs_per_request,
+            program.ns_per_run,
+            program.program_ns_per_run
+        )?;
+    }
+    writeln!(
+        out,
+        "  the programs' time per unwatched request, less stats: {:.0} ns",
+        unwatched.ns_per_request()
+    )?;
+    Ok(())
+}
+
+fn write_accuracy(
+    out: &mut String,
+    followed_name: &str,
+    duration: Duration,
+    rate: f64,
+    segments: &[SegmentError],
+) -> Result<()> {
+    writeln!(
+        out,
+        "\naccuracy: flannel-vxlan saturated for {} s ({rate:.0} req/s), {followed_name} and \
+         every packet attached at once",
+        duration.as_secs()
+    )?;
+    writeln!(
+        out,
+        "    {:<46} {:>8}   {:>9} {:>9} {:>7}   {:>9} {:>9} {:>7}",
+        "segment", "coverage", "p50", "every", "error", "p99", "every", "error"
+    )?;
+    for segment in segments {
+        let (p50_error, p99_error) = segment.errors();
+        writeln!(
+            out,
+            "    {:<46} {:>8}   {:>9} {:>9} {:>6.1}%   {:>9} {:>9} {:>6.1}%",
+            segment.segment,
+            segment.coverage.map_or_else(
+                || "-".to_owned(),
+                |coverage| format!("{:.1}%", coverage * 100.0)
+            ),
+            format_ns(segment.followed.0),
+            format_ns(segment.every.0),
+            p50_error * 100.0,
+            format_ns(segment.followed.1),
+            format_ns(segment.every.1),
+            p99_error * 100.0,
+        )?;
+    }
+    Ok(())
+}
