@@ -15,8 +15,12 @@ use aya::{
     programs::{SchedClassifier, TestRun as _, Xdp},
 };
 use loopback::{loopback_program, probes_on_loopback};
-use netprobe::{path::Hook, privilege::require_bpf_privileges, probes::TESTING_OBJECT};
-use netprobe_common::probe::FLIGHT_SLOT_BITS;
+use netprobe::{
+    path::Hook,
+    privilege::require_bpf_privileges,
+    probes::{DEFAULT_FOLLOW_ONE_IN, TESTING_OBJECT},
+};
+use netprobe_common::probe::{FLIGHT_SLOT_BITS, OneIn};
 
 const REPEAT: u32 = 1_000_000;
 
@@ -25,18 +29,34 @@ fn main() {
         panic!("probe_cost loads BPF programs: {error}");
     }
     let payload = b"GET / HTTP/1.1\r\n\r\n";
-    let tcp = frames::ipv4_tcp(1, 2, 3, payload);
+    // A segment the default follow rate leaves, and one it picks.
+    let default = OneIn::new(DEFAULT_FOLLOW_ONE_IN);
+    let numbers = |picked: bool| {
+        (1..u32::MAX)
+            .map(|n| (n, n.wrapping_mul(7)))
+            .find(|&(seq, ack)| default.picks_tcp(seq, ack) == picked)
+            .expect("some numbers are picked and some are not")
+    };
+    let tcp = |(seq, ack)| frames::ipv4_tcp(1, seq, ack, payload);
     let cases = [
-        ("TCP data, first hop", tcp.clone()),
+        ("TCP data, followed", tcp(numbers(true))),
+        ("TCP data, left", tcp(numbers(false))),
         (
-            "VXLAN-encapsulated TCP, first hop",
-            frames::vxlan(&tcp, 8472, 1),
+            "VXLAN-encapsulated TCP, followed",
+            frames::vxlan(&tcp(numbers(true)), 8472, 1),
         ),
-        ("pure ACK (not followed)", frames::ipv4_tcp(1, 2, 3, &[])),
+        (
+            "VXLAN-encapsulated TCP, left",
+            frames::vxlan(&tcp(numbers(false)), 8472, 1),
+        ),
+        ("pure ACK (never followed)", frames::ipv4_tcp(1, 2, 3, &[])),
     ];
-    println!("{:<12} {:<36} {:>10}", "program", "frame", "ns/run");
+    println!(
+        "first hop, following 1 in {DEFAULT_FOLLOW_ONE_IN}\n{:<12} {:<36} {:>10}",
+        "program", "frame", "ns/run"
+    );
     for hook in [Hook::Xdp, Hook::TcIngress] {
-        let mut probes = probes_on_loopback(hook, "", FLIGHT_SLOT_BITS, 1);
+        let mut probes = probes_on_loopback(hook, "", FLIGHT_SLOT_BITS, DEFAULT_FOLLOW_ONE_IN);
         let program = loopback_program(hook);
         for (name, frame) in &cases {
             let mut out = vec![0u8; frame.bytes.len() + 256];
@@ -65,7 +85,37 @@ fn main() {
             );
         }
     }
+    println!(
+        "a classifier that does nothing: {} ns/run",
+        nothing_ns(&cases[0].1.bytes)
+    );
     println!("bpf_ktime_get_ns: {:.1} ns per read", clock_read_ns());
+}
+
+/// BPF_PROG_TEST_RUN's own time per run of a classifier: what the times
+/// above include besides the program.
+fn nothing_ns(frame: &[u8]) -> u128 {
+    let mut testing = EbpfLoader::new()
+        .load(TESTING_OBJECT)
+        .expect("testing object loads");
+    let program: &mut SchedClassifier = testing
+        .program_mut("np_test_nothing")
+        .expect("np_test_nothing")
+        .try_into()
+        .expect("classifier");
+    program.load().expect("np_test_nothing loads");
+    let mut out = vec![0u8; frame.len() + 256];
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        repeat: REPEAT,
+        ..TestRunOptions::default()
+    };
+    program
+        .test_run(options)
+        .expect("BPF_PROG_TEST_RUN")
+        .duration
+        .as_nanos()
 }
 
 /// What one clock read costs in a program: a run with 16 reads against

@@ -184,6 +184,29 @@ fn unparsable_arguments() {
 }
 
 #[test]
+fn a_bad_follow_rate_is_named() {
+    require_root();
+    for rate in ["0", "-1", "-32", "many", "1.5", ""] {
+        let output = netprobe(&["attach", "lo", "--follow-one-in", rate]);
+        assert_refused(
+            &output,
+            2,
+            &format!("{rate:?} is not a follow rate: one packet in N, N a whole number from 1 up"),
+        );
+    }
+    // The overhead benchmark takes the same setting.
+    let output = netprobe(&["lab", "overhead", "--follow-one-in", "0"]);
+    assert_refused(&output, 2, "\"0\" is not a follow rate");
+    // Recording packets that are not followed cannot be done.
+    let output = netprobe(&["attach", "lo", "--follow-one-in", "32", "--sample", "8"]);
+    assert_refused(
+        &output,
+        1,
+        "recording one packet in 8 asks for packets that are not followed (one in 32)",
+    );
+}
+
+#[test]
 fn missing_privileges() {
     require_root();
     let _turn = one_at_a_time();

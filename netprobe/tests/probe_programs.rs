@@ -7,10 +7,14 @@ mod support;
 
 use aya::{
     TestRunOptions,
-    programs::{SchedClassifier, TestRun as _, Xdp},
+    programs::{BtfTracePoint, SchedClassifier, TestRun as _, Xdp},
 };
-use netprobe::{path::Hook, probes::LoadedProbes};
-use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey, OneIn};
+use netprobe::{
+    hooks::Attachment,
+    path::{Direction, Hook},
+    probes::LoadedProbes,
+};
+use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey, MAX_HOPS, OneIn};
 use rstest::rstest;
 use support::{
     frames::{
@@ -249,6 +253,31 @@ fn strip_ethernet(frame: &Frame) -> Frame {
     }
 }
 
+/// The hooks name their programs as strings; the object defines them as
+/// functions. Every name a hook can ask for is a program of the right
+/// kind, and the object has no program no hook asks for.
+#[test]
+fn every_program_a_hook_names_is_in_the_object_and_no_other() {
+    let mut probes = probes_starting_at(Hook::Xdp, "");
+    let mut named = Vec::new();
+    for hook in Hook::ALL {
+        for direction in Direction::BOTH {
+            for hop in 0..MAX_HOPS {
+                let name = hook.program(direction.code(), hop);
+                let kind_matches = match hook.definition().attachment {
+                    Attachment::Xdp => probes.program::<Xdp>(name).is_ok(),
+                    Attachment::Tcx { .. } => probes.program::<SchedClassifier>(name).is_ok(),
+                    Attachment::Tracepoint(_) => probes.program::<BtfTracePoint>(name).is_ok(),
+                };
+                assert!(kind_matches, "{hook:?} at {direction:?} hop {hop}: {name}");
+                named.push(name);
+            }
+        }
+    }
+    for program in probes.program_names() {
+        assert!(named.contains(&program), "no hook runs {program}");
+    }
+}
 #[test]
 fn the_kernel_follows_the_packets_the_rule_picks_and_no_others() {
     require_root();

@@ -1,14 +1,14 @@
 //! The probes object loaded, before anything is attached.
 
 use aya::{
-    Btf, Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader, Pod,
     maps::{Array, MapError, PerCpuArray},
     programs::ProgramError,
 };
 use netprobe_common::{
     config::ProbeConfig,
     histogram::Histogram,
-    probe::{Flight, HopStats, SLOTS, watch_bit},
+    probe::{Flight, HopStats, SLOTS, SocketRead, SocketWrite, watch_bit},
 };
 
 use super::{Merge, PROBES_OBJECT, ProbeError, Snapshot};
@@ -48,18 +48,23 @@ impl LoadedProbes {
 
     /// Packets followed right now: the occupied slots of the flight table.
     pub fn flights(&self) -> Result<Vec<Flight>, ProbeError> {
-        let flights: Array<_, Flight> = map_ref(&self.ebpf, "FLIGHTS")?;
-        let mut occupied = Vec::new();
-        for flight in flights.iter() {
-            let flight = flight.map_err(|cause| ProbeError::Map {
-                name: "FLIGHTS",
-                cause,
-            })?;
-            if flight.key.protocol != 0 {
-                occupied.push(flight);
-            }
-        }
-        Ok(occupied)
+        occupied(&self.ebpf, "FLIGHTS", |flight: &Flight| {
+            flight.key.protocol != 0
+        })
+    }
+
+    /// Socket writes remembered for the segment they go out in.
+    pub fn socket_writes(&self) -> Result<Vec<SocketWrite>, ProbeError> {
+        occupied(&self.ebpf, "SOCKET_WRITES", |write: &SocketWrite| {
+            write.ns != 0
+        })
+    }
+
+    /// Socket reads waiting for the application's answer.
+    pub fn socket_reads(&self) -> Result<Vec<SocketRead>, ProbeError> {
+        occupied(&self.ebpf, "SOCKET_READS", |read: &SocketRead| {
+            read.socket != 0
+        })
     }
 
     /// Frees every slot of the flight table.
@@ -74,6 +79,11 @@ impl LoadedProbes {
                 })?;
         }
         Ok(())
+    }
+
+    /// The names of the object's programs.
+    pub fn program_names(&self) -> impl Iterator<Item = &str> {
+        self.ebpf.programs().map(|(name, _)| name)
     }
 
     /// The program named `name` (see `Hook::program`).
@@ -108,6 +118,23 @@ impl LoadedProbes {
         }
         Ok(snapshot)
     }
+}
+
+/// The entries of the array map `name` that `is_occupied`.
+fn occupied<T: Pod>(
+    ebpf: &Ebpf,
+    name: &'static str,
+    is_occupied: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, ProbeError> {
+    let array: Array<_, T> = map_ref(ebpf, name)?;
+    let mut occupied = Vec::new();
+    for entry in array.iter() {
+        let entry = entry.map_err(|cause| ProbeError::Map { name, cause })?;
+        if is_occupied(&entry) {
+            occupied.push(entry);
+        }
+    }
+    Ok(occupied)
 }
 
 fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProbeError>

@@ -271,6 +271,11 @@ impl ProbeSession {
         &self.path
     }
 
+    /// The probes object with its maps.
+    pub fn loaded(&self) -> &LoadedProbes {
+        &self.probes
+    }
+
     pub fn unobserved(&self) -> &[Unobserved] {
         &self.unobserved
     }
