@@ -76,19 +76,6 @@ impl Flight {
             .unwrap_or(0);
         self.start_ns + u64::from(offset)
     }
-
-    /// The time from hop `hop - 1` to hop `hop`, if the packet was seen at
-    /// both: the segment the kernel's histogram of `hop` counts.
-    pub fn segment_ns(&self, hop: usize) -> Option<u64> {
-        let first = usize::from(self.first_hop);
-        if hop <= first || hop >= MAX_HOPS {
-            return None;
-        }
-        // The first hop is at offset 0; any other hop at 0 was not seen.
-        let seen = |hop: usize| hop == first || self.hop_ns[hop] != 0;
-        (seen(hop - 1) && seen(hop))
-            .then(|| u64::from(self.hop_ns[hop].saturating_sub(self.hop_ns[hop - 1])))
-    }
 }
 
 impl FlightKey {
@@ -361,22 +348,6 @@ mod tests {
                 ONE_IN_32.picks_tcp(key.word0, key.word1)
             );
         }
-    }
-
-    #[test]
-    fn a_segment_needs_both_its_hops() {
-        let mut flight = Flight {
-            first_hop: 1,
-            last_hop: 4,
-            ..Flight::default()
-        };
-        flight.hop_ns[2] = 500;
-        flight.hop_ns[4] = 2_000;
-        assert_eq!(flight.segment_ns(1), None, "the first hop ends no segment");
-        assert_eq!(flight.segment_ns(2), Some(500));
-        assert_eq!(flight.segment_ns(3), None, "hop 3 was not seen");
-        assert_eq!(flight.segment_ns(4), None);
-        assert_eq!(flight.segment_ns(MAX_HOPS), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     path::{Direction, ProbePath, SegmentKind},
-    probes::{ProgramCost, SampledFlight, Snapshot, Unobserved},
+    probes::{Mark, NodeProbes, ProgramCost, SampledFlight, Snapshot, Unobserved},
 };
 
 /// Latency percentiles of one histogram, in ns.
@@ -147,9 +147,7 @@ pub struct Report {
     pub netns: Option<String>,
     pub duration_s: f64,
     /// One packet in this many was followed: the counts are of followed
-    /// packets. Reports from before following was chosen followed every
-    /// packet.
-    #[serde(default = "every_packet")]
+    /// packets.
     pub follow_one_in: u32,
     pub filter: Option<String>,
     pub xdp_mode: Option<String>,
@@ -175,10 +173,6 @@ pub struct Report {
     /// With `--sample`: each direction's median, p99 and slowest packet
     /// among those sampled whole.
     pub exemplars: Vec<FlightExemplar>,
-}
-
-fn every_packet() -> u32 {
-    1
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -340,6 +334,30 @@ impl Report {
             samples,
             exemplars: Vec::new(),
         }
+    }
+
+    /// The breakdown of what `node`'s probes (behind its eth0) saw since
+    /// `mark`, `seconds` ago.
+    pub fn of_node(node: &NodeProbes, mark: &Mark, seconds: f64) -> anyhow::Result<Self> {
+        let counted = node.since(mark)?;
+        let session = node.session();
+        let context = ReportContext {
+            interface: "eth0",
+            netns: Some(node.netns()),
+            filter: None,
+            xdp_mode: session.xdp_mode(),
+            duration_s: seconds,
+            follow_one_in: session.follow_one_in(),
+        };
+        Ok(Report::new(
+            &context,
+            session.path(),
+            &counted.snapshot,
+            0,
+            session.unobserved(),
+            counted.costs,
+            Vec::new(),
+        ))
     }
 
     pub fn segments(&self, direction: Direction) -> impl Iterator<Item = &Segment> {

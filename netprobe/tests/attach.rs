@@ -13,6 +13,7 @@ use std::{
 use aya::{
     EbpfLoader,
     programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
+    sys::{Stats, enable_stats},
 };
 use netprobe::{
     bench::IdlePolling,
@@ -21,13 +22,12 @@ use netprobe::{
     lab::{LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netns::NetNs,
     path::Direction,
-    probes::{ProbeOptions, ProbeSession},
+    probes::{ProbeOptions, ProbeSession, TESTING_OBJECT},
     report::{Latency, Report, Segment},
     status::loaded_netprobe_programs,
 };
 use netprobe_common::histogram::{bucket_index, bucket_width};
 use support::{
-    foreign::TESTING_OBJECT,
     hooks::DeviceHooks,
     require_root,
     session::{Session, netprobe},
@@ -369,7 +369,7 @@ fn a_delay_at_one_device_shows_in_exactly_its_segment() {
 /// Runs `measure` with a busy-wait of [`DELAY_NS`] per packet in TC egress
 /// of `device` in `node`, first in its tcx chain. Returns what `measure`
 /// returns and how long the busy-wait took per packet, as the kernel's
-/// run-time statistics saw it (a netprobe session keeps them on).
+/// run-time statistics saw it (on for the while).
 fn with_delay<T>(node: &NetNs, device: &str, measure: impl FnOnce() -> T) -> (T, u64) {
     let mut testing = EbpfLoader::new()
         .override_global("DELAY_NS", &DELAY_NS, true)
@@ -391,8 +391,10 @@ fn with_delay<T>(node: &NetNs, device: &str, measure: impl FnOnce() -> T) -> (T,
             )
             .expect("the delay attaches");
     }
+    let stats = enable_stats(Stats::RunTime).expect("bpf run-time statistics");
     let result = measure();
     let info = delay.info().expect("delay program info");
+    drop(stats);
     assert!(info.run_count() > 0, "the delay program never ran");
     let per_packet = info.run_time().as_nanos() as u64 / info.run_count();
     (result, per_packet)

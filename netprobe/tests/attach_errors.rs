@@ -186,21 +186,28 @@ fn unparsable_arguments() {
 #[test]
 fn a_bad_follow_rate_is_named() {
     require_root();
+    let _turn = one_at_a_time();
     for rate in ["0", "-1", "-32", "many", "1.5", ""] {
-        let output = netprobe(&["attach", "lo", "--follow-one-in", rate]);
         assert_refused(
-            &output,
+            attach(&["lo", "--follow-one-in", rate]),
+            (&loopback(), "lo"),
             2,
             &format!("{rate:?} is not a follow rate: one packet in N, N a whole number from 1 up"),
         );
     }
     // The overhead benchmark takes the same setting.
-    let output = netprobe(&["lab", "overhead", "--follow-one-in", "0"]);
-    assert_refused(&output, 2, "\"0\" is not a follow rate");
-    // Recording packets that are not followed cannot be done.
-    let output = netprobe(&["attach", "lo", "--follow-one-in", "32", "--sample", "8"]);
+    let mut overhead = Command::new(NETPROBE);
+    overhead.args(["lab", "overhead", "--follow-one-in", "0"]);
     assert_refused(
-        &output,
+        overhead,
+        (&loopback(), "lo"),
+        2,
+        "\"0\" is not a follow rate",
+    );
+    // Recording packets that are not followed cannot be done.
+    assert_refused(
+        attach(&["lo", "--follow-one-in", "32", "--sample", "8"]),
+        (&loopback(), "lo"),
         1,
         "recording one packet in 8 asks for packets that are not followed (one in 32)",
     );

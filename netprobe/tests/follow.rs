@@ -14,10 +14,12 @@ use netprobe::{
     lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netns::NetNs,
     path::Direction,
-    probes::{DEFAULT_FOLLOW_ONE_IN, ProbeOptions, ProbeSession, ProgramCost, Snapshot},
+    probes::{
+        DEFAULT_FOLLOW_ONE_IN, Fingerprint, ProbeOptions, ProbeSession, ProgramCost, SampledFlight,
+        Snapshot,
+    },
     report::{Report, ReportContext},
 };
-use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey, Trace};
 use support::{require_root, traffic::round_trips};
 
 /// Requests per test: at one in 32, about 250 packets followed each way.
@@ -63,25 +65,22 @@ fn report(session: &ProbeSession) -> Report {
     )
 }
 
-fn drain(traces: &mut RingBuf<MapData>) -> Vec<Trace> {
+fn drain(traces: &mut RingBuf<MapData>) -> Vec<SampledFlight> {
     ProbeSession::drain_traces(traces)
 }
 
-/// The packets of `traces` seen whole in `direction`, by fingerprint.
-fn packets(traces: &[Trace], direction: u32) -> HashSet<FlightKey> {
-    traces
+/// The packets of `flights` seen whole in `direction`.
+fn packets(flights: &[SampledFlight], direction: Direction) -> HashSet<Fingerprint> {
+    flights
         .iter()
-        .filter(|trace| trace.direction == direction && trace.flight.skipped == 0)
-        .map(|trace| FlightKey {
-            direction: 0,
-            ..trace.flight.key
-        })
+        .filter(|flight| flight.direction == direction && flight.whole)
+        .map(|flight| flight.packet)
         .collect()
 }
 
 /// The share of the packets `sent` leaving one node that `received` has
 /// arriving at the other.
-fn found(sent: &HashSet<FlightKey>, received: &HashSet<FlightKey>) -> f64 {
+fn found(sent: &HashSet<Fingerprint>, received: &HashSet<Fingerprint>) -> f64 {
     sent.intersection(received).count() as f64 / sent.len() as f64
 }
 
@@ -123,12 +122,12 @@ fn both_nodes_follow_the_same_packets_at_the_default_rate() {
     // A request followed out of the client's node is followed into the
     // server's, and a response back.
     let requests = (
-        packets(&client_traces, DIRECTION_EGRESS),
-        packets(&server_traces, DIRECTION_INGRESS),
+        packets(&client_traces, Direction::Egress),
+        packets(&server_traces, Direction::Ingress),
     );
     let responses = (
-        packets(&server_traces, DIRECTION_EGRESS),
-        packets(&client_traces, DIRECTION_INGRESS),
+        packets(&server_traces, Direction::Egress),
+        packets(&client_traces, Direction::Ingress),
     );
     for (what, (sent, received)) in [("requests", requests), ("responses", responses)] {
         assert!(sent.len() >= 100, "{what}: {} followed", sent.len());

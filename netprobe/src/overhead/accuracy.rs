@@ -6,10 +6,9 @@
 //! timestamps. Two sessions attached at once would not do: each one's
 //! programs run inside the other's segments.
 
-use netprobe_common::probe::Trace;
-
 use crate::{
     path::{Direction, ProbePath},
+    probes::SampledFlight,
     report::{Latency, Report, new_hdr},
 };
 
@@ -50,7 +49,7 @@ pub fn compare(
     defaults: &Report,
     every: &Report,
     path: &ProbePath,
-    picked: &[Trace],
+    picked: &[SampledFlight],
 ) -> Vec<SegmentError> {
     let mut errors = Vec::new();
     for direction in Direction::BOTH {
@@ -79,15 +78,16 @@ pub fn compare(
 }
 
 /// The percentiles of the segment ending at `hop` of `direction` over the
-/// flights in `traces`.
-fn percentiles(traces: &[Trace], direction: Direction, hop: usize) -> Latency {
+/// flights seen at both its ends, as the kernel's histogram of `hop`
+/// counts them.
+fn percentiles(flights: &[SampledFlight], direction: Direction, hop: usize) -> Latency {
     let mut histogram = new_hdr();
-    for trace in traces
+    for flight in flights
         .iter()
-        .filter(|trace| trace.direction == direction.code())
+        .filter(|flight| flight.direction == direction)
     {
-        if let Some(ns) = trace.flight.segment_ns(hop) {
-            histogram.saturating_record(ns);
+        if let (Some(from), Some(to)) = (flight.offset_ns(hop - 1), flight.offset_ns(hop)) {
+            histogram.saturating_record(to.saturating_sub(from));
         }
     }
     Latency::from_hdr(&histogram)
@@ -95,7 +95,7 @@ fn percentiles(traces: &[Trace], direction: Direction, hop: usize) -> Latency {
 
 #[cfg(test)]
 mod tests {
-    use netprobe_common::probe::{DIRECTION_INGRESS, Flight};
+    use netprobe_common::probe::{DIRECTION_INGRESS, Flight, Trace};
 
     use super::*;
 
@@ -114,24 +114,25 @@ mod tests {
 
     #[test]
     fn a_segments_percentiles_come_from_the_flights_seen_at_both_its_hops() {
-        let trace = |first: u32, second: u32| {
+        let flight = |first: u32, second: u32| {
             let mut flight = Flight {
                 last_hop: 2,
                 ..Flight::default()
             };
             flight.hop_ns[1] = first;
             flight.hop_ns[2] = second;
-            Trace {
+            SampledFlight::decode(&Trace {
                 direction: DIRECTION_INGRESS,
                 hops: 3,
                 flight,
-            }
+            })
+            .expect("an ingress flight")
         };
-        let traces = [trace(100, 1_100), trace(200, 2_200), trace(0, 3_000)];
-        let latency = percentiles(&traces, Direction::Ingress, 2);
+        let flights = [flight(100, 1_100), flight(200, 2_200), flight(0, 3_000)];
+        let latency = percentiles(&flights, Direction::Ingress, 2);
         // The third was not seen at hop 1; HdrHistogram is exact to 1%.
         assert_eq!(latency.count, 2);
         assert!(latency.max_ns.abs_diff(2_000) <= 20, "{latency:?}");
-        assert_eq!(percentiles(&traces, Direction::Egress, 2).count, 0);
+        assert_eq!(percentiles(&flights, Direction::Egress, 2).count, 0);
     }
 }

@@ -4,8 +4,6 @@
 //! exits. That share is measured on programs that do nothing, attached
 //! beside the probes on the same kinds of hooks, and taken off.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, Result};
 use aya::{
     Btf, Ebpf,
@@ -13,11 +11,11 @@ use aya::{
 };
 
 use crate::{
+    bpf_link::{self, AttachError},
     hooks::Attachment,
-    links::{self, AttachError},
     netns::NetNs,
     path::PathProgram,
-    probes::{ProbeSession, ProgramCost, TESTING_OBJECT},
+    probes::{NodeProbes, ProgramCost, TESTING_OBJECT},
 };
 
 /// A program's runs and time per run over a measured run.
@@ -75,7 +73,7 @@ impl Nothing {
             .context("the testing object has no np_test_nothing")?
             .try_into()?;
         tcx.load()?;
-        let tcx_link = links::attach_tcx(
+        let tcx_link = bpf_link::attach_tcx(
             tcx,
             interface,
             TcAttachType::Ingress,
@@ -116,28 +114,28 @@ impl Nothing {
     }
 }
 
-/// The statistics of `session`'s programs (loaded with the statistics on)
+/// The statistics of `probes`' programs (loaded with the statistics on)
 /// and of `nothing` over `load`, which returns how many requests it sent.
 pub fn calibrate(
-    session: &ProbeSession,
+    probes: &mut NodeProbes,
     nothing: &Nothing,
     load: impl FnOnce() -> Result<f64>,
 ) -> Result<Calibration> {
-    let (before, nothing_before) = (session.program_costs()?, nothing.costs()?);
+    let (mark, nothing_before) = (probes.mark()?, nothing.costs()?);
     let requests = load()?;
-    let (after, nothing_after) = (session.program_costs()?, nothing.costs()?);
+    let (counted, nothing_after) = (probes.since(&mark)?, nothing.costs()?);
     let [stats_tcx_ns, stats_tracepoint_ns] = [0, 1].map(|index| {
-        since(&nothing_before[index], &nothing_after[index])
-            .map_or(0.0, |(_, ns_per_run)| ns_per_run)
+        nothing_after[index]
+            .since(Some(&nothing_before[index]))
+            .ns_per_run
     });
-    let programs = session
+    let programs = probes
+        .session()
         .path()
         .programs()
         .into_iter()
         .filter_map(|PathProgram { hook, name }| {
-            let then = before.iter().find(|cost| cost.program == name)?;
-            let now = after.iter().find(|cost| cost.program == name)?;
-            let (runs, ns_per_run) = since(then, now).unwrap_or((0, 0.0));
+            let cost = counted.costs.iter().find(|cost| cost.program == name)?;
             let stats_ns = match hook.definition().attachment {
                 Attachment::Tracepoint(_) => stats_tracepoint_ns,
                 Attachment::Xdp | Attachment::Tcx { .. } => stats_tcx_ns,
@@ -145,9 +143,9 @@ pub fn calibrate(
             Some(ProgramRuns {
                 program: name,
                 hook: hook.describe(),
-                runs_per_request: runs as f64 / requests.max(1.0),
-                ns_per_run,
-                program_ns_per_run: (ns_per_run - stats_ns).max(0.0),
+                runs_per_request: cost.run_cnt as f64 / requests.max(1.0),
+                ns_per_run: cost.ns_per_run,
+                program_ns_per_run: (cost.ns_per_run - stats_ns).max(0.0),
             })
         })
         .collect();
@@ -158,25 +156,9 @@ pub fn calibrate(
     })
 }
 
-/// Runs and time per run between two readings of one program; `None`
-/// without runs.
-fn since(then: &ProgramCost, now: &ProgramCost) -> Option<(u64, f64)> {
-    let runs = now.run_cnt.checked_sub(then.run_cnt)?;
-    let time = Duration::from_nanos(now.run_time_ns.saturating_sub(then.run_time_ns));
-    (runs > 0).then(|| (runs, time.as_nanos() as f64 / runs as f64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn time_per_run_is_taken_between_readings() {
-        let then = ProgramCost::new("p", 1_000, Duration::from_nanos(90_000));
-        let now = ProgramCost::new("p", 3_000, Duration::from_nanos(250_000));
-        assert_eq!(since(&then, &now), Some((2_000, 80.0)));
-        assert_eq!(since(&now, &now), None);
-    }
 
     #[test]
     fn time_per_request_adds_up_the_programs_less_the_statistics() {

@@ -33,12 +33,11 @@ use self::{
     rounds::Throughput,
 };
 use crate::{
-    discovery,
     lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     netns::NetNs,
     privilege::require_bpf_privileges,
-    probes::{DEFAULT_FOLLOW_ONE_IN, ProbeOptions, ProbeSession, Snapshot, parse_follow_one_in},
-    report::{Report, ReportContext, format_ns},
+    probes::{DEFAULT_FOLLOW_ONE_IN, NodeProbes, ProbeOptions, parse_follow_one_in},
+    report::{Report, format_ns},
 };
 
 #[derive(clap::Args, Debug)]
@@ -107,42 +106,9 @@ struct Overhead<'a> {
     host: LabGuard,
 }
 
-/// Probes on a lab's server node, loaded and attached, paused between the
-/// runs they are not part of.
-struct Probes {
-    session: ProbeSession,
-    netns: String,
-}
-
-impl Probes {
-    fn attach(lab: &Lab, options: ProbeOptions) -> Result<Self> {
-        let netns = lab.nodes()[1].netns.clone();
-        let node = NetNs::named(&netns)?;
-        let datapath = discovery::discover("eth0", &node)?;
-        let session = ProbeSession::start(&datapath, &node, &options)
-            .with_context(|| format!("attaching the probes in {netns}"))?;
-        Ok(Self { session, netns })
-    }
-
-    fn report_since(&self, before: &Snapshot, seconds: f64) -> Result<Report> {
-        let context = ReportContext {
-            interface: "eth0",
-            netns: Some(&self.netns),
-            filter: None,
-            xdp_mode: self.session.xdp_mode(),
-            duration_s: seconds,
-            follow_one_in: self.session.follow_one_in(),
-        };
-        Ok(Report::new(
-            &context,
-            self.session.path(),
-            &self.session.snapshot()?.since(before),
-            0,
-            self.session.unobserved(),
-            Vec::new(),
-            Vec::new(),
-        ))
-    }
+/// Probes with `options` on `lab`'s server node.
+fn attach(lab: &Lab, options: &ProbeOptions) -> Result<NodeProbes> {
+    NodeProbes::attach(&lab.nodes()[1].netns, options)
 }
 
 /// One throughput comparison: a lab loaded under each setup in turn.
@@ -150,7 +116,7 @@ struct Setups<'a> {
     title: String,
     lab: &'a Lab,
     /// Each setup's name and the probes it attaches (none: the baseline).
-    setups: Vec<(String, Option<&'a mut Probes>)>,
+    setups: Vec<(String, Option<&'a mut NodeProbes>)>,
 }
 
 impl Overhead<'_> {
@@ -178,18 +144,19 @@ impl Overhead<'_> {
             args.rounds,
             args.duration.as_secs()
         )?;
-        let mut vxlan_followed = Probes::attach(&self.vxlan, follow.clone())?;
-        let mut vxlan_every = Probes::attach(&self.vxlan, every.clone())?;
-        let mut host_followed = Probes::attach(&self.host, follow.clone())?;
-        let mut host_every = Probes::attach(&self.host, every.clone())?;
+        let mut vxlan_followed = attach(&self.vxlan, &follow)?;
+        let mut vxlan_every = attach(&self.vxlan, &every)?;
+        let mut host_followed = attach(&self.host, &follow)?;
+        let mut host_every = attach(&self.host, &every)?;
         for probes in [
             &mut vxlan_followed,
             &mut vxlan_every,
             &mut host_followed,
             &mut host_every,
         ] {
-            probes.session.pause();
+            probes.pause();
         }
+        let defaults_mark = vxlan_followed.mark()?;
         self.throughput(
             &mut out,
             Setups {
@@ -228,7 +195,7 @@ impl Overhead<'_> {
                 ],
             },
         )?;
-        let defaults_report = vxlan_followed.report_since(&Snapshot::default(), 0.0)?;
+        let defaults_report = Report::of_node(&vxlan_followed, &defaults_mark, 0.0)?;
         drop((vxlan_followed, vxlan_every, host_followed, host_every));
 
         let nothing = Nothing::attach(&NetNs::named(&self.vxlan.nodes()[1].netns)?, "eth0")?;
@@ -266,11 +233,11 @@ impl Overhead<'_> {
         let runs = rounds::interleave(self.args.rounds, setups.setups.len(), |setup| {
             let (_, probes) = &mut setups.setups[setup];
             if let Some(probes) = probes {
-                probes.session.resume()?;
+                probes.resume()?;
             }
             let rate = self.rate(setups.lab, self.args.duration);
             if let Some(probes) = probes {
-                probes.session.pause();
+                probes.pause();
             }
             rate
         })?;
@@ -303,15 +270,15 @@ impl Overhead<'_> {
         nothing: &Nothing,
         options: &ProbeOptions,
     ) -> Result<Calibration> {
-        let probes = Probes::attach(
+        let mut probes = attach(
             watched,
-            ProbeOptions {
+            &ProbeOptions {
                 program_cost: true,
                 ..options.clone()
             },
         )?;
         let duration = self.args.duration;
-        cost::calibrate(&probes.session, nothing, || {
+        cost::calibrate(&mut probes, nothing, || {
             Ok(self.rate(loaded, duration)? * duration.as_secs_f64())
         })
     }
@@ -321,33 +288,32 @@ impl Overhead<'_> {
     /// segment's percentiles over those against every packet's, beside the
     /// coverage in the report at the default settings (`defaults`).
     fn accuracy(&self, out: &mut String, defaults: &Report, followed_name: &str) -> Result<()> {
-        let mut every = Probes::attach(
+        let mut every = attach(
             &self.vxlan,
-            ProbeOptions {
+            &ProbeOptions {
                 follow_one_in: 1,
                 sample_every: self.args.follow_one_in,
                 ..ProbeOptions::default()
             },
         )?;
-        let mut ring = every.session.take_traces()?;
-        let before = every.session.snapshot()?;
+        let mark = every.mark()?;
         let duration = self.args.accuracy_duration;
         // The ring holds seconds of samples: it is drained while wrk runs.
         let (rate, picked) = thread::scope(|scope| {
             let wrk = scope.spawn(|| self.rate(&self.vxlan, duration));
             let mut picked = Vec::new();
             while !wrk.is_finished() {
-                picked.extend(ProbeSession::drain_traces(&mut ring));
+                picked.extend(every.take_samples());
                 thread::sleep(DRAIN_INTERVAL);
             }
-            picked.extend(ProbeSession::drain_traces(&mut ring));
+            picked.extend(every.take_samples());
             let rate = wrk
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (rate, picked)
         });
-        let every_report = every.report_since(&before, duration.as_secs_f64())?;
-        let segments = accuracy::compare(defaults, &every_report, every.session.path(), &picked);
+        let every_report = Report::of_node(&every, &mark, duration.as_secs_f64())?;
+        let segments = accuracy::compare(defaults, &every_report, every.session().path(), &picked);
         write_accuracy(out, followed_name, duration, rate?, picked.len(), &segments)
     }
 }

@@ -27,4 +27,27 @@ impl ProgramCost {
             },
         }
     }
+
+    /// The runs and run time since `then`, a reading of the same program
+    /// (none: since it was loaded).
+    pub fn since(&self, then: Option<&ProgramCost>) -> ProgramCost {
+        let runs = self.run_cnt - then.map_or(0, |then| then.run_cnt);
+        let time = self.run_time_ns - then.map_or(0, |then| then.run_time_ns);
+        ProgramCost::new(&self.program, runs, Duration::from_nanos(time))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_and_time_are_taken_between_readings() {
+        let then = ProgramCost::new("p", 1_000, Duration::from_nanos(90_000));
+        let now = ProgramCost::new("p", 3_000, Duration::from_nanos(250_000));
+        let since = now.since(Some(&then));
+        assert_eq!((since.run_cnt, since.ns_per_run), (2_000, 80.0));
+        assert_eq!(now.since(None), now);
+        assert_eq!(now.since(Some(&now)).ns_per_run, 0.0);
+    }
 }

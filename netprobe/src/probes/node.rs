@@ -2,8 +2,6 @@
 //! its namespace, sampling packets, and counting from a mark, so that the
 //! same probes serve run after run.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 
@@ -30,18 +28,12 @@ pub struct Counted {
 }
 
 impl NodeProbes {
-    /// Attaches to the node's eth0, sampling one packet in `sample_every`;
-    /// with `measure_cost`, the kernel's run-time statistics are on (they
-    /// cost throughput themselves).
-    pub fn attach(netns: &str, sample_every: u32, measure_cost: bool) -> Result<Self> {
+    /// Attaches to the node's eth0 with `options`; its samples
+    /// (`options.sample_every`) are taken from the ring from now on.
+    pub fn attach(netns: &str, options: &ProbeOptions) -> Result<Self> {
         let node = NetNs::named(netns)?;
         let datapath = discovery::discover("eth0", &node)?;
-        let options = ProbeOptions {
-            program_cost: measure_cost,
-            sample_every,
-            ..ProbeOptions::default()
-        };
-        let mut session = ProbeSession::start(&datapath, &node, &options)
+        let mut session = ProbeSession::start(&datapath, &node, options)
             .with_context(|| format!("attaching probes in {netns}"))?;
         let traces = session.take_traces()?;
         Ok(Self {
@@ -102,11 +94,6 @@ impl NodeProbes {
 fn costs_since(before: &[ProgramCost], after: &[ProgramCost]) -> Vec<ProgramCost> {
     after
         .iter()
-        .map(|now| {
-            let then = before.iter().find(|then| then.program == now.program);
-            let runs = now.run_cnt - then.map_or(0, |then| then.run_cnt);
-            let time = now.run_time_ns - then.map_or(0, |then| then.run_time_ns);
-            ProgramCost::new(&now.program, runs, Duration::from_nanos(time))
-        })
+        .map(|now| now.since(before.iter().find(|then| then.program == now.program)))
         .collect()
 }

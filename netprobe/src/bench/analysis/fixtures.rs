@@ -37,6 +37,7 @@ fn report() -> Report {
         interface: "eth0".to_owned(),
         netns: None,
         duration_s: 1.0,
+        follow_one_in: 1,
         filter: None,
         xdp_mode: None,
         path: PathLabels {

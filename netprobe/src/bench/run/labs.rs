@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 
 use super::{
-    SAMPLE_EVERY, bench_prefix, interrupt,
+    bench_prefix, interrupt,
     load::{Load, run_load},
     max_rate,
     plan::Plan,
     progress::Progress,
+    sampling,
     system::{self, Counters},
     tune,
 };
@@ -27,7 +28,7 @@ use crate::{
     lab::{Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize},
     load::LoadResult,
     probes::{Mark, NodeProbes, SampledFlight},
-    report::{Report, ReportContext},
+    report::Report,
 };
 
 /// Before the runs, the machine is left to finish what building the labs
@@ -81,8 +82,8 @@ impl ModeLab {
             .into_iter()
             .map(|(_, netns)| netns.to_owned())
             .collect();
-        let mut client = NodeProbes::attach(&lab.nodes()[0].netns, SAMPLE_EVERY, false)?;
-        let mut server = NodeProbes::attach(&lab.nodes()[1].netns, SAMPLE_EVERY, false)?;
+        let mut client = NodeProbes::attach(&lab.nodes()[0].netns, &sampling())?;
+        let mut server = NodeProbes::attach(&lab.nodes()[1].netns, &sampling())?;
         client.pause();
         server.pause();
         Ok(Self {
@@ -181,8 +182,8 @@ impl ModeLab {
         let exemplars = RequestExemplar::of_run(&joined);
         let (alone, probed) = (Measured::sum(alone), Measured::sum(probed));
         let percentiles = distribution(alone.load.histogram());
-        let client = report_since(&self.client, &marks.0, probed.seconds)?;
-        let server = report_since(&self.server, &marks.1, probed.seconds)?;
+        let client = Report::of_node(&self.client, &marks.0, probed.seconds)?;
+        let server = Report::of_node(&self.server, &marks.1, probed.seconds)?;
         let [client_samples, server_samples] = &probed.samples;
         Ok(PointResults {
             rate,
@@ -208,29 +209,6 @@ fn samples<'a>(node: &'a NodeProbes, flights: &'a [SampledFlight]) -> NodeSample
         path: node.session().path(),
         flights,
     }
-}
-
-/// The breakdown of what `node`'s probes saw since `mark`, `seconds` ago.
-fn report_since(node: &NodeProbes, mark: &Mark, seconds: f64) -> Result<Report> {
-    let counted = node.since(mark)?;
-    let session = node.session();
-    let context = ReportContext {
-        interface: "eth0",
-        netns: Some(node.netns()),
-        filter: None,
-        xdp_mode: session.xdp_mode(),
-        duration_s: seconds,
-        follow_one_in: session.follow_one_in(),
-    };
-    Ok(Report::new(
-        &context,
-        session.path(),
-        &counted.snapshot,
-        0,
-        session.unobserved(),
-        counted.costs,
-        Vec::new(),
-    ))
 }
 
 /// Where `mode` takes its turn: the study's order first, so that the modes

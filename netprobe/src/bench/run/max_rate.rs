@@ -7,14 +7,15 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{
-    SAMPLE_EVERY, bench_prefix, interrupt,
+    bench_prefix, interrupt,
     load::{Load, run_load},
     progress::Progress,
+    sampling,
 };
 use crate::{
     bench::{GENERATOR_CHECK_CONNECTIONS, GENERATOR_CHECK_SHARE, analysis::MaxRate},
     lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize},
-    probes::{NodeProbes, ProgramCost},
+    probes::{NodeProbes, ProbeOptions, ProgramCost},
 };
 
 /// Each run of the rate search: short, enough to see a rate held or not.
@@ -75,8 +76,8 @@ fn max_rate_in(
     progress.note("finding the highest rate host sustains, without probes");
     let without = search(lab, size, &load)?;
     let probes = (
-        NodeProbes::attach(&lab.nodes()[0].netns, SAMPLE_EVERY, false)?,
-        NodeProbes::attach(&lab.nodes()[1].netns, SAMPLE_EVERY, false)?,
+        NodeProbes::attach(&lab.nodes()[0].netns, &sampling())?,
+        NodeProbes::attach(&lab.nodes()[1].netns, &sampling())?,
     );
     progress.note("and with probes");
     let with = search(lab, size, &load)?;
@@ -97,7 +98,13 @@ fn max_rate_in(
 /// Each probe program's time per run on the server's node, with the kernel's
 /// statistics on, at `rate`.
 fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result<Vec<ProgramCost>> {
-    let mut server = NodeProbes::attach(&lab.nodes()[1].netns, SAMPLE_EVERY, true)?;
+    let mut server = NodeProbes::attach(
+        &lab.nodes()[1].netns,
+        &ProbeOptions {
+            program_cost: true,
+            ..sampling()
+        },
+    )?;
     let before = server.mark()?;
     run_load(lab.client_netns(), load.config(lab.server_url(size), rate))?;
     Ok(server.since(&before)?.costs)

@@ -40,6 +40,7 @@ use crate::{
     lab::{CpuSplit, Mode},
     load::Pacing,
     privilege::require_bpf_privileges,
+    probes::{DEFAULT_FOLLOW_ONE_IN, ProbeOptions},
     record::LAB_STATE_DIR,
 };
 
@@ -107,9 +108,15 @@ const WARMUP: Duration = Duration::from_millis(150);
 /// latency, and with them, for its breakdown.
 const RUNS_PER_POINT: usize = 2;
 
-/// The probes on both nodes sample one packet in this many (the same
-/// packets on both: they pick by the packet's headers).
-const SAMPLE_EVERY: u32 = 32;
+/// The probes on both nodes: the default settings, with every packet they
+/// follow sent whole to userspace (the same packets on both: they pick by
+/// the packet's headers).
+fn sampling() -> ProbeOptions {
+    ProbeOptions {
+        sample_every: DEFAULT_FOLLOW_ONE_IN,
+        ..ProbeOptions::default()
+    }
+}
 
 /// The bench's labs are named after it: `npbench_host`, ...
 pub const BENCH_PREFIX: &str = "npbench";
