@@ -28,7 +28,7 @@ pub use self::{
     },
     run::{
         BENCH_PREFIX, BenchArgs, IdlePolling, Modes, PlanError, Rates, Sizes, bench_prefix,
-        run_bench,
+        run_bench, run_load,
     },
 };
 use crate::lab::Mode;

@@ -33,7 +33,9 @@ use self::{
     rounds::Throughput,
 };
 use crate::{
+    bench::run_load,
     lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
+    load::LoadConfig,
     netns::NetNs,
     privilege::require_bpf_privileges,
     probes::{DEFAULT_FOLLOW_ONE_IN, NodeProbes, ProbeOptions, parse_follow_one_in},
@@ -296,26 +298,67 @@ impl Overhead<'_> {
                 ..ProbeOptions::default()
             },
         )?;
-        let mark = every.mark()?;
         let duration = self.args.accuracy_duration;
-        // The ring holds seconds of samples: it is drained while wrk runs.
-        let (rate, picked) = thread::scope(|scope| {
-            let wrk = scope.spawn(|| self.rate(&self.vxlan, duration));
-            let mut picked = Vec::new();
-            while !wrk.is_finished() {
-                picked.extend(every.take_samples());
-                thread::sleep(DRAIN_INTERVAL);
-            }
-            picked.extend(every.take_samples());
-            let rate = wrk
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (rate, picked)
-        });
-        let every_report = Report::of_node(&every, &mark, duration.as_secs_f64())?;
-        let segments = accuracy::compare(defaults, &every_report, every.session().path(), &picked);
-        write_accuracy(out, followed_name, duration, rate?, picked.len(), &segments)
+        let saturated = accuracy_run(&mut every, defaults, duration, || {
+            self.rate(&self.vxlan, duration)
+        })?;
+        write_accuracy(out, followed_name, duration, &saturated)?;
+        let url = self.vxlan.server_url(SIZE);
+        for share in ACCURACY_SHARES {
+            self.check_stop()?;
+            let rate = (share * saturated.rate).round();
+            let config = LoadConfig::new(url.clone(), rate, duration);
+            let run = accuracy_run(&mut every, defaults, duration, || {
+                let load = run_load(self.vxlan.client_netns(), config)?;
+                Ok(load.report.achieved_rate)
+            })?;
+            write_accuracy_summary(out, share, &run)?;
+        }
+        Ok(())
     }
+}
+
+/// The rates, as shares of the saturated one, at which the accuracy is
+/// measured too: the bench's lowest (`--rates auto`).
+const ACCURACY_SHARES: [f64; 2] = [0.1, 0.3];
+
+/// One accuracy run: its rate, each segment's error, and how many flights
+/// the default follow rate picked.
+struct AccuracyRun {
+    rate: f64,
+    segments: Vec<SegmentError>,
+    picked: usize,
+}
+
+/// `load` (which returns its rate) with `every` following every packet and
+/// sending the default follow rate's picks whole.
+fn accuracy_run(
+    every: &mut NodeProbes,
+    defaults: &Report,
+    duration: Duration,
+    load: impl FnOnce() -> Result<f64> + Send,
+) -> Result<AccuracyRun> {
+    let mark = every.mark()?;
+    // The ring holds seconds of samples: it is drained while the load runs.
+    let (rate, picked) = thread::scope(|scope| {
+        let load = scope.spawn(load);
+        let mut picked = Vec::new();
+        while !load.is_finished() {
+            picked.extend(every.take_samples());
+            thread::sleep(DRAIN_INTERVAL);
+        }
+        picked.extend(every.take_samples());
+        let rate = load
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (rate, picked)
+    });
+    let every_report = Report::of_node(every, &mark, duration.as_secs_f64())?;
+    Ok(AccuracyRun {
+        rate: rate?,
+        segments: accuracy::compare(defaults, &every_report, every.session().path(), &picked),
+        picked: picked.len(),
+    })
 }
 
 /// How often the sampled flights are taken from the ring during a run.
@@ -402,23 +445,23 @@ fn write_accuracy(
     out: &mut String,
     followed_name: &str,
     duration: Duration,
-    rate: f64,
-    picked: usize,
-    segments: &[SegmentError],
+    run: &AccuracyRun,
 ) -> Result<()> {
     writeln!(
         out,
-        "\naccuracy: flannel-vxlan saturated for {} s ({rate:.0} req/s), every packet followed; \
-         percentiles over the {picked} flights {followed_name} picks against every packet's, \
+        "\naccuracy: flannel-vxlan saturated for {} s ({:.0} req/s), every packet followed; \
+         percentiles over the {} flights {followed_name} picks against every packet's, \
          coverage from the throughput runs at {followed_name}",
-        duration.as_secs()
+        duration.as_secs(),
+        run.rate,
+        run.picked
     )?;
     writeln!(
         out,
         "    {:<46} {:>8}   {:>9} {:>9} {:>7}   {:>9} {:>9} {:>7}",
         "segment", "coverage", "p50", "every", "error", "p99", "every", "error"
     )?;
-    for segment in segments {
+    for segment in &run.segments {
         let (p50_error, p99_error) = segment.errors();
         writeln!(
             out,
@@ -436,5 +479,30 @@ fn write_accuracy(
             p99_error * 100.0,
         )?;
     }
+    Ok(())
+}
+
+/// The largest errors of a run at a share of the saturated rate.
+fn write_accuracy_summary(out: &mut String, share: f64, run: &AccuracyRun) -> Result<()> {
+    let worst = |error: fn(&SegmentError) -> f64| {
+        run.segments
+            .iter()
+            .max_by(|a, b| error(a).abs().total_cmp(&error(b).abs()))
+            .map_or((0.0, ""), |segment| {
+                (error(segment), segment.segment.as_str())
+            })
+    };
+    let (p50, p50_segment) = worst(|segment| segment.errors().0);
+    let (p99, p99_segment) = worst(|segment| segment.errors().1);
+    writeln!(
+        out,
+        "  at {:.0}% of that ({:.0} req/s, netprobe load): {} flights picked; largest p50 error \
+         {:.1}% ({p50_segment}), largest p99 error {:.1}% ({p99_segment})",
+        share * 100.0,
+        run.rate,
+        run.picked,
+        p50 * 100.0,
+        p99 * 100.0
+    )?;
     Ok(())
 }

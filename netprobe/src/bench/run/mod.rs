@@ -24,6 +24,7 @@ use anyhow::{Context as _, Result, bail};
 
 pub use self::{
     cpu_idle::IdlePolling,
+    load::run_load,
     plan::{Modes, PlanError, Rates, Sizes},
 };
 use self::{
