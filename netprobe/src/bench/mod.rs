@@ -27,8 +27,8 @@ pub use self::{
         Settings, TuningStep, attribute, run_report,
     },
     run::{
-        BENCH_PREFIX, BenchArgs, IdlePolling, Modes, PlanError, Rates, Sizes, bench_prefix,
-        run_bench, run_load,
+        BENCH_PREFIX, BenchArgs, Counters, IdlePolling, Modes, PlanError, Rates, Sizes,
+        bench_prefix, run_bench, run_load,
     },
 };
 use crate::lab::Mode;

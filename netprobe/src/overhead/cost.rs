@@ -11,6 +11,7 @@ use aya::{
 };
 
 use crate::{
+    bench::Counters,
     bpf_link::{self, AttachError},
     hooks::Attachment,
     netns::NetNs,
@@ -39,6 +40,9 @@ pub struct Calibration {
     pub stats_tcx_ns: f64,
     pub stats_tracepoint_ns: f64,
     pub programs: Vec<ProgramRuns>,
+    /// CPU time per request over the run, all CPUs together (user, system
+    /// and softirq): what the programs' time is set against.
+    pub cpu_ns_per_request: f64,
 }
 
 impl Calibration {
@@ -48,6 +52,13 @@ impl Calibration {
             .iter()
             .map(|program| program.runs_per_request * program.program_ns_per_run)
             .sum()
+    }
+
+    /// [`Self::ns_per_request`] as a share of the CPU time per request: at
+    /// saturation, with every CPU busy, the throughput the program bodies
+    /// take (their hooks' own dispatch not counted).
+    pub fn cpu_share(&self) -> f64 {
+        self.ns_per_request() / self.cpu_ns_per_request.max(1.0)
     }
 }
 
@@ -122,7 +133,9 @@ pub fn calibrate(
     load: impl FnOnce() -> Result<f64>,
 ) -> Result<Calibration> {
     let (mark, nothing_before) = (probes.mark()?, nothing.costs()?);
+    let cpu_before = Counters::read(&[])?;
     let requests = load()?;
+    let cpu = Counters::read(&[])?.since(&cpu_before).busy();
     let (counted, nothing_after) = (probes.since(&mark)?, nothing.costs()?);
     let [stats_tcx_ns, stats_tracepoint_ns] = [0, 1].map(|index| {
         nothing_after[index]
@@ -153,6 +166,7 @@ pub fn calibrate(
         stats_tcx_ns,
         stats_tracepoint_ns,
         programs,
+        cpu_ns_per_request: cpu.as_nanos() as f64 / requests.max(1.0),
     })
 }
 
@@ -173,7 +187,9 @@ mod tests {
             stats_tcx_ns: 60.0,
             stats_tracepoint_ns: 60.0,
             programs: vec![program(2.0, 10.0), program(10.0, 3.0)],
+            cpu_ns_per_request: 10_000.0,
         };
         assert_eq!(calibration.ns_per_request(), 50.0);
+        assert_eq!(calibration.cpu_share(), 0.005);
     }
 }

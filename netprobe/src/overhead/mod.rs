@@ -46,10 +46,10 @@ use crate::{
 pub struct OverheadArgs {
     /// Rounds of throughput runs: each setup runs once a round, the setups
     /// in order, then in reverse on the next round.
-    #[arg(long, default_value_t = 9)]
+    #[arg(long, default_value_t = 21)]
     pub rounds: usize,
     /// Length of each throughput run (whole seconds).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// The follow rate measured as the default setting: one packet in N.
     #[arg(
@@ -409,10 +409,14 @@ fn write_costs(
     }
     writeln!(
         out,
-        "  the programs' time per request, less stats: {:.2} us {followed_name}, {:.2} us every \
-         packet",
+        "  the programs' time per request, less stats: {:.2} us {followed_name} ({:.1}% of the \
+         {:.1} us of CPU time a request takes), {:.2} us every packet ({:.1}% of {:.1} us)",
         followed.ns_per_request() / 1e3,
-        every.ns_per_request() / 1e3
+        followed.cpu_share() * 100.0,
+        followed.cpu_ns_per_request / 1e3,
+        every.ns_per_request() / 1e3,
+        every.cpu_share() * 100.0,
+        every.cpu_ns_per_request / 1e3
     )?;
     Ok(())
 }
@@ -435,8 +439,11 @@ fn write_unwatched(out: &mut String, unwatched: &Calibration) -> Result<()> {
     }
     writeln!(
         out,
-        "  the programs' time per unwatched request, less stats: {:.0} ns",
-        unwatched.ns_per_request()
+        "  the programs' time per unwatched request, less stats: {:.0} ns ({:.2}% of the {:.1} us \
+         of CPU time a request takes)",
+        unwatched.ns_per_request(),
+        unwatched.cpu_share() * 100.0,
+        unwatched.cpu_ns_per_request / 1e3
     )?;
     Ok(())
 }

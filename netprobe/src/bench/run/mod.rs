@@ -26,6 +26,7 @@ pub use self::{
     cpu_idle::IdlePolling,
     load::run_load,
     plan::{Modes, PlanError, Rates, Sizes},
+    system::Counters,
 };
 use self::{
     labs::Bench,

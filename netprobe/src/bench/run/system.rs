@@ -96,6 +96,14 @@ impl Counters {
         }
     }
 
+    /// CPU time spent in user, system and softirq context, over all CPUs.
+    pub fn busy(&self) -> Duration {
+        let ticks: u64 = self.cpus.iter().map(|cpu| cpu[0] + cpu[1] + cpu[2]).sum();
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Duration::from_secs_f64(ticks as f64 / per_second)
+    }
+
     /// CPU shares, rates and packets of counts taken over `seconds`.
     pub fn metrics(&self, seconds: f64) -> SystemMetrics {
         let cpus = self
