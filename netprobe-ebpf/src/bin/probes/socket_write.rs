@@ -1,10 +1,10 @@
 //! `tcp:tcp_sendmsg_locked`: the application hands data to TCP. Remembers the
 //! time of a write whose segment is followed, by the sequence number the
 //! data will carry; the first egress hop joins the segment to it (hop 0 of
-//! egress). A followed write after a read on the same socket ends the
-//! application's time (a request answered): a response is followed when
-//! the request was picked by its acknowledgement number, which is the
-//! response's sequence number.
+//! egress). The first write after a followed read on the same socket ends
+//! the application's time (a request answered), whether or not its own
+//! segment is followed: a request picked by its sequence number has a
+//! response that may not be.
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use netprobe_common::probe::{APPLICATION_SLOT, SocketRead};
@@ -26,18 +26,23 @@ pub fn np_sock_write(ctx: BtfTracePointContext) -> i32 {
     let Some((seq, ack)) = socket.tcp_numbers() else {
         return 0;
     };
-    if !config!(follow).picks_tcp(seq, ack) {
+    let followed = config!(follow).picks_tcp(seq, ack);
+    let id = socket.id();
+    let read = SOCKET_READS
+        .get_ptr_mut(SocketRead::slot(id))
+        .filter(|read| unsafe { (**read).socket } == id);
+    if !followed && read.is_none() {
         return 0;
     }
     let now = now();
-    let id = socket.id();
-    if let Some(read) = SOCKET_READS.get_ptr_mut(SocketRead::slot(id)) {
+    if let Some(read) = read {
         let read = unsafe { &mut *read };
-        if read.socket == id {
-            // Only the first write answers the read.
-            read.socket = 0;
-            record_latency(APPLICATION_SLOT, now.saturating_sub(read.ns));
-        }
+        // Only the first write answers the read.
+        read.socket = 0;
+        record_latency(APPLICATION_SLOT, now.saturating_sub(read.ns));
+    }
+    if !followed {
+        return 0;
     }
     remember_socket_write(seq, now);
     0
