@@ -11,8 +11,8 @@ mod frames;
 mod loopback;
 
 use aya::{
-    EbpfLoader, TestRunOptions,
-    programs::{SchedClassifier, TestRun as _, Xdp},
+    EbpfLoader, TestRunOptions, TestRunResult,
+    programs::{SchedClassifier, TestRun, Xdp},
 };
 use loopback::{loopback_program, probes_on_loopback};
 use netprobe::{
@@ -59,30 +59,14 @@ fn main() {
         let mut probes = probes_on_loopback(hook, "", FLIGHT_SLOT_BITS, DEFAULT_FOLLOW_ONE_IN);
         let program = loopback_program(hook);
         for (name, frame) in &cases {
-            let mut out = vec![0u8; frame.bytes.len() + 256];
-            let options = TestRunOptions {
-                data_in: Some(&frame.bytes),
-                data_out: Some(&mut out),
-                repeat: REPEAT,
-                ..TestRunOptions::default()
+            let ns = match hook {
+                Hook::Xdp => ns_per_run(probes.program::<Xdp>(program).expect("xdp"), &frame.bytes),
+                _ => ns_per_run(
+                    probes.program::<SchedClassifier>(program).expect("tc"),
+                    &frame.bytes,
+                ),
             };
-            let result = match hook {
-                Hook::Xdp => probes
-                    .program::<Xdp>(program)
-                    .expect("xdp")
-                    .test_run(options),
-                _ => probes
-                    .program::<SchedClassifier>(program)
-                    .expect("tc")
-                    .test_run(options),
-            }
-            .expect("BPF_PROG_TEST_RUN");
-            println!(
-                "{:<12} {:<36} {:>10}",
-                program,
-                name,
-                result.duration.as_nanos()
-            );
+            println!("{:<12} {:<36} {:>10}", program, name, ns);
         }
     }
     println!(
@@ -104,18 +88,7 @@ fn nothing_ns(frame: &[u8]) -> u128 {
         .try_into()
         .expect("classifier");
     program.load().expect("np_test_nothing loads");
-    let mut out = vec![0u8; frame.len() + 256];
-    let options = TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        repeat: REPEAT,
-        ..TestRunOptions::default()
-    };
-    program
-        .test_run(options)
-        .expect("BPF_PROG_TEST_RUN")
-        .duration
-        .as_nanos()
+    ns_per_run(program, frame)
 }
 
 /// What one clock read costs in a program: a run with 16 reads against
@@ -133,17 +106,27 @@ fn clock_read_ns() -> f64 {
             .try_into()
             .expect("xdp");
         program.load().expect("clock program loads");
-        let frame = [0u8; 64];
-        let options = TestRunOptions {
-            data_in: Some(&frame),
-            repeat: REPEAT,
-            ..TestRunOptions::default()
-        };
-        program
-            .test_run(options)
-            .expect("BPF_PROG_TEST_RUN")
-            .duration
-            .as_nanos() as f64
+        ns_per_run(program, &[0u8; 64]) as f64
     };
     (per_run(READS) - per_run(0)) / f64::from(READS)
+}
+
+/// BPF_PROG_TEST_RUN's time per run of `program` on `frame`, over
+/// [`REPEAT`] runs.
+fn ns_per_run<P>(program: &mut P, frame: &[u8]) -> u128
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let mut out = vec![0u8; frame.len() + 256];
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        repeat: REPEAT,
+        ..TestRunOptions::default()
+    };
+    program
+        .test_run(options)
+        .expect("BPF_PROG_TEST_RUN")
+        .duration
+        .as_nanos()
 }

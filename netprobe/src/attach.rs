@@ -25,10 +25,7 @@ use crate::{
     netns::NetNs,
     path::{Datapath, Device, Direction, ProbePath},
     privilege::require_bpf_privileges,
-    probes::{
-        DEFAULT_FOLLOW_ONE_IN, ProbeOptions, ProbeSession, Snapshot, XdpModeChoice,
-        parse_follow_one_in,
-    },
+    probes::{FollowArg, ProbeOptions, ProbeSession, Snapshot, XdpModeChoice},
     record,
     report::{Report, ReportContext, Sample},
 };
@@ -53,18 +50,8 @@ pub struct AttachArgs {
     /// Also write the final report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Follow one packet in N through every hop: every hop of every node
-    /// picks the same packets, by a hash of header fields no hop rewrites,
-    /// and any other leaves each probe right after its headers are read.
-    /// 1 follows every packet (full per-packet tracking, the costliest).
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = DEFAULT_FOLLOW_ONE_IN,
-        value_parser = parse_follow_one_in,
-        allow_hyphen_values = true
-    )]
-    pub follow_one_in: u32,
+    #[command(flatten)]
+    pub follow: FollowArg,
     /// Record one packet in N with all its hop timestamps, among the
     /// packets followed (so N is at least --follow-one-in's). Picked by the
     /// same hash, so probes on two nodes record the same packets.
@@ -116,7 +103,7 @@ pub fn run(args: &AttachArgs) -> Result<()> {
             .as_ref()
             .map(|filter| filter.flow)
             .unwrap_or_default(),
-        follow_one_in: args.follow_one_in,
+        follow_one_in: args.follow.follow_one_in,
         sample_every: args.sample,
         force: args.force,
         program_cost: args.program_cost,

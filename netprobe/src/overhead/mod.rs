@@ -38,7 +38,7 @@ use crate::{
     load::LoadConfig,
     netns::NetNs,
     privilege::require_bpf_privileges,
-    probes::{DEFAULT_FOLLOW_ONE_IN, NodeProbes, ProbeOptions, parse_follow_one_in},
+    probes::{FollowArg, NodeProbes, ProbeOptions},
     report::{Report, format_ns},
 };
 
@@ -51,15 +51,9 @@ pub struct OverheadArgs {
     /// Length of each throughput run (whole seconds).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
-    /// The follow rate measured as the default setting: one packet in N.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = DEFAULT_FOLLOW_ONE_IN,
-        value_parser = parse_follow_one_in,
-        allow_hyphen_values = true
-    )]
-    pub follow_one_in: u32,
+    // The follow rate measured as the default setting.
+    #[command(flatten)]
+    pub follow: FollowArg,
     /// Length of the run whose percentiles compare the packets followed
     /// with every packet.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -130,14 +124,14 @@ impl Overhead<'_> {
             SIZE.response_len()
         );
         let follow = ProbeOptions {
-            follow_one_in: args.follow_one_in,
+            follow_one_in: args.follow.follow_one_in,
             ..ProbeOptions::default()
         };
         let every = ProbeOptions {
             follow_one_in: 1,
             ..ProbeOptions::default()
         };
-        let followed_name = format!("following 1 in {}", args.follow_one_in);
+        let followed_name = format!("following 1 in {}", args.follow.follow_one_in);
 
         writeln!(
             out,
@@ -294,7 +288,7 @@ impl Overhead<'_> {
             &self.vxlan,
             &ProbeOptions {
                 follow_one_in: 1,
-                sample_every: self.args.follow_one_in,
+                sample_every: self.args.follow.follow_one_in,
                 ..ProbeOptions::default()
             },
         )?;

@@ -58,6 +58,23 @@ pub struct ProbeOptions {
     pub program_cost: bool,
 }
 
+/// `--follow-one-in N`, for the commands that attach probes.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct FollowArg {
+    /// Follow one packet in N through every hop: every hop of every node
+    /// picks the same packets, by a hash of header fields no hop rewrites,
+    /// and any other leaves each probe right after its headers are read.
+    /// 1 follows every packet (full per-packet tracking, the costliest).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_FOLLOW_ONE_IN,
+        value_parser = parse_follow_one_in,
+        allow_hyphen_values = true
+    )]
+    pub follow_one_in: u32,
+}
+
 /// A follow rate as `--follow-one-in` takes it: a whole number from 1 up.
 pub fn parse_follow_one_in(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
