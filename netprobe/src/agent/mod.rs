@@ -37,7 +37,7 @@ use crate::{
     discovery,
     netns::NetNs,
     privilege::require_bpf_privileges,
-    probes::{ProbeOptions, ProbeSession, XdpModeChoice},
+    probes::{FollowArg, ProbeOptions, ProbeSession, XdpModeChoice},
     record,
 };
 
@@ -67,6 +67,8 @@ pub struct AgentArgs {
     /// How XDP attaches to the interface (as for attach).
     #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
     pub xdp_mode: XdpModeChoice,
+    #[command(flatten)]
+    pub follow: FollowArg,
     /// Also export each probe program's runs and run time, from the
     /// kernel's run-time statistics, which cost throughput themselves: they
     /// read the clock twice per program run.
@@ -124,7 +126,8 @@ pub fn run(args: &AgentArgs) -> Result<()> {
 fn probe_options(args: &AgentArgs) -> ProbeOptions {
     ProbeOptions {
         xdp_mode: args.xdp_mode,
-        skip_cost: !args.program_cost,
+        follow_one_in: args.follow.follow_one_in,
+        program_cost: args.program_cost,
         ..ProbeOptions::default()
     }
 }

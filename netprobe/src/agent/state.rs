@@ -113,6 +113,7 @@ impl AgentState {
             filter: None,
             xdp_mode: self.session.xdp_mode(),
             duration_s: window.as_secs_f64(),
+            follow_one_in: self.session.follow_one_in(),
         };
         Ok(Report::new(
             &context,
