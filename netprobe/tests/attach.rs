@@ -119,6 +119,9 @@ fn check_breakdown(report: &Report, client_rtt: Duration, ingress: &[&str], egre
         .map(|total| total.latency.p50_ns)
         .sum();
     assert_eq!(report.end_to_end.len(), 2, "{report}");
+    for total in &report.end_to_end {
+        assert!(total.latency.count > 0, "{total:?}\n{report}");
+    }
     assert!(
         end_to_end <= client_rtt.as_nanos() as u64,
         "request + response medians {end_to_end} ns exceed the client's median round trip {client_rtt:?}\n{report}"
@@ -145,6 +148,14 @@ fn two_nodes_on_the_host_network() {
         rtt,
         &["eth0 XDP", "eth0 TC ingress", "socket read"],
         &["socket write", "eth0 TC egress", "eth0 net_dev_start_xmit"],
+    );
+    // At the defaults the egress path starts and ends at TC egress.
+    let (report, rtt) = measure(&lab, &[]);
+    check_breakdown(
+        &report,
+        rtt,
+        &["eth0 TC ingress", "socket read"],
+        &["socket write", "eth0 TC egress"],
     );
 }
 

@@ -70,8 +70,7 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> b
     };
     let flight = unsafe { &mut *flight };
     if point.hop == start_hop {
-        start(point, key, flight, packet, now);
-        return false;
+        return start(point, key, flight, packet, now);
     }
     if flight.key != key {
         if matches!(unjoined, Unjoined::Count) && packet.selected {
@@ -109,24 +108,18 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> b
         *hop_ns = now.saturating_sub(flight.start_ns) as u32;
     }
     flight.last_hop = point.hop as u8;
-    let hops = config!(hops)
-        .get(point.direction as usize)
-        .copied()
-        .unwrap_or(0);
-    let last = point.hop + 1 == hops;
-    if last {
-        finish(point, flight, now);
-    }
-    last
+    finish_if_last(point, flight, now)
 }
 
 /// First sighting of a packet in its direction: it takes over its slot. On
 /// egress the socket write that produced a TCP segment is joined through the
-/// segment's sequence number, as hop 0.
+/// segment's sequence number, as hop 0. Returns whether that completed its
+/// flight: a path whose only device hop is the NIC's TC egress starts and
+/// ends there.
 #[inline(always)]
-fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now: u64) {
+fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now: u64) -> bool {
     if !packet.selected {
-        return;
+        return false;
     }
     if flight.key.protocol != 0 && flight.key != key {
         retire(flight, now);
@@ -162,6 +155,21 @@ fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now
         stats.seen += 1;
         stats.joined += joined;
     });
+    joined == 1 && finish_if_last(point, flight, now)
+}
+
+/// Finishes the flight if `point` is the last hop of its direction.
+#[inline(always)]
+fn finish_if_last(point: Point, flight: &mut Flight, now: u64) -> bool {
+    let hops = config!(hops)
+        .get(point.direction as usize)
+        .copied()
+        .unwrap_or(0);
+    let last = point.hop + 1 == hops;
+    if last {
+        finish(point, flight, now);
+    }
+    last
 }
 
 /// Counts the unfinished flight whose slot is being taken: expired at its
