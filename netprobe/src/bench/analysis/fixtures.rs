@@ -117,6 +117,7 @@ pub fn results(rates: &[f64], modes: Vec<(Mode, Vec<PointResults>)>) -> BenchRes
             pacing: Pacing::Spin,
             tune: false,
             cpu_idle: String::new(),
+            follow_one_in: 32,
         },
         max_rate: None,
         tuning: Vec::new(),

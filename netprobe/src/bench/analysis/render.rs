@@ -55,6 +55,12 @@ fn settings(f: &mut Formatter<'_>, results: &BenchResults) -> fmt::Result {
         settings.pacing,
         if settings.tune { ", tuned" } else { "" }
     )?;
+    writeln!(
+        f,
+        "probes following one packet in {}: about one request in {} joined whole",
+        settings.follow_one_in,
+        2 * settings.follow_one_in - 1
+    )?;
     if !settings.cpu_idle.is_empty() {
         writeln!(f, "idle CPUs: {}", settings.cpu_idle)?;
     }

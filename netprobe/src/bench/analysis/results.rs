@@ -96,6 +96,8 @@ pub struct Settings {
     pub tune: bool,
     /// Whether idle CPUs polled or could halt (see `--allow-idle-states`).
     pub cpu_idle: String,
+    /// The probes followed one packet in this many.
+    pub follow_one_in: u32,
 }
 
 /// The highest rate the host mode sustains, which `--rates auto` takes

@@ -13,7 +13,6 @@ use super::{
     max_rate,
     plan::Plan,
     progress::Progress,
-    sampling,
     system::{self, Counters},
     tune,
 };
@@ -27,7 +26,7 @@ use crate::{
     },
     lab::{Lab, LabError, LabGuard, LabSpec, Mode, ResponseSize},
     load::LoadResult,
-    probes::{Mark, NodeProbes, SampledFlight},
+    probes::{Mark, NodeProbes, ProbeOptions, SampledFlight},
     report::Report,
 };
 
@@ -76,14 +75,14 @@ impl Measured {
 }
 
 impl ModeLab {
-    fn new(mode: Mode, index: usize, lab: LabGuard) -> Result<Self> {
+    fn new(mode: Mode, index: usize, lab: LabGuard, probes: &ProbeOptions) -> Result<Self> {
         let namespaces = lab
             .namespaces()
             .into_iter()
             .map(|(_, netns)| netns.to_owned())
             .collect();
-        let mut client = NodeProbes::attach(&lab.nodes()[0].netns, &sampling())?;
-        let mut server = NodeProbes::attach(&lab.nodes()[1].netns, &sampling())?;
+        let mut client = NodeProbes::attach(&lab.nodes()[0].netns, probes)?;
+        let mut server = NodeProbes::attach(&lab.nodes()[1].netns, probes)?;
         client.pause();
         server.pause();
         Ok(Self {
@@ -257,6 +256,7 @@ impl Bench {
         modes: &[Mode],
         tune_labs: bool,
         runs: usize,
+        probes: &ProbeOptions,
         progress: &mut Progress,
     ) -> Result<Self> {
         let mut results = Vec::new();
@@ -282,7 +282,7 @@ impl Bench {
             if tune_labs {
                 mode_results.tuning = tune::tune_lab(&lab)?;
             }
-            labs.push(ModeLab::new(mode, results.len(), lab)?);
+            labs.push(ModeLab::new(mode, results.len(), lab, probes)?);
             results.push(mode_results);
         }
         // Modes the ranking compares take their turns one after the other.

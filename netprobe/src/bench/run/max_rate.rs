@@ -10,7 +10,6 @@ use super::{
     bench_prefix, interrupt,
     load::{Load, run_load},
     progress::Progress,
-    sampling,
 };
 use crate::{
     bench::{GENERATOR_CHECK_CONNECTIONS, GENERATOR_CHECK_SHARE, analysis::MaxRate},
@@ -38,16 +37,17 @@ pub fn find_max_rate(
     lab: Option<&Lab>,
     size: ResponseSize,
     bench: &Load,
+    probes: &ProbeOptions,
     progress: &Progress,
 ) -> Result<MaxRate> {
     if let Some(lab) = lab {
-        return max_rate_in(lab, size, bench, progress);
+        return max_rate_in(lab, size, bench, probes, progress);
     }
     let lab = {
         let _change = interrupt::lab_change();
         LabGuard::up(&LabSpec::new(bench_prefix(Mode::Host), Mode::Host))?
     };
-    let max = max_rate_in(&lab, size, bench, progress)?;
+    let max = max_rate_in(&lab, size, bench, probes, progress)?;
     let _change = interrupt::lab_change();
     lab.down()?;
     Ok(max)
@@ -59,6 +59,7 @@ fn max_rate_in(
     lab: &Lab,
     size: ResponseSize,
     bench: &Load,
+    probes: &ProbeOptions,
     progress: &Progress,
 ) -> Result<MaxRate> {
     let load = rate_search_load(bench);
@@ -75,15 +76,15 @@ fn max_rate_in(
     .report;
     progress.note("finding the highest rate host sustains, without probes");
     let without = search(lab, size, &load)?;
-    let probes = (
-        NodeProbes::attach(&lab.nodes()[0].netns, &sampling())?,
-        NodeProbes::attach(&lab.nodes()[1].netns, &sampling())?,
+    let attached = (
+        NodeProbes::attach(&lab.nodes()[0].netns, probes)?,
+        NodeProbes::attach(&lab.nodes()[1].netns, probes)?,
     );
     progress.note("and with probes");
     let with = search(lab, size, &load)?;
-    drop(probes);
+    drop(attached);
     progress.note("measuring the probes' cost per run");
-    let probe_cost = measure_cost(lab, size, &load, with / 2.0)?;
+    let probe_cost = measure_cost(lab, size, &load, probes, with / 2.0)?;
     Ok(MaxRate {
         mode: Mode::Host,
         size: size.nominal_len(),
@@ -97,12 +98,18 @@ fn max_rate_in(
 
 /// Each probe program's time per run on the server's node, with the kernel's
 /// statistics on, at `rate`.
-fn measure_cost(lab: &Lab, size: ResponseSize, load: &Load, rate: f64) -> Result<Vec<ProgramCost>> {
+fn measure_cost(
+    lab: &Lab,
+    size: ResponseSize,
+    load: &Load,
+    probes: &ProbeOptions,
+    rate: f64,
+) -> Result<Vec<ProgramCost>> {
     let mut server = NodeProbes::attach(
         &lab.nodes()[1].netns,
         &ProbeOptions {
             program_cost: true,
-            ..sampling()
+            ..probes.clone()
         },
     )?;
     let before = server.mark()?;

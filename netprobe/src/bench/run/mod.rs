@@ -42,7 +42,7 @@ use crate::{
     lab::{CpuSplit, Mode},
     load::Pacing,
     privilege::require_bpf_privileges,
-    probes::{DEFAULT_FOLLOW_ONE_IN, ProbeOptions},
+    probes::{FollowArg, ProbeOptions},
     record::LAB_STATE_DIR,
 };
 
@@ -101,6 +101,11 @@ pub struct BenchArgs {
     /// Where results.json, table.txt, attribution.txt and report.html go.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
+    /// About 1 request in 2N - 1 is followed whole across both nodes (its
+    /// response picked with it): at low rates or short runs a smaller N
+    /// joins more.
+    #[command(flatten)]
+    pub follow: FollowArg,
 }
 
 /// Before each slice of a run: the connections are new.
@@ -110,12 +115,13 @@ const WARMUP: Duration = Duration::from_millis(150);
 /// latency, and with them, for its breakdown.
 const RUNS_PER_POINT: usize = 2;
 
-/// The probes on both nodes: the default settings, with every packet they
-/// follow sent whole to userspace (the same packets on both: they pick by
-/// the packet's headers).
-fn sampling() -> ProbeOptions {
+/// The probes on both nodes: following one packet in `follow_one_in`, with
+/// every packet they follow sent whole to userspace (the same packets on
+/// both: they pick by the packet's headers).
+fn sampling(follow_one_in: u32) -> ProbeOptions {
     ProbeOptions {
-        sample_every: DEFAULT_FOLLOW_ONE_IN,
+        follow_one_in,
+        sample_every: follow_one_in,
         ..ProbeOptions::default()
     }
 }
@@ -163,17 +169,19 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     // error, or by the interrupt handler.
     let global_tuning = Arc::new(Mutex::new(global_tuning));
     interrupt::tear_down_on_interrupt(Arc::clone(&global_tuning))?;
+    let probes = sampling(args.follow.follow_one_in);
     let mut bench = Bench::build(
         &args.modes.0,
         args.tune,
         known_rates * sizes.len() * RUNS_PER_POINT * SLICES,
+        &probes,
         &mut progress,
     )?;
     let (rates, max_rate) = match &args.rates {
         Rates::Fixed(rates) => (rates.clone(), None),
         Rates::Auto => {
             let host = bench.lab(Mode::Host);
-            let max = max_rate::find_max_rate(host, sizes[0], &load, &progress)?;
+            let max = max_rate::find_max_rate(host, sizes[0], &load, &probes, &progress)?;
             let rates = AUTO_SHARES
                 .iter()
                 .map(|share| (share * max.rate).round())
@@ -206,6 +214,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             pacing: load.pacing,
             tune: args.tune,
             cpu_idle: idle.state.clone(),
+            follow_one_in: probes.follow_one_in,
         },
         max_rate,
         tuning,
