@@ -118,8 +118,9 @@ fn the_live_table_redraws_per_segment_and_ctrl_c_prints_the_final_report() {
     let node = &lab.nodes()[1].netns;
     let dir = tempfile::tempdir().expect("temporary directory");
     let (ready, json) = (dir.path().join("ready"), dir.path().join("report.json"));
+    // Every packet followed: the counts are of all the requests sent.
     let command = format!(
-        "{NETPROBE} attach eth0 --netns {node} --interval 0.5 --sample 4 --json {} \
+        "{NETPROBE} attach eth0 --netns {node} --interval 0.5 --follow-one-in 1 --sample 4 --json {} \
          --ready-file {}; echo netprobe exited $?",
         json.display(),
         ready.display()
