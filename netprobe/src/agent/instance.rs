@@ -20,8 +20,8 @@ pub const INSTANCE_DIR: &str = "/run/netprobe/agent";
 pub enum InstanceError {
     #[error("another netprobe agent{holder} already watches {interface}")]
     Taken { interface: String, holder: String },
-    #[error("cannot lock {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot lock {}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 /// The lock of one interface, released on drop.
@@ -37,9 +37,9 @@ impl InstanceLock {
     /// `netns` (`shown` names it in messages).
     pub fn take(netns: u32, name: &str, shown: &str) -> Result<Self, InstanceError> {
         let path = PathBuf::from(INSTANCE_DIR).join(format!("{netns}-{name}.lock"));
-        let io_error = |source| InstanceError::Io {
+        let io_error = |cause| InstanceError::Io {
             path: path.clone(),
-            source,
+            cause,
         };
         fs::create_dir_all(INSTANCE_DIR).map_err(io_error)?;
         loop {
@@ -98,6 +98,7 @@ impl Drop for InstanceLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpf_link::error_chain;
 
     #[test]
     fn a_second_lock_on_the_same_interface_is_refused_and_free_again_after_the_first() {
@@ -119,6 +120,18 @@ mod tests {
             !PathBuf::from(INSTANCE_DIR)
                 .join("1-test-lock0.lock")
                 .exists()
+        );
+    }
+
+    #[test]
+    fn an_io_error_is_named_once() {
+        let error = InstanceError::Io {
+            path: PathBuf::from("/run/netprobe/agent/1-eth0.lock"),
+            cause: io::Error::from_raw_os_error(libc::EROFS),
+        };
+        assert_eq!(
+            error_chain(&error),
+            "cannot lock /run/netprobe/agent/1-eth0.lock: Read-only file system (os error 30)"
         );
     }
 }
