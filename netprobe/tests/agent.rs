@@ -205,7 +205,22 @@ fn bad_input_gets_one_line_and_leaves_nothing_attached() {
 
 /// Adds a pod to `node`'s bridge: a namespace `netns` whose eth0 is the
 /// peer of a new port `port` of cni0.
-fn add_pod(node: &str, netns: &str, port: &str) {
+/// A pod namespace a test added to a lab node; removed on drop, so a failed
+/// test leaves it behind no more than a passing one.
+struct AddedPod(String);
+
+impl Drop for AddedPod {
+    fn drop(&mut self) {
+        // The test may have removed it already.
+        Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output()
+            .ok();
+    }
+}
+
+fn add_pod(node: &str, netns: &str, port: &str) -> AddedPod {
+    let added = AddedPod(netns.to_owned());
     for command in [
         format!("ip netns add {netns}"),
         format!("ip -n {node} link add {port} type veth peer name eth0 netns {netns}"),
@@ -219,6 +234,7 @@ fn add_pod(node: &str, netns: &str, port: &str) {
             .expect("ip runs");
         assert!(output.status.success(), "{command}: {output:?}");
     }
+    added
 }
 
 fn pod_count(report: &Report) -> usize {
@@ -244,7 +260,7 @@ fn a_new_pod_is_measured_within_2s_and_a_gone_one_leaves_metrics_after_forget_af
     let agent = Agent::start(node, &["--forget-after", "3s"]);
     assert_eq!(pod_count(&agent.report("")), 1);
     let extra = format!("{}-extra", lab.prefix());
-    add_pod(node, &extra, "vethextra");
+    let _added = add_pod(node, &extra, "vethextra");
     let took = agent.wait_for(Duration::from_secs(10), |report| pod_count(report) == 2);
     assert!(
         took <= Duration::from_secs(2),
