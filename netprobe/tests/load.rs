@@ -253,6 +253,13 @@ fn a_stall_stays_in_the_latency_of_every_request_it_held_up() {
 /// p99 of a timer's wake-up here (about 100 us).
 const SEND_LAG_BOUND: u64 = MS;
 
+/// How late (p99) a request may reach the server and still count as on
+/// time. Arrival adds the server thread's wake-up to the send lag, and with
+/// a spinning generator holding one of two cores that took 1.28 ms once in
+/// CI; a generator that waits on its responses lags by the 100 ms stall
+/// below.
+const ARRIVAL_LAG_BOUND: u64 = 5 * MS;
+
 /// How a run missed its schedule.
 enum Miss {
     /// Requests the server received in the measured window, against the
@@ -278,7 +285,7 @@ impl fmt::Display for Miss {
             Miss::ArrivalLag { p99_ns } => write!(
                 f,
                 "requests reached the server {p99_ns} ns after their due time (p99), \
-                 over {SEND_LAG_BOUND} ns"
+                 over {ARRIVAL_LAG_BOUND} ns"
             ),
         }
     }
@@ -333,7 +340,7 @@ fn schedule_misses(report: &LoadReport, arrivals: &[Instant]) -> Vec<Miss> {
             p99_ns: report.send_lag.p99_ns,
         });
     }
-    if arrival_p99 > SEND_LAG_BOUND {
+    if arrival_p99 > ARRIVAL_LAG_BOUND {
         misses.push(Miss::ArrivalLag {
             p99_ns: arrival_p99,
         });
