@@ -123,11 +123,12 @@ impl Reservoir {
 
 #[cfg(test)]
 mod tests {
-    use netprobe_common::probe::{DIRECTION_INGRESS, Flight, FlightKey, IPPROTO_TCP, Trace};
+    use netprobe_common::probe::{FlightKey, IPPROTO_TCP};
 
     use super::*;
     use crate::{
         path::{Hook, Hop, Role},
+        probes::test_flight,
         report::rank_name,
     };
 
@@ -165,24 +166,12 @@ mod tests {
 
     /// An ingress packet `n`, seen at both hops, `ns` apart.
     fn flight(n: u32, ns: u32) -> SampledFlight {
-        let mut flight = Flight {
-            key: FlightKey {
-                direction: DIRECTION_INGRESS as u8,
-                protocol: IPPROTO_TCP,
-                word0: n,
-                ..FlightKey::default()
-            },
-            start_ns: u64::from(n) * 1_000_000,
-            last_hop: 1,
-            ..Flight::default()
+        let key = FlightKey {
+            protocol: IPPROTO_TCP,
+            word0: n,
+            ..FlightKey::default()
         };
-        flight.hop_ns[1] = ns;
-        SampledFlight::decode(&Trace {
-            direction: DIRECTION_INGRESS,
-            hops: 2,
-            flight,
-        })
-        .expect("a known direction")
+        test_flight(Direction::Ingress, key, u64::from(n) * 1_000_000, &[0, ns])
     }
 
     #[test]

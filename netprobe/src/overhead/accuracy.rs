@@ -95,9 +95,10 @@ fn percentiles(flights: &[SampledFlight], direction: Direction, hop: usize) -> L
 
 #[cfg(test)]
 mod tests {
-    use netprobe_common::probe::{DIRECTION_INGRESS, Flight, Trace};
+    use netprobe_common::probe::FlightKey;
 
     use super::*;
+    use crate::probes::test_flight;
 
     #[test]
     fn errors_are_shares_of_every_packets_percentiles() {
@@ -115,18 +116,12 @@ mod tests {
     #[test]
     fn a_segments_percentiles_come_from_the_flights_seen_at_both_its_hops() {
         let flight = |first: u32, second: u32| {
-            let mut flight = Flight {
-                last_hop: 2,
-                ..Flight::default()
-            };
-            flight.hop_ns[1] = first;
-            flight.hop_ns[2] = second;
-            SampledFlight::decode(&Trace {
-                direction: DIRECTION_INGRESS,
-                hops: 3,
-                flight,
-            })
-            .expect("an ingress flight")
+            test_flight(
+                Direction::Ingress,
+                FlightKey::default(),
+                0,
+                &[0, first, second],
+            )
         };
         let flights = [flight(100, 1_100), flight(200, 2_200), flight(0, 3_000)];
         let latency = percentiles(&flights, Direction::Ingress, 2);

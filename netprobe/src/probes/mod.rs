@@ -16,6 +16,8 @@ use thiserror::Error;
 
 use crate::{bpf_link::error_chain, kernel_btf::BtfError, netns::NetNsError, path::Hook};
 
+#[cfg(test)]
+pub use self::trace::{test_flight, test_trace};
 pub use self::{
     cost::ProgramCost,
     loaded::LoadedProbes,

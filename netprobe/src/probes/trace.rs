@@ -95,6 +95,39 @@ impl Fingerprint {
     }
 }
 
+/// A packet's trace as the probes write it, for tests: keyed `key` (its
+/// direction set), seen from the first of `hop_ns.len()` hops to the last at
+/// `hop_ns` after `start_ns` (a later hop at 0: not seen).
+#[cfg(test)]
+pub fn test_trace(direction: Direction, key: FlightKey, start_ns: u64, hop_ns: &[u32]) -> Trace {
+    let mut flight = netprobe_common::probe::Flight {
+        key: FlightKey {
+            direction: direction.code() as u8,
+            ..key
+        },
+        start_ns,
+        last_hop: (hop_ns.len() - 1) as u8,
+        ..Default::default()
+    };
+    flight.hop_ns[..hop_ns.len()].copy_from_slice(hop_ns);
+    Trace {
+        direction: direction.code(),
+        hops: hop_ns.len() as u32,
+        flight,
+    }
+}
+
+/// [`test_trace`]'s flight, decoded as the probes' ring is.
+#[cfg(test)]
+pub fn test_flight(
+    direction: Direction,
+    key: FlightKey,
+    start_ns: u64,
+    hop_ns: &[u32],
+) -> SampledFlight {
+    SampledFlight::decode(&test_trace(direction, key, start_ns, hop_ns)).expect("a known direction")
+}
+
 #[cfg(test)]
 mod tests {
     use netprobe_common::probe::Flight;

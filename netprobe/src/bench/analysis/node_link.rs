@@ -65,49 +65,36 @@ fn crossings(sender: &[SampledFlight], receiver: &[SampledFlight]) -> Option<His
 
 #[cfg(test)]
 mod tests {
-    use netprobe_common::probe::{
-        DIRECTION_EGRESS, DIRECTION_INGRESS, Flight, FlightKey, IPPROTO_TCP, Trace,
-    };
+    use netprobe_common::probe::{FlightKey, IPPROTO_TCP};
 
     use super::*;
+    use crate::probes::test_flight;
 
     /// A complete flight of packet `id` seen from `start_ns`, its last hop
     /// `last_offset` later.
-    fn trace(direction: u32, id: u32, start_ns: u64, last_offset: u32) -> SampledFlight {
-        let mut flight = Flight {
-            key: FlightKey {
-                direction: direction as u8,
-                protocol: IPPROTO_TCP,
-                ip_id: id,
-                word0: 1000 + id,
-                word1: 7,
-                ..FlightKey::default()
-            },
-            start_ns,
-            last_hop: 2,
-            ..Flight::default()
+    fn flight(direction: Direction, id: u32, start_ns: u64, last_offset: u32) -> SampledFlight {
+        let key = FlightKey {
+            protocol: IPPROTO_TCP,
+            ip_id: id,
+            word0: 1000 + id,
+            word1: 7,
+            ..FlightKey::default()
         };
-        flight.hop_ns[2] = last_offset;
-        SampledFlight::decode(&Trace {
-            direction,
-            hops: 3,
-            flight,
-        })
-        .expect("a known direction")
+        test_flight(direction, key, start_ns, &[0, 0, last_offset])
     }
 
     #[test]
     fn times_each_packet_from_the_senders_last_hop_to_the_receivers_first() {
         let client = [
-            trace(DIRECTION_EGRESS, 1, 1_000, 500), // request 1 leaves at 1_500
-            trace(DIRECTION_EGRESS, 2, 5_000, 500), // request 2 leaves at 5_500
-            trace(DIRECTION_INGRESS, 3, 9_000, 300), // response arrives at 9_000
-            trace(DIRECTION_EGRESS, 4, 20_000, 100), // never sampled by the server
+            flight(Direction::Egress, 1, 1_000, 500), // request 1 leaves at 1_500
+            flight(Direction::Egress, 2, 5_000, 500), // request 2 leaves at 5_500
+            flight(Direction::Ingress, 3, 9_000, 300), // response arrives at 9_000
+            flight(Direction::Egress, 4, 20_000, 100), // never sampled by the server
         ];
         let server = [
-            trace(DIRECTION_INGRESS, 1, 2_500, 800),  // +1_000
-            trace(DIRECTION_INGRESS, 2, 8_500, 800),  // +3_000
-            trace(DIRECTION_EGRESS, 3, 7_000, 1_000), // leaves at 8_000: +1_000
+            flight(Direction::Ingress, 1, 2_500, 800),  // +1_000
+            flight(Direction::Ingress, 2, 8_500, 800),  // +3_000
+            flight(Direction::Egress, 3, 7_000, 1_000), // leaves at 8_000: +1_000
         ];
         let link = NodeLinkLatency::join(&client, &server).expect("packets were joined");
         // HdrHistogram values are exact to 1%.
@@ -122,8 +109,8 @@ mod tests {
 
     #[test]
     fn a_direction_without_joined_packets_gives_nothing() {
-        let client = [trace(DIRECTION_EGRESS, 1, 1_000, 500)];
-        let server = [trace(DIRECTION_INGRESS, 1, 2_500, 800)];
+        let client = [flight(Direction::Egress, 1, 1_000, 500)];
+        let server = [flight(Direction::Ingress, 1, 2_500, 800)];
         assert_eq!(NodeLinkLatency::join(&client, &server), None);
         assert_eq!(NodeLinkLatency::join(&client, &[]), None);
     }

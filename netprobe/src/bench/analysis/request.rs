@@ -344,12 +344,13 @@ impl<'a> Timeline<'a> {
 
 #[cfg(test)]
 mod tests {
-    use netprobe_common::probe::{
-        DIRECTION_EGRESS, DIRECTION_INGRESS, Flight, FlightKey, IPPROTO_TCP, Trace,
-    };
+    use netprobe_common::probe::{FlightKey, IPPROTO_TCP, Trace};
 
     use super::*;
-    use crate::path::{Device, Hook, Hop, Role};
+    use crate::{
+        path::{Device, Hook, Hop, Role},
+        probes::test_trace,
+    };
 
     /// A hop on the NIC, eth0, or on the socket.
     fn hop(role: Role, hook: Hook) -> Hop {
@@ -389,25 +390,14 @@ mod tests {
 
     /// A TCP packet's flight seen at every hop: `seq` and `ack` identify
     /// it, `hop_ns` are its times after `start_ns`.
-    fn trace(direction: u32, (seq, ack): (u32, u32), start_ns: u64, hop_ns: &[u32]) -> Trace {
-        let mut flight = Flight {
-            key: FlightKey {
-                direction: direction as u8,
-                protocol: IPPROTO_TCP,
-                word0: seq,
-                word1: ack,
-                ..FlightKey::default()
-            },
-            start_ns,
-            last_hop: (hop_ns.len() - 1) as u8,
-            ..Flight::default()
+    fn trace(direction: Direction, (seq, ack): (u32, u32), start_ns: u64, hop_ns: &[u32]) -> Trace {
+        let key = FlightKey {
+            protocol: IPPROTO_TCP,
+            word0: seq,
+            word1: ack,
+            ..FlightKey::default()
         };
-        flight.hop_ns[..hop_ns.len()].copy_from_slice(hop_ns);
-        Trace {
-            direction,
-            hops: hop_ns.len() as u32,
-            flight,
-        }
+        test_trace(direction, key, start_ns, hop_ns)
     }
 
     /// Request `n` (client sequence 100 n, server sequence 5000 n) sent at
@@ -417,18 +407,18 @@ mod tests {
     fn request(n: u32, at: u64, wait: u32) -> (Vec<Trace>, Vec<Trace>) {
         let (request, response) = ((100 * n, 5000 * n), (5000 * n, 100 * n + 80));
         let client = vec![
-            trace(DIRECTION_EGRESS, request, at, &[0, 600, 1_000]),
+            trace(Direction::Egress, request, at, &[0, 600, 1_000]),
             trace(
-                DIRECTION_INGRESS,
+                Direction::Ingress,
                 response,
                 at + 19_000 + u64::from(wait),
                 &[0, 4_000],
             ),
         ];
         let server = vec![
-            trace(DIRECTION_INGRESS, request, at + 3_000, &[0, 3_000 + wait]),
+            trace(Direction::Ingress, request, at + 3_000, &[0, 3_000 + wait]),
             trace(
-                DIRECTION_EGRESS,
+                Direction::Egress,
                 response,
                 at + 16_000 + u64::from(wait),
                 &[0, 400, 1_000],
