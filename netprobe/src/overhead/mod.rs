@@ -34,7 +34,9 @@ use self::{
 };
 use crate::{
     bench::run_load,
-    lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
+    lab::{
+        Lab, LabGuard, LabSpec, Mode, ResponseSize, WRK_CONNECTIONS, WRK_THREADS, unique_prefix,
+    },
     load::LoadConfig,
     netns::NetNs,
     privilege::require_bpf_privileges,
@@ -107,6 +109,12 @@ fn attach(lab: &Lab, options: &ProbeOptions) -> Result<NodeProbes> {
     NodeProbes::attach(&lab.nodes()[1].netns, options)
 }
 
+/// Whose server node the probes of a throughput comparison watch.
+enum Watched {
+    Vxlan,
+    Host,
+}
+
 /// One throughput comparison: a lab loaded under each setup in turn.
 struct Setups<'a> {
     title: String,
@@ -119,8 +127,8 @@ impl Overhead<'_> {
     fn measure(&self) -> Result<String> {
         let args = self.args;
         let mut out = format!(
-            "netprobe lab overhead: wrk -t1 -c50 against the lab's nginx ({} B responses), \
-             probes on the server's node\n",
+            "netprobe lab overhead: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} against the lab's \
+             nginx ({} B responses), probes on the server's node\n",
             SIZE.response_len()
         );
         let follow = ProbeOptions {
@@ -140,59 +148,43 @@ impl Overhead<'_> {
             args.rounds,
             args.duration.as_secs()
         )?;
-        let mut vxlan_followed = attach(&self.vxlan, &follow)?;
-        let mut vxlan_every = attach(&self.vxlan, &every)?;
-        let mut host_followed = attach(&self.host, &follow)?;
-        let mut host_every = attach(&self.host, &every)?;
-        for probes in [
-            &mut vxlan_followed,
-            &mut vxlan_every,
-            &mut host_followed,
-            &mut host_every,
-        ] {
-            probes.pause();
+        // Each lab's probes at the default follow rate and following every
+        // packet; paused except while their setup runs.
+        let mut vxlan_probes = (attach(&self.vxlan, &follow)?, attach(&self.vxlan, &every)?);
+        let mut host_probes = (attach(&self.host, &follow)?, attach(&self.host, &every)?);
+        for probes in [&mut vxlan_probes, &mut host_probes] {
+            probes.0.pause();
+            probes.1.pause();
         }
-        let defaults_mark = vxlan_followed.mark()?;
-        self.throughput(
-            &mut out,
-            Setups {
-                title: "flannel-vxlan".to_owned(),
-                lab: &self.vxlan,
-                setups: vec![
-                    ("no probes".to_owned(), None),
-                    (followed_name.clone(), Some(&mut vxlan_followed)),
-                    ("every packet".to_owned(), Some(&mut vxlan_every)),
-                ],
-            },
-        )?;
-        self.throughput(
-            &mut out,
-            Setups {
-                title: "host".to_owned(),
-                lab: &self.host,
-                setups: vec![
-                    ("no probes".to_owned(), None),
-                    (followed_name.clone(), Some(&mut host_followed)),
-                    ("every packet".to_owned(), Some(&mut host_every)),
-                ],
-            },
-        )?;
-        self.throughput(
-            &mut out,
-            Setups {
-                title: "host, while the probes watch flannel-vxlan's server node (its traffic \
-                        unwatched)"
-                    .to_owned(),
-                lab: &self.host,
-                setups: vec![
-                    ("no probes".to_owned(), None),
-                    (followed_name.clone(), Some(&mut vxlan_followed)),
-                    ("every packet".to_owned(), Some(&mut vxlan_every)),
-                ],
-            },
-        )?;
-        let defaults_report = Report::of_node(&vxlan_followed, &defaults_mark, 0.0)?;
-        drop((vxlan_followed, vxlan_every, host_followed, host_every));
+        let defaults_mark = vxlan_probes.0.mark()?;
+        for (title, lab, watched) in [
+            ("flannel-vxlan", &self.vxlan, Watched::Vxlan),
+            ("host", &self.host, Watched::Host),
+            (
+                "host, while the probes watch flannel-vxlan's server node (its traffic unwatched)",
+                &self.host,
+                Watched::Vxlan,
+            ),
+        ] {
+            let (followed, every) = match watched {
+                Watched::Vxlan => &mut vxlan_probes,
+                Watched::Host => &mut host_probes,
+            };
+            self.throughput(
+                &mut out,
+                Setups {
+                    title: title.to_owned(),
+                    lab,
+                    setups: vec![
+                        ("no probes".to_owned(), None),
+                        (followed_name.clone(), Some(followed)),
+                        ("every packet".to_owned(), Some(every)),
+                    ],
+                },
+            )?;
+        }
+        let defaults_report = Report::of_node(&vxlan_probes.0, &defaults_mark, 0.0)?;
+        drop((vxlan_probes, host_probes));
 
         let nothing = Nothing::attach(&NetNs::named(&self.vxlan.nodes()[1].netns)?, "eth0")?;
         writeln!(
