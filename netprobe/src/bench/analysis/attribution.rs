@@ -60,6 +60,11 @@ pub const ATTRIBUTED_RATES: usize = 3;
 pub const CLOSURE_TOLERANCE: f64 = 0.25;
 
 impl Attribution {
+    /// Whether this row is of the run at `rate` and `size`.
+    pub fn is_at(&self, rate: f64, size: usize) -> bool {
+        self.size == size && (self.rate - rate).abs() < 0.5
+    }
+
     /// How much of the end-to-end (median) difference the parts account for.
     pub fn closure(&self) -> Option<f64> {
         (self.median_ns != 0).then(|| self.parts_ns as f64 / self.median_ns as f64)

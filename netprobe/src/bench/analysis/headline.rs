@@ -45,7 +45,7 @@ pub fn headline(results: &BenchResults, size: usize) -> Option<String> {
     let attributions = attribute(results);
     let slowest = attributions
         .iter()
-        .filter(|row| row.size == size && (row.rate - rate).abs() < 0.5)
+        .filter(|row| row.is_at(rate, size))
         .max_by_key(|row| row.median_ns);
     if let Some(row) = slowest {
         let verb = if row.median_ns >= 0 { "adds" } else { "takes" };

@@ -253,7 +253,7 @@ fn sections(
         for &rate in results.settings.rates.iter().take(ATTRIBUTED_RATES) {
             let rows: Vec<&Attribution> = attributions
                 .iter()
-                .filter(|row| row.size == size && (row.rate - rate).abs() < 0.5)
+                .filter(|row| row.is_at(rate, size))
                 .collect();
             if !rows.is_empty() {
                 add(

@@ -201,7 +201,7 @@ impl Display for AttributionTables<'_> {
             for &rate in results.settings.rates.iter().take(ATTRIBUTED_RATES) {
                 let rows: Vec<&Attribution> = attributions
                     .iter()
-                    .filter(|row| row.size == size && (row.rate - rate).abs() < 0.5)
+                    .filter(|row| row.is_at(rate, size))
                     .collect();
                 if !rows.is_empty() {
                     attribution_table(f, &rows, rate, size)?;
