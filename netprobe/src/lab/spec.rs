@@ -38,7 +38,6 @@ pub struct LabSpec {
     /// The netprobe binary that runs the fast path's sync process
     /// (`vxlan-fastpath`); by default this process's own executable when it
     /// is netprobe.
-    #[serde(default = "default_netprobe")]
     pub netprobe: PathBuf,
 }
 
