@@ -3,7 +3,6 @@
 //! SIGTERM or the end of `--duration`.
 
 use std::{
-    fs,
     io::IsTerminal as _,
     path::PathBuf,
     time::{Duration, Instant},
@@ -127,8 +126,7 @@ pub fn run(args: &AttachArgs) -> Result<()> {
     let report = runtime.block_on(monitor(session, args, filter_text.as_deref()))?;
     println!("{report}");
     if let Some(json) = &args.json {
-        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
-        fs::write(json, text).with_context(|| format!("writing {}", json.display()))?;
+        record::save(json, &report)?;
     }
     Ok(())
 }

@@ -50,12 +50,13 @@ pub fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> 
     }
 }
 
-/// Writes `value` to `path`.
+/// Writes `value` to `path` as JSON, a text file: it ends in a newline.
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
-    let json = serde_json::to_vec_pretty(value).map_err(|cause| RecordError::Format {
+    let mut json = serde_json::to_vec_pretty(value).map_err(|cause| RecordError::Format {
         path: path.to_owned(),
         cause,
     })?;
+    json.push(b'\n');
     write_whole(path, &json)
 }
 

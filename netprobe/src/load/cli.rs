@@ -1,12 +1,13 @@
 //! The `netprobe load` command line.
 
-use std::{fs, path::PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
 use super::{
     DEFAULT_CONNECTIONS, DEFAULT_DURATION, DEFAULT_TIMEOUT, DEFAULT_WARMUP, LoadConfig, Pacing, run,
 };
+use crate::record;
 
 /// Send HTTP GETs at a constant rate and report the latency of the responses,
 /// timed from when each request was due.
@@ -57,9 +58,7 @@ pub fn main(args: LoadArgs) -> anyhow::Result<()> {
     let result = run(&config).with_context(|| format!("load on {}", config.url))?;
     println!("{}", result.report);
     if let Some(path) = args.json {
-        let mut json = serde_json::to_string_pretty(&result.report)?;
-        json.push('\n');
-        fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        record::save(&path, &result.report)?;
     }
     Ok(())
 }
