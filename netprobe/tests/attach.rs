@@ -311,8 +311,7 @@ fn a_delay_at_one_device_shows_in_exactly_its_segment() {
     // idle as long between two, as with the delay at the veth. Control and
     // delayed runs in turn, so that a drift of the machine falls on both.
     // Every packet followed, so that a run's medians are of all its packets
-    // and the noise is the machine's: at one in 32, in CI at 2f0f0de, the
-    // pod's veth segment moved by 332 ns against 300 ns of noise.
+    // and the noise is the machine's, not that of which packets were picked.
     let every_packet = ["--follow-one-in", "1"];
     let (mut control, mut delayed, mut delays) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..DELAY_RUNS {

@@ -172,8 +172,7 @@ fn a_short_bench_writes_results_tables_and_a_page() {
     }
     // aws-vpc's link is two veths and the router's forwarding; host's is
     // one veth. The fastest packet shows the path's fixed cost; the medians
-    // lie only ~300 ns apart, which a 2 s run does not resolve here (in CI
-    // at 752b5f1 aws-vpc's was 2255 ns against host's 2335 ns).
+    // lie only ~300 ns apart, which a 2 s run does not resolve here.
     let link_min = |mode| {
         let run = results.mode(mode).and_then(|mode| mode.point(2000.0, 350));
         run.and_then(|run| run.node_link.as_ref())
