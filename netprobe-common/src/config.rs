@@ -93,7 +93,12 @@ pub struct ProbeConfig {
     /// The complete flights sent to userspace (`--sample`), among those
     /// followed.
     pub sample: OneIn,
+    /// Per direction, a bit per hop that belongs to one pod (its bridge
+    /// port, its own device, its socket): there a followed packet's pod is
+    /// looked up by its pod-side address, and the segments with such a hop
+    /// at either end are counted per pod. 0 counts everything over all pods.
+    pub pod_hops: [u32; 2],
 }
-shared_type!(ProbeConfig, 68 + 24 + 8 + 8 + 8 + 8 + 4 + 16 + 16);
+shared_type!(ProbeConfig, 68 + 24 + 8 + 8 + 8 + 8 + 4 + 16 + 16 + 8);
 
 const _: () = assert!(MAX_HOPS <= u8::MAX as usize);

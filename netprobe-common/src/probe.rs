@@ -61,7 +61,10 @@ pub struct Flight {
     pub last_hop: u8,
     /// 1 once a hop was missed; the end-to-end time is then not counted.
     pub skipped: u8,
-    pub _pad: [u8; 5],
+    /// The pod the packet goes to or comes from (its index in `POD_ADDRS`),
+    /// once a pod-owned hop found it; 0 for none.
+    pub pod: u8,
+    pub _pad: [u8; 4],
 }
 shared_type!(Flight, 64);
 
@@ -197,6 +200,37 @@ pub struct Trace {
     pub flight: Flight,
 }
 shared_type!(Trace, 8 + 64);
+
+/// A per-pod histogram's key: the slot of its segment and the pod.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PodSlot {
+    pub slot: u32,
+    pub pod: u32,
+}
+shared_type!(PodSlot, 8);
+
+/// Pods one probe session tells apart: indices 1 to 255 (0 is none).
+pub const MAX_PODS: usize = u8::MAX as usize;
+/// Addresses of pods the probes can look up at once.
+pub const POD_ADDRESSES: u32 = 4096;
+
+/// A pod's address as `POD_ADDRS` keys it: IPv6, IPv4 mapped
+/// (`::ffff:a.b.c.d`).
+pub fn pod_address_key(address: core::net::IpAddr) -> [u8; 16] {
+    match address {
+        core::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        core::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Whether the segment that ends at `hop` belongs to one pod, given the
+/// pod-owned hops of its direction (`ProbeConfig::pod_hops`): either of its
+/// ends is one.
+#[inline(always)]
+pub const fn pod_segment(pod_hops: u32, hop: u32) -> bool {
+    hop > 0 && (pod_hops >> (hop - 1)) & 0b11 != 0
+}
 
 /// Histogram slot of the segment that ends at `hop`.
 #[inline(always)]

@@ -112,11 +112,18 @@ pub trait PacketWriter {
 /// A packet worth following: TCP carrying data, or UDP. Pure ACKs, SYNs and
 /// FINs never reach a socket read, so following them would only leave
 /// unfinished records behind.
+/// Aligned to 8: the compiler may store it to the stack 8 bytes at a time,
+/// and the verifier refuses a misaligned stack access.
 #[derive(Clone, Copy)]
+#[repr(align(8))]
 pub struct Packet {
     pub key: FlightKey,
     /// Whether the (inner) flow matches the filter.
     pub selected: bool,
+    /// Where the (inner) network header starts, for [`pod_address`]: the
+    /// addresses are read only for the packets that need them.
+    pub network: u16,
+    pub ipv6: bool,
 }
 
 /// Where parsing starts.
@@ -150,6 +157,8 @@ pub fn parse<R: PacketReader>(
         let mut packet = Packet {
             key: FlightKey::default(),
             selected: true,
+            network: offset as u16,
+            ipv6: ether_type == ETH_P_IPV6,
         };
         let (protocol, l4, payload_len) =
             parse_ip(reader, offset, ether_type, filter, &mut packet)?;
@@ -192,6 +201,32 @@ pub fn parse<R: PacketReader>(
         }
     }
     None
+}
+
+/// The address of `packet` on its pod's side, as `POD_ADDRS` keys it
+/// (IPv4 mapped into IPv6): the destination of a packet going to a pod, the
+/// source of one leaving it.
+#[inline(always)]
+pub fn pod_address<R: PacketReader>(
+    reader: &R,
+    packet: &Packet,
+    destination: bool,
+) -> Option<[u8; 16]> {
+    let offset = usize::from(packet.network);
+    if packet.ipv6 {
+        return if destination {
+            field!(reader, offset, Ipv6Hdr.dst_addr: [u8; 16])
+        } else {
+            field!(reader, offset, Ipv6Hdr.src_addr: [u8; 16])
+        };
+    }
+    let v4: [u8; 4] = if destination {
+        field!(reader, offset, Ipv4Hdr.dst_addr: [u8; 4])?
+    } else {
+        field!(reader, offset, Ipv4Hdr.src_addr: [u8; 4])?
+    };
+    let [a, b, c, d] = v4;
+    Some([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d])
 }
 
 /// Returns the EtherType after up to two VLAN tags, and the offset of the

@@ -82,6 +82,11 @@ pub struct AttachArgs {
     /// clock twice per program run (about 9% of the lab's throughput here).
     #[arg(long)]
     pub program_cost: bool,
+    /// Count the segments that belong to one pod (its bridge port, its own
+    /// device, its socket at either end) per pod, each named with that
+    /// pod's devices; node-wide segments stay summed over pods.
+    #[arg(long)]
+    pub by_pod: bool,
     /// Written once the probes are attached (for tests and scripts).
     #[arg(long, hide = true)]
     pub ready_file: Option<PathBuf>,
@@ -106,9 +111,16 @@ pub fn run(args: &AttachArgs) -> Result<()> {
         sample_every: args.sample,
         force: args.force,
         program_cost: args.program_cost,
+        by_pod: args.by_pod,
     };
     let session = ProbeSession::start(&datapath, &node, &options)?;
     print_path(&datapath, session.path());
+    if args.by_pod && session.path().pods.is_empty() {
+        eprintln!(
+            "--by-pod: no pods behind {}; every segment is node-wide",
+            datapath.nic
+        );
+    }
     for unobserved in session.unobserved() {
         eprintln!(
             "not observed: {} ({})",

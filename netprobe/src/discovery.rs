@@ -3,13 +3,15 @@
 //! pods' interfaces at the far end of those veths (or macvlan/ipvlan devices
 //! stacked on the interface), in whatever named namespace they live.
 
+use std::net::IpAddr;
+
 use thiserror::Error;
 
 use crate::{
     fastpath::{self, state::StateError},
     netlink::{self, Link, NetlinkError},
     netns::{self, NetNs, NetNsError},
-    path::{Datapath, Device},
+    path::{Datapath, Device, PodEnd},
 };
 
 #[derive(Debug, Error)]
@@ -105,7 +107,7 @@ pub fn discover(nic_name: &str, node: &NetNs) -> Result<Datapath, DiscoveryError
                 .any(|bridge| link.master == Some(bridge.index))
         })
         .collect();
-    let pods = pod_devices(node, nic, &ports)?;
+    let (pods, pod_ends) = pod_devices(node, nic, &ports)?;
     let fastpath = fastpath::state::load_key(&format!("{}-{}", node.inode(), nic.name))?
         .map(|state| state.hook);
     Ok(Datapath {
@@ -116,13 +118,21 @@ pub fn discover(nic_name: &str, node: &NetNs) -> Result<Datapath, DiscoveryError
         bridges: bridges.into_iter().map(device).collect(),
         bridge_ports: ports.into_iter().map(device).collect(),
         pods,
+        pod_ends,
     })
 }
 
 /// Interfaces in other named namespaces whose lower end is in the node: the
-/// peers of the bridge's veth ports, and macvlan/ipvlan devices on the NIC.
-fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>, DiscoveryError> {
+/// peers of the bridge's veth ports, and macvlan/ipvlan devices on the NIC;
+/// and what tells each of those namespaces apart (its bridge port and the
+/// addresses of those interfaces).
+fn pod_devices(
+    node: &NetNs,
+    nic: &Link,
+    ports: &[&Link],
+) -> Result<(Vec<Device>, Vec<PodEnd>), DiscoveryError> {
     let mut pods = Vec::new();
+    let mut ends = Vec::new();
     for name in netns::named_namespaces().map_err(DiscoveryError::ListNamespaces)? {
         let Ok(pod_ns) = NetNs::named(&name) else {
             // Removed while we looked.
@@ -134,9 +144,10 @@ fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>,
         let listed = pod_ns.run(|| -> Result<_, NetlinkError> {
             // Listing first: it makes the kernel assign the ids links use.
             let links = netlink::links()?;
-            Ok((links, netlink::netns_id(node)?))
+            let node_id = netlink::netns_id(node)?;
+            Ok((links, node_id, netlink::ipv4_addresses()?))
         });
-        let (links, node_id) = match listed {
+        let (links, node_id, addresses) = match listed {
             Ok(listed) => listed?,
             // Being deleted while we looked: nothing to follow there.
             Err(NetNsError::Enter { .. }) => {
@@ -146,6 +157,11 @@ fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>,
             Err(error) => return Err(error.into()),
         };
         let Some(node_id) = node_id else { continue };
+        let mut end = PodEnd {
+            netns: name.clone(),
+            port: None,
+            addresses: Vec::new(),
+        };
         for link in links {
             if link.peer_netnsid != Some(node_id) {
                 continue;
@@ -157,6 +173,15 @@ fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>,
                 _ => false,
             };
             if is_pod {
+                if link.kind == "veth" {
+                    end.port = Some(peer);
+                }
+                end.addresses.extend(
+                    addresses
+                        .iter()
+                        .filter(|(index, _)| *index == link.index)
+                        .map(|(_, address)| IpAddr::V4(*address)),
+                );
                 pods.push(Device {
                     name: link.name,
                     ifindex: link.index,
@@ -166,8 +191,14 @@ fn pod_devices(node: &NetNs, nic: &Link, ports: &[&Link]) -> Result<Vec<Device>,
                 });
             }
         }
+        if pods
+            .last()
+            .is_some_and(|device| device.netns_inode == pod_ns.inode())
+        {
+            ends.push(end);
+        }
     }
-    Ok(pods)
+    Ok((pods, ends))
 }
 
 /// Corrections to what [`discover`] found, from the command line.

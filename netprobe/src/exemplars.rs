@@ -161,6 +161,7 @@ mod tests {
                 hop(Role::Socket, Hook::SocketWrite),
                 hop(Role::Nic, Hook::TcEgress),
             ],
+            pods: Vec::new(),
         }
     }
 

@@ -114,9 +114,9 @@ fn segment_table<'a>(interval: &'a Report, total: &'a Report) -> Table<'a> {
     for direction in Direction::BOTH {
         rows.push(Row::new([Cell::from(direction.describe())]).style(bold));
         for segment in total.segments(direction) {
-            let last = interval
-                .segments(direction)
-                .find(|each| each.from == segment.from && each.to == segment.to);
+            let last = interval.segments(direction).find(|each| {
+                each.from == segment.from && each.to == segment.to && each.pod == segment.pod
+            });
             rows.push(Row::new(segment_cells(segment, last)));
         }
         for end in total

@@ -3,9 +3,11 @@
 //! of it, in the order a packet crosses them, and the kernel hook that
 //! observes each. [`crate::discovery`] finds a datapath on a node.
 
-use std::fmt;
+use std::{fmt, net::IpAddr};
 
-use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, MAX_HOPS};
+use netprobe_common::probe::{
+    DIRECTION_EGRESS, DIRECTION_INGRESS, MAX_HOPS, MAX_PODS, pod_segment,
+};
 use serde::{Deserialize, Serialize};
 
 pub use crate::hooks::Hook;
@@ -42,10 +44,65 @@ pub struct Datapath {
     pub bridges: Vec<Device>,
     pub bridge_ports: Vec<Device>,
     pub pods: Vec<Device>,
+    /// Each pod namespace with a device in `pods`: what tells its packets
+    /// and devices from other pods'.
+    pub pod_ends: Vec<PodEnd>,
     /// netprobe's VXLAN fast path on the NIC, if enabled: packets for local
     /// pods go straight from the NIC to the pod, and the pods' packets for
     /// other nodes straight from their veths to the NIC.
     pub fastpath: Option<FastpathHook>,
+}
+
+/// What tells one pod's packets and devices apart from other pods': its
+/// namespace, the bridge port its veth pairs with, and its addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodEnd {
+    pub netns: String,
+    /// Ifindex of its bridge port (host-side veth) in the node, if any.
+    pub port: Option<u32>,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// A pod whose segments are counted apart from other pods' (`--by-pod`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    /// Its index in the probes' `POD_ADDRS`, 1 up.
+    pub index: u8,
+    /// Its network namespace's name.
+    pub netns: String,
+    /// Its devices on the path: its own and its bridge port.
+    pub devices: Vec<Device>,
+    pub addresses: Vec<IpAddr>,
+}
+
+impl Datapath {
+    /// The pods on the path, indexed from 1 in discovery order. Past
+    /// [`MAX_PODS`] a pod is counted over all pods only.
+    pub fn indexed_pods(&self) -> Vec<Pod> {
+        self.pod_ends
+            .iter()
+            .filter_map(|end| {
+                let own = self
+                    .pods
+                    .iter()
+                    .filter(|device| device.netns_name.as_deref() == Some(end.netns.as_str()));
+                let port = self
+                    .bridge_ports
+                    .iter()
+                    .filter(|port| Some(port.ifindex) == end.port);
+                let devices: Vec<Device> = own.chain(port).cloned().collect();
+                (!devices.is_empty()).then_some((end, devices))
+            })
+            .take(MAX_PODS)
+            .zip(1..=u8::MAX)
+            .map(|((end, devices), index)| Pod {
+                index,
+                netns: end.netns.clone(),
+                devices,
+                addresses: end.addresses.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Where the fast path runs (`--hook`).
@@ -113,6 +170,14 @@ pub enum Role {
     BridgePort,
     Pod,
     Socket,
+}
+
+impl Role {
+    /// Whether a hop of this role belongs to one pod: its bridge port, its
+    /// own device, its socket.
+    pub fn of_pod(self) -> bool {
+        matches!(self, Role::BridgePort | Role::Pod | Role::Socket)
+    }
 }
 
 /// What the time between two consecutive points is spent on: what the
@@ -225,6 +290,36 @@ impl Hop {
     }
 }
 
+impl Hop {
+    /// The hop as one pod's packets cross it: with that pod's devices only,
+    /// if it is a pod's hop.
+    pub fn of_pod(&self, pod: &Pod) -> Hop {
+        let devices = if self.role.of_pod() {
+            self.devices
+                .iter()
+                .filter(|device| pod.devices.contains(device))
+                .cloned()
+                .collect()
+        } else {
+            self.devices.clone()
+        };
+        Hop {
+            devices,
+            ..self.clone()
+        }
+    }
+}
+
+/// A segment as reports show it: over all pods, or one pod's.
+pub struct SegmentRow<'a> {
+    /// The hop the segment ends at.
+    pub hop: usize,
+    pub from: String,
+    pub to: String,
+    /// The pod it belongs to, when the path counts pods apart.
+    pub pod: Option<&'a Pod>,
+}
+
 /// A hop at its place on the path.
 pub struct Placed<'a> {
     pub direction: Direction,
@@ -252,13 +347,16 @@ pub struct PathProgram {
 pub struct ProbePath {
     pub ingress: Vec<Hop>,
     pub egress: Vec<Hop>,
+    /// The pods whose segments are counted apart (`--by-pod`); empty when
+    /// every segment is counted over all pods.
+    pub pods: Vec<Pod>,
 }
 
 impl ProbePath {
     /// Lays out the hops of `datapath`. `with_xdp` is false when the NIC's
     /// XDP hook cannot be used; `every_packet` (full tracking) adds the
-    /// hooks observed only then.
-    pub fn new(datapath: &Datapath, with_xdp: bool, every_packet: bool) -> Self {
+    /// hooks observed only then; `by_pod` counts each pod's segments apart.
+    pub fn new(datapath: &Datapath, with_xdp: bool, every_packet: bool, by_pod: bool) -> Self {
         let nic = || vec![datapath.nic.clone()];
         let hop = |role, hook, devices: &[Device]| Hop {
             role,
@@ -318,6 +416,11 @@ impl ProbePath {
         let path = Self {
             ingress: keep(ingress),
             egress: keep(egress),
+            pods: if by_pod {
+                datapath.indexed_pods()
+            } else {
+                Vec::new()
+            },
         };
         debug_assert!(path.ingress.len() <= MAX_HOPS && path.egress.len() <= MAX_HOPS);
         path
@@ -328,6 +431,46 @@ impl ProbePath {
             Direction::Ingress => &self.ingress,
             Direction::Egress => &self.egress,
         }
+    }
+
+    /// A bit per hop of `direction` that belongs to one pod
+    /// (`ProbeConfig::pod_hops`); none when no pod is counted apart.
+    pub fn pod_hops(&self, direction: Direction) -> u32 {
+        if self.pods.is_empty() {
+            return 0;
+        }
+        self.hops(direction)
+            .iter()
+            .enumerate()
+            .filter(|(_, hop)| hop.role.of_pod())
+            .fold(0, |bits, (index, _)| bits | 1 << index)
+    }
+
+    /// The segments of `direction` in path order: one over all pods where
+    /// the segment is node-wide, one per pod where either end is a pod's.
+    pub fn segment_rows(&self, direction: Direction) -> Vec<SegmentRow<'_>> {
+        let hops = self.hops(direction);
+        let pod_hops = self.pod_hops(direction);
+        let mut rows = Vec::new();
+        for hop in 1..hops.len() {
+            let (from, to) = (&hops[hop - 1], &hops[hop]);
+            if !pod_segment(pod_hops, hop as u32) {
+                rows.push(SegmentRow {
+                    hop,
+                    from: from.label(),
+                    to: to.label(),
+                    pod: None,
+                });
+                continue;
+            }
+            rows.extend(self.pods.iter().map(|pod| SegmentRow {
+                hop,
+                from: from.of_pod(pod).label(),
+                to: to.of_pod(pod).label(),
+                pod: Some(pod),
+            }));
+        }
+        rows
     }
 
     /// Removes every hop that uses `hook` (it is not available here).

@@ -120,6 +120,11 @@ pub struct Segment {
     pub unjoined: u64,
     /// Packets seen here whose previous sighting was further back.
     pub skipped: u64,
+    /// The pod (its network namespace) the segment belongs to, with
+    /// `--by-pod`; absent for a segment over all pods. Join counts are kept
+    /// per point, not per pod: a pod's row has no coverage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// End-to-end latency of one direction: first to last point, for packets
@@ -277,10 +282,12 @@ impl Report {
                 evicted += stats.evicted;
                 expired += stats.expired;
                 unmatched += stats.unjoined + stats.skipped;
-                if hop == 0 {
-                    continue;
-                }
-                let latency = Latency::from_histogram(snapshot.histogram(direction, hop));
+            }
+            for row in path.segment_rows(direction) {
+                let hop = row.hop;
+                let stats = snapshot.stats(direction, hop);
+                let latency =
+                    Latency::from_histogram(&snapshot.histogram_of(direction, hop, row.pod));
                 let previous_seen = snapshot.stats(direction, hop - 1).seen;
                 // Hop 0 of egress is the socket write: a write is not a packet.
                 let base = if direction == Direction::Egress && hop == 1 {
@@ -288,15 +295,18 @@ impl Report {
                 } else {
                     previous_seen
                 };
+                let over_all_pods = row.pod.is_none();
                 segments.push(Segment {
                     direction,
                     kind: SegmentKind::between(&hops[hop - 1], &hops[hop]),
-                    from: hops[hop - 1].label(),
-                    to: hops[hop].label(),
+                    from: row.from,
+                    to: row.to,
                     share: (total.p50_ns > 0).then(|| latency.p50_ns as f64 / total.p50_ns as f64),
-                    coverage: (base > 0).then(|| (stats.joined as f64 / base as f64).min(1.0)),
-                    unjoined: stats.unjoined,
-                    skipped: stats.skipped,
+                    coverage: (base > 0 && over_all_pods)
+                        .then(|| (stats.joined as f64 / base as f64).min(1.0)),
+                    unjoined: if over_all_pods { stats.unjoined } else { 0 },
+                    skipped: if over_all_pods { stats.skipped } else { 0 },
+                    pod: row.pod.map(|pod| pod.netns.clone()),
                     latency,
                 });
             }
@@ -400,12 +410,16 @@ impl fmt::Display for Report {
             for segment in self.segments(direction) {
                 let name = format!("{} -> {}", segment.from, segment.to);
                 write_latency_row(f, &name, &segment.latency)?;
-                writeln!(
+                write!(
                     f,
                     " {:>6} {:>8}",
                     percent(segment.share),
                     percent(segment.coverage)
                 )?;
+                match &segment.pod {
+                    Some(pod) => writeln!(f, "  pod {pod}")?,
+                    None => writeln!(f)?,
+                }
             }
             for total in self
                 .end_to_end

@@ -5,23 +5,28 @@
 
 mod support;
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use aya::{
     TestRunOptions,
     programs::{BtfTracePoint, SchedClassifier, TestRun as _, Xdp},
 };
 use netprobe::{
     hooks::Attachment,
-    path::{Direction, Hook},
+    path::{Direction, Hook, Pod},
     probes::LoadedProbes,
 };
-use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey, MAX_HOPS, OneIn};
+use netprobe_common::{
+    config::ProbeConfig,
+    probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, FlightKey, MAX_HOPS, OneIn, PodSlot, slot},
+};
 use rstest::rstest;
 use support::{
     frames::{
-        self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, Frame, IPPROTO_ICMP, IPPROTO_UDP, Ipv4, MAC_A,
-        MAC_B, skb_runner_refuses,
+        self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, Frame, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+        Ipv4, MAC_A, MAC_B, skb_runner_refuses,
     },
-    loopback::{loopback_program, probes_on_loopback},
+    loopback::{load, load_classifier, loopback_config, loopback_program, probes_on_loopback},
     require_root,
 };
 
@@ -336,4 +341,76 @@ fn filter_selects_flows_in_the_kernel() {
             "{filter}: vxlan"
         );
     }
+}
+
+/// A TCP segment from a client to `dst`.
+fn tcp4_to(dst: Ipv4Addr, seq: u32) -> Frame {
+    let ip = Ipv4::new(Ipv4Addr::new(10, 78, 1, 2), dst, IPPROTO_TCP, seq as u16);
+    Frame::default()
+        .ethernet(MAC_B, MAC_A, ETH_P_IP)
+        .ipv4(&ip, 20 + PAYLOAD.len())
+        .tcp(40000, 80, seq, 7)
+        .payload(PAYLOAD)
+        .build()
+}
+
+#[test]
+fn packets_to_two_pods_land_in_their_own_pods_histograms() {
+    require_root();
+    // Hop 1 of ingress (after TC ingress) belongs to a pod: the segment
+    // that ends there is counted per pod, by destination address.
+    let config = ProbeConfig {
+        pod_hops: [0b10, 0],
+        ..loopback_config("", 4, 1)
+    };
+    let mut probes = load(&config);
+    let ingress = Direction::Ingress.code();
+    let programs = [
+        Hook::TcIngress.program(ingress, 0),
+        Hook::DeviceIngress.program(ingress, 1),
+    ];
+    for program in programs {
+        load_classifier(&mut probes, program);
+    }
+    let pod = |index: u8, address: Ipv4Addr| Pod {
+        index,
+        netns: format!("pod{index}"),
+        devices: Vec::new(),
+        addresses: vec![IpAddr::V4(address)],
+    };
+    let (first, second) = (Ipv4Addr::new(10, 78, 2, 2), Ipv4Addr::new(10, 78, 2, 3));
+    probes
+        .add_pods(&[pod(1, first), pod(2, second)])
+        .expect("pod addresses");
+    let no_pod = Ipv4Addr::new(10, 78, 2, 9);
+    let mut seq = 1000;
+    for (address, packets) in [(first, 3), (second, 5), (no_pod, 2)] {
+        for _ in 0..packets {
+            seq += 100;
+            let frame = tcp4_to(address, seq);
+            for program in programs {
+                let classifier = probes.program::<SchedClassifier>(program).expect("tc");
+                let options = TestRunOptions {
+                    data_in: Some(&frame.bytes),
+                    ..TestRunOptions::default()
+                };
+                let result = classifier.test_run(options).expect("BPF_PROG_TEST_RUN");
+                assert_eq!(result.return_value, TC_NEXT);
+            }
+        }
+    }
+    let snapshot = probes.snapshot().expect("snapshot");
+    let segment = slot(ingress, 1);
+    let count = |pod| {
+        snapshot
+            .pod_histograms
+            .get(&PodSlot { slot: segment, pod })
+            .map(|histogram| histogram.count)
+    };
+    assert_eq!((count(1), count(2)), (Some(3), Some(5)));
+    assert_eq!(snapshot.pod_histograms.len(), 2, "only those two pods");
+    // Over all pods: both pods' and the packets of no known pod.
+    assert_eq!(snapshot.histograms[segment as usize].count, 10);
+    // End to end stays node-wide.
+    assert_eq!(snapshot.histograms[slot(ingress, 0) as usize].count, 10);
 }

@@ -42,6 +42,8 @@ pub struct Span {
     pub direction: &'static str,
     pub from: String,
     pub to: String,
+    /// The pod's namespace, for a segment that belongs to one pod.
+    pub pod: Option<String>,
 }
 
 /// What one series counted.
@@ -89,15 +91,16 @@ impl Counts {
                     },
                     Count::Point(*snapshot.stats(direction, hop)),
                 );
-                if hop > 0 {
-                    let span = Span {
-                        direction: label,
-                        from: hops[hop - 1].label(),
-                        to: point.label(),
-                    };
-                    let histogram = snapshot.histogram(direction, hop);
-                    counts.add(Series::Segment(span), latency(histogram));
-                }
+            }
+            for row in path.segment_rows(direction) {
+                let span = Span {
+                    direction: label,
+                    from: row.from,
+                    to: row.to,
+                    pod: row.pod.map(|pod| pod.netns.clone()),
+                };
+                let histogram = snapshot.histogram_of(direction, row.hop, row.pod);
+                counts.add(Series::Segment(span), latency(&histogram));
             }
             if let (Some(first), Some(last)) = (hops.first(), hops.last())
                 && hops.len() > 1
@@ -106,6 +109,7 @@ impl Counts {
                     direction: label,
                     from: first.label(),
                     to: last.label(),
+                    pod: None,
                 };
                 counts.add(
                     Series::EndToEnd(span),
@@ -203,6 +207,7 @@ mod tests {
             direction: "ingress",
             from: "cni0".to_owned(),
             to: to.to_owned(),
+            pod: None,
         })
     }
 

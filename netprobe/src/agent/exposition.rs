@@ -251,11 +251,13 @@ fn histograms<'a>(
     let mut metric =
         encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
     for (span, histogram) in series {
-        let labels = [
+        let mut labels = vec![
             ("direction", span.direction),
             ("from", span.from.as_str()),
             ("to", span.to.as_str()),
         ];
+        // Node-wide segments have no pod label at all: `pod=""` matches them.
+        labels.extend(span.pod.as_deref().map(|pod| ("pod", pod)));
         encode_histogram(&mut metric.encode_family(&labels)?, histogram, bounds)?;
     }
     Ok(())

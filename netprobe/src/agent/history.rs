@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netprobe_common::{histogram::Histogram, probe::HopStats};
+use netprobe_common::{
+    histogram::Histogram,
+    probe::{HopStats, PodSlot},
+};
 
 use crate::probes::{Snapshot, empty_histogram};
 
@@ -62,6 +65,7 @@ struct Mark {
     at: Instant,
     histograms: Vec<SparseHistogram>,
     hop_stats: Vec<HopStats>,
+    pod_histograms: Vec<(PodSlot, SparseHistogram)>,
 }
 
 /// The running session's marks, oldest first.
@@ -94,6 +98,11 @@ impl History {
                 .map(SparseHistogram::of)
                 .collect(),
             hop_stats: snapshot.hop_stats.clone(),
+            pod_histograms: snapshot
+                .pod_histograms
+                .iter()
+                .map(|(key, histogram)| (*key, SparseHistogram::of(histogram)))
+                .collect(),
         });
         // The oldest goes once the next is old enough to start any window.
         while self
@@ -129,6 +138,11 @@ impl History {
                         .map(SparseHistogram::expand)
                         .collect(),
                     hop_stats: mark.hop_stats.clone(),
+                    pod_histograms: mark
+                        .pod_histograms
+                        .iter()
+                        .map(|(key, histogram)| (*key, histogram.expand()))
+                        .collect(),
                 };
                 (now_counts.since(&earlier), now.duration_since(mark.at))
             }

@@ -128,6 +128,7 @@ fn probe_options(args: &AgentArgs) -> ProbeOptions {
         xdp_mode: args.xdp_mode,
         follow_one_in: args.follow.follow_one_in,
         program_cost: args.program_cost,
+        by_pod: true,
         ..ProbeOptions::default()
     }
 }

@@ -2,16 +2,19 @@
 
 use aya::{
     Btf, Ebpf, EbpfLoader, Pod,
-    maps::{Array, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapError, PerCpuArray, PerCpuHashMap},
     programs::ProgramError,
 };
 use netprobe_common::{
     config::ProbeConfig,
     histogram::Histogram,
-    probe::{Flight, HopStats, SLOTS, SocketRead, SocketWrite, watch_bit},
+    probe::{
+        Flight, HopStats, PodSlot, SLOTS, SocketRead, SocketWrite, pod_address_key, watch_bit,
+    },
 };
 
-use super::{Merge, PROBES_OBJECT, ProbeError, Snapshot};
+use super::{Merge, PROBES_OBJECT, ProbeError, Snapshot, empty_histogram};
+use crate::path;
 
 /// The probes object loaded with its configuration, nothing attached yet:
 /// what a [`ProbeSession`] attaches, and what tests run on crafted packets
@@ -44,6 +47,23 @@ impl LoadedProbes {
         watched
             .set(bit / 64, word | 1 << (bit % 64), 0)
             .map_err(map_error)
+    }
+
+    /// Tells the probes the addresses of `pods`, whose segments they count
+    /// apart.
+    pub fn add_pods(&mut self, pods: &[path::Pod]) -> Result<(), ProbeError> {
+        let mut addresses: HashMap<_, [u8; 16], u8> = map(&mut self.ebpf, "POD_ADDRS")?;
+        for pod in pods {
+            for address in &pod.addresses {
+                addresses
+                    .insert(pod_address_key(*address), pod.index, 0)
+                    .map_err(|cause| ProbeError::Map {
+                        name: "POD_ADDRS",
+                        cause,
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// Packets followed right now: the occupied slots of the flight table.
@@ -115,6 +135,19 @@ impl LoadedProbes {
             {
                 snapshot.hop_stats[index as usize].merge(cpu);
             }
+        }
+        let pod_histograms: PerCpuHashMap<_, PodSlot, Histogram> =
+            map_ref(&self.ebpf, "POD_HISTOGRAMS")?;
+        for entry in pod_histograms.iter() {
+            let (key, cpus) = entry.map_err(|cause| ProbeError::Map {
+                name: "POD_HISTOGRAMS",
+                cause,
+            })?;
+            let mut histogram = empty_histogram();
+            for cpu in cpus.iter() {
+                histogram.merge(cpu);
+            }
+            snapshot.add_pod_histogram(key, &histogram);
         }
         Ok(snapshot)
     }

@@ -58,6 +58,8 @@ pub struct ProbeOptions {
     /// cost per run. They cost throughput themselves: two clock reads per
     /// program run, about 9% of the lab's throughput here.
     pub program_cost: bool,
+    /// Count the segments that belong to one pod per pod (`--by-pod`).
+    pub by_pod: bool,
 }
 
 /// `--follow-one-in N`, for the commands that attach probes.
@@ -96,6 +98,7 @@ impl Default for ProbeOptions {
             sample_every: 0,
             force: false,
             program_cost: false,
+            by_pod: false,
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::{
     hooks::{Attachment, ChainEnd, TcxSide},
     kernel_btf::{self, BtfError},
     netns::NetNs,
-    path::{Datapath, Device, FastpathHook, Hook, PathProgram, ProbePath},
+    path::{Datapath, Device, Direction, FastpathHook, Hook, PathProgram, ProbePath},
 };
 
 /// Loaded and attached probes. Dropping it detaches everything.
@@ -118,7 +118,12 @@ impl ProbeSession {
             }
             None => true,
         };
-        let mut path = ProbePath::new(datapath, with_xdp, options.follow_one_in == 1);
+        let mut path = ProbePath::new(
+            datapath,
+            with_xdp,
+            options.follow_one_in == 1,
+            options.by_pod,
+        );
         loop {
             match Self::try_start(&path, datapath, node, options, &offsets, &btf) {
                 Ok(mut session) => {
@@ -148,6 +153,7 @@ impl ProbeSession {
         for netns in path.socket_namespaces(datapath) {
             probes.watch_sockets(netns)?;
         }
+        probes.add_pods(&path.pods)?;
         let stats = if options.program_cost {
             Some(enable_stats(Stats::RunTime).map_err(ProbeError::Stats)?)
         } else {
@@ -394,6 +400,7 @@ fn probe_config(
         flight_slot_bits: FLIGHT_SLOT_BITS,
         follow: OneIn::new(options.follow_one_in),
         sample: OneIn::new(options.sample_every),
+        pod_hops: Direction::BOTH.map(|direction| path.pod_hops(direction)),
     }
 }
 

@@ -1,17 +1,23 @@
-//! The kernel's counters read back: histograms and join counts by slot.
+//! The kernel's counters read back: histograms and join counts by slot,
+//! and the histograms of segments counted per pod.
+
+use std::collections::BTreeMap;
 
 use netprobe_common::{
     histogram::{Histogram, bucket_low, bucket_width},
-    probe::{HopStats, SLOTS, slot},
+    probe::{HopStats, PodSlot, SLOTS, slot},
 };
 
-use crate::path::Direction;
+use crate::path::{Direction, Pod};
 
 /// Kernel counters, summed over CPUs, by histogram slot.
 #[derive(Clone)]
 pub struct Snapshot {
+    /// Over all pods: a pod's histograms are added in.
     pub histograms: Vec<Histogram>,
     pub hop_stats: Vec<HopStats>,
+    /// The histograms of segments that belong to one pod, by slot and pod.
+    pub pod_histograms: BTreeMap<PodSlot, Histogram>,
 }
 
 impl Default for Snapshot {
@@ -19,13 +25,42 @@ impl Default for Snapshot {
         Self {
             histograms: vec![empty_histogram(); SLOTS],
             hop_stats: vec![HopStats::default(); SLOTS],
+            pod_histograms: BTreeMap::new(),
         }
     }
 }
 
 impl Snapshot {
+    /// Over all pods.
     pub fn histogram(&self, direction: Direction, hop: usize) -> &Histogram {
         &self.histograms[slot(direction.code(), hop as u32) as usize]
+    }
+
+    /// `pod`'s when given (empty if it had no packet there), else over all
+    /// pods.
+    pub fn histogram_of(&self, direction: Direction, hop: usize, pod: Option<&Pod>) -> Histogram {
+        let Some(pod) = pod else {
+            return *self.histogram(direction, hop);
+        };
+        let key = PodSlot {
+            slot: slot(direction.code(), hop as u32),
+            pod: u32::from(pod.index),
+        };
+        self.pod_histograms
+            .get(&key)
+            .copied()
+            .unwrap_or_else(empty_histogram)
+    }
+
+    /// Adds one pod's histogram of `key.slot`, also to the total over pods.
+    pub fn add_pod_histogram(&mut self, key: PodSlot, histogram: &Histogram) {
+        if let Some(total) = self.histograms.get_mut(key.slot as usize) {
+            total.merge(histogram);
+        }
+        self.pod_histograms
+            .entry(key)
+            .or_insert_with(empty_histogram)
+            .merge(histogram);
     }
 
     pub fn stats(&self, direction: Direction, hop: usize) -> &HopStats {
@@ -52,6 +87,15 @@ impl Snapshot {
                     skipped: now.skipped - then.skipped,
                     evicted: now.evicted - then.evicted,
                     expired: now.expired - then.expired,
+                })
+                .collect(),
+            pod_histograms: self
+                .pod_histograms
+                .iter()
+                .map(|(key, now)| {
+                    let then = earlier.pod_histograms.get(key);
+                    let since = then.map_or(*now, |then| histogram_since(now, then));
+                    (*key, since)
                 })
                 .collect(),
         }

@@ -27,8 +27,23 @@ pub fn probes_on_loopback(
     flight_slot_bits: u32,
     follow_one_in: u32,
 ) -> LoadedProbes {
+    let mut probes = load(&loopback_config(filter, flight_slot_bits, follow_one_in));
+    let program = loopback_program(hook);
+    match hook {
+        Hook::Xdp => probes
+            .program::<Xdp>(program)
+            .expect("xdp")
+            .load()
+            .expect("program loads"),
+        _ => load_classifier(&mut probes, program),
+    }
+    probes
+}
+
+/// The settings of [`probes_on_loopback`]: two hops each way.
+pub fn loopback_config(filter: &str, flight_slot_bits: u32, follow_one_in: u32) -> ProbeConfig {
     let node = NetNs::current().expect("current namespace");
-    let config = ProbeConfig {
+    ProbeConfig {
         offsets: kernel_offsets().expect("kernel BTF"),
         filter: filter.parse::<Filter>().expect("valid filter").flow,
         nic_netns: node.inode(),
@@ -38,19 +53,22 @@ pub fn probes_on_loopback(
         flight_slot_bits,
         follow: OneIn::new(follow_one_in),
         ..ProbeConfig::default()
-    };
-    let btf = Btf::from_sys_fs().expect("kernel BTF");
-    let mut probes = LoadedProbes::load(&config, &btf).expect("probes load");
-    let program = loopback_program(hook);
-    match hook {
-        Hook::Xdp => probes.program::<Xdp>(program).expect("xdp").load(),
-        _ => probes
-            .program::<SchedClassifier>(program)
-            .expect("tc")
-            .load(),
     }
-    .expect("program loads");
+}
+
+/// The probes object loaded with `config`, no program loaded yet.
+pub fn load(config: &ProbeConfig) -> LoadedProbes {
+    let btf = Btf::from_sys_fs().expect("kernel BTF");
+    LoadedProbes::load(config, &btf).expect("probes load")
+}
+
+/// Loads the tcx program `program` of `probes`.
+pub fn load_classifier(probes: &mut LoadedProbes, program: &'static str) {
     probes
+        .program::<SchedClassifier>(program)
+        .expect("tc")
+        .load()
+        .expect("program loads");
 }
 
 /// The program of `hook` at its place on the loopback path.

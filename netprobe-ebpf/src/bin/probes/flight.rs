@@ -2,16 +2,23 @@
 //! segment latency added to a histogram at each hop, and the accounting of
 //! packets that could not be joined.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
-use netprobe_common::probe::{
-    DIRECTION_EGRESS, FLIGHT_EXPIRY_NS, Flight, FlightKey, HopStats, MAX_HOPS, Point,
-    SOCKET_WRITE_SLOT_BITS, SocketWrite, Trace, slot, watch_bit,
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns};
+use netprobe_common::{
+    histogram::Histogram,
+    probe::{
+        DIRECTION_EGRESS, DIRECTION_INGRESS, FLIGHT_EXPIRY_NS, Flight, FlightKey, HopStats,
+        MAX_HOPS, PodSlot, Point, SOCKET_WRITE_SLOT_BITS, SocketWrite, Trace, pod_segment, slot,
+        watch_bit,
+    },
 };
-use netprobe_ebpf::packet::{IPPROTO_TCP, Packet};
+use netprobe_ebpf::packet::{IPPROTO_TCP, Packet, PacketReader, pod_address};
 
 use crate::{
     config::config,
-    maps::{FLIGHTS, HISTOGRAMS, HOP_STATS, SOCKET_WRITES, TRACES, WATCHED},
+    maps::{
+        EMPTY_HISTOGRAM, FLIGHTS, HISTOGRAMS, HOP_STATS, POD_ADDRS, POD_HISTOGRAMS, SOCKET_WRITES,
+        TRACES, WATCHED,
+    },
 };
 
 /// The time of a sighting. Read only for packets that are followed: a clock
@@ -27,13 +34,24 @@ pub fn followed(packet: &Packet) -> bool {
     packet.key.picked(&config!(follow))
 }
 
-/// Records a sighting of `packet` at `point` if it is followed: the common
-/// end of every device hook.
+/// Records a sighting of `packet` (read by `reader`) at `point` if it is
+/// followed: the common end of every device hook.
 #[inline(always)]
-pub fn sighting(point: Point, packet: &Packet) {
+pub fn sighting<R: PacketReader>(point: Point, packet: &Packet, reader: &R) {
     if followed(packet) {
-        observe(point, packet, now(), Unjoined::Count);
+        observe(point, packet, now(), Unjoined::Count, || {
+            pod_of(reader, packet, point.direction)
+        });
     }
+}
+
+/// The pod a followed packet goes to or comes from, by its address on the
+/// pod's side; 0 for none known.
+#[inline(always)]
+pub fn pod_of<R: PacketReader>(reader: &R, packet: &Packet, direction: u32) -> u8 {
+    pod_address(reader, packet, direction == DIRECTION_INGRESS)
+        .and_then(|address| unsafe { POD_ADDRS.get(address) }.copied())
+        .unwrap_or(0)
 }
 
 /// Whether the watch filter has the namespace: false means surely not
@@ -54,10 +72,16 @@ pub enum Unjoined {
     Ignore,
 }
 
-/// Records that `packet` reached `point` at time `now`. Returns whether
-/// that completed its flight.
+/// Records that `packet` reached `point` at time `now`; `pod` finds its pod
+/// where the hop belongs to one. Returns whether that completed its flight.
 #[inline(always)]
-pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> bool {
+pub fn observe(
+    point: Point,
+    packet: &Packet,
+    now: u64,
+    unjoined: Unjoined,
+    pod: impl FnOnce() -> u8,
+) -> bool {
     let Some(start_hop) = config!(start_hop).get(point.direction as usize).copied() else {
         return false;
     };
@@ -69,8 +93,12 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> b
         return false;
     };
     let flight = unsafe { &mut *flight };
+    let pod_hops = config!(pod_hops)
+        .get(point.direction as usize)
+        .copied()
+        .unwrap_or(0);
     if point.hop == start_hop {
-        return start(point, key, flight, packet, now);
+        return start(point, key, flight, packet, now, pod_hops, pod);
     }
     if flight.key != key {
         if matches!(unjoined, Unjoined::Count) && packet.selected {
@@ -87,10 +115,14 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> b
         // socket). The first sighting stands.
         return false;
     }
+    if (pod_hops >> point.hop) & 1 != 0 && flight.pod == 0 {
+        flight.pod = pod();
+    }
     let last_ns = flight.last_ns();
     if last_hop + 1 == point.hop {
         record_latency(
             slot(point.direction, point.hop),
+            segment_pod(flight, pod_hops, point.hop),
             now.saturating_sub(last_ns),
         );
         update_stats(point, |stats| {
@@ -117,7 +149,15 @@ pub fn observe(point: Point, packet: &Packet, now: u64, unjoined: Unjoined) -> b
 /// flight: a path whose only device hop is the NIC's TC egress starts and
 /// ends there.
 #[inline(always)]
-fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now: u64) -> bool {
+fn start(
+    point: Point,
+    key: FlightKey,
+    flight: &mut Flight,
+    packet: &Packet,
+    now: u64,
+    pod_hops: u32,
+    pod: impl FnOnce() -> u8,
+) -> bool {
     if !packet.selected {
         return false;
     }
@@ -135,6 +175,11 @@ fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now
     flight.first_hop = point.hop as u8;
     flight.last_hop = point.hop as u8;
     flight.skipped = 0;
+    flight.pod = if (pod_hops >> point.hop) & 1 != 0 {
+        pod()
+    } else {
+        0
+    };
     let mut joined = 0;
     if point.direction == DIRECTION_EGRESS
         && config!(socket_write) != 0
@@ -148,7 +193,11 @@ fn start(point: Point, key: FlightKey, flight: &mut Flight, packet: &Packet, now
         if let Some(hop_ns) = flight.hop_ns.get_mut(point.hop as usize) {
             *hop_ns = since_write as u32;
         }
-        record_latency(slot(point.direction, point.hop), since_write);
+        record_latency(
+            slot(point.direction, point.hop),
+            segment_pod(flight, pod_hops, point.hop),
+            since_write,
+        );
         joined = 1;
     }
     update_stats(point, |stats| {
@@ -194,6 +243,7 @@ fn finish(point: Point, flight: &mut Flight, now: u64) {
     if flight.first_hop == 0 && flight.skipped == 0 {
         record_latency(
             slot(point.direction, 0),
+            0,
             now.saturating_sub(flight.start_ns),
         );
     }
@@ -251,11 +301,50 @@ fn maybe_sample(point: Point, flight: &Flight) {
     }
 }
 
+/// The pod whose histogram the segment ending at `hop` goes to: the
+/// flight's if the segment belongs to one pod, else 0 (node-wide).
 #[inline(always)]
-pub fn record_latency(slot: u32, ns: u64) {
-    if let Some(histogram) = HISTOGRAMS.get_ptr_mut(slot) {
+fn segment_pod(flight: &Flight, pod_hops: u32, hop: u32) -> u8 {
+    if pod_segment(pod_hops, hop) {
+        flight.pod
+    } else {
+        0
+    }
+}
+
+/// Counts `ns` in the histogram of `slot`, or of `slot` and `pod` when
+/// `pod` is not 0.
+#[inline(always)]
+pub fn record_latency(slot: u32, pod: u8, ns: u64) {
+    let histogram = if pod == 0 {
+        HISTOGRAMS.get_ptr_mut(slot)
+    } else {
+        pod_histogram(slot, pod).or_else(|| HISTOGRAMS.get_ptr_mut(slot))
+    };
+    if let Some(histogram) = histogram {
         unsafe { (*histogram).record(ns) };
     }
+}
+
+/// The histogram of `slot` for `pod`, added on the pod's first packet
+/// there. `None` when the map is full: the packet then counts over all
+/// pods only.
+#[inline(always)]
+fn pod_histogram(slot: u32, pod: u8) -> Option<*mut Histogram> {
+    let key = PodSlot {
+        slot,
+        pod: u32::from(pod),
+    };
+    if let Some(histogram) = POD_HISTOGRAMS.get_ptr_mut(key) {
+        return Some(histogram);
+    }
+    let empty = unsafe { &*EMPTY_HISTOGRAM.get_ptr(0)? };
+    // The insert fails only with EEXIST (another CPU added it since) or
+    // E2BIG (full): the lookup below tells the two apart.
+    POD_HISTOGRAMS
+        .insert(key, empty, u64::from(BPF_NOEXIST))
+        .ok();
+    POD_HISTOGRAMS.get_ptr_mut(key)
 }
 
 #[inline(always)]

@@ -18,12 +18,12 @@ pub fn np_dev_xmit(ctx: BtfTracePointContext) -> i32 {
     if !is_nic(ctx.arg(1)) {
         return 0;
     }
-    if let Some(packet) = SkBuff(ctx.arg(0)).packet_at_mac() {
+    if let Some((packet, headers)) = SkBuff(ctx.arg(0)).packet_at_mac() {
         let point = Point {
             direction: DIRECTION_EGRESS,
             hop: config!(hops)[DIRECTION_EGRESS as usize].saturating_sub(1),
         };
-        sighting(point, &packet);
+        sighting(point, &packet, &headers);
     }
     0
 }

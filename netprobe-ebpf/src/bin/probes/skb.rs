@@ -28,11 +28,13 @@ impl SkBuff {
         field(self.0, config!(offsets.sk_buff_sk))
     }
 
-    /// The packet when `skb->data` is at the Ethernet header (transmit path).
+    /// The packet when `skb->data` is at the Ethernet header (transmit
+    /// path), with the copy of its headers it was read from.
     #[inline(always)]
-    pub fn packet_at_mac(&self) -> Option<Packet> {
+    pub fn packet_at_mac(&self) -> Option<(Packet, CopiedHeaders)> {
         let headers = CopiedHeaders::from_kernel(self.data(), Scratch::Softirq)?;
-        parse(&headers, 0, Start::Ethernet, &filter())
+        let packet = parse(&headers, 0, Start::Ethernet, &filter())?;
+        Some((packet, headers))
     }
 
     /// The sequence and acknowledgement numbers of a TCP segment on a TCP
@@ -51,15 +53,16 @@ impl SkBuff {
     }
 
     /// The packet through `skb->network_header`, for skbs whose data pointer
-    /// has moved past the headers (socket receive queue). Runs in process
-    /// context.
+    /// has moved past the headers (socket receive queue), with the copy of
+    /// its headers it was read from. Runs in process context.
     #[inline(always)]
-    pub fn packet_by_network_header(&self) -> Option<Packet> {
+    pub fn packet_by_network_header(&self) -> Option<(Packet, CopiedHeaders)> {
         let head: *const u8 = field(self.0, config!(offsets.sk_buff_head));
         let network: u16 = field(self.0, config!(offsets.sk_buff_network_header));
         let headers =
             CopiedHeaders::from_kernel(head.wrapping_add(usize::from(network)), Scratch::Process)?;
-        parse(&headers, 0, Start::Network(self.protocol()), &filter())
+        let packet = parse(&headers, 0, Start::Network(self.protocol()), &filter())?;
+        Some((packet, headers))
     }
 
     #[inline(always)]

@@ -7,7 +7,7 @@ use netprobe_common::probe::{DIRECTION_INGRESS, Point, SocketRead};
 
 use crate::{
     config::config,
-    flight::{Unjoined, followed, now, observe},
+    flight::{Unjoined, followed, now, observe, pod_of},
     maps::SOCKET_READS,
     skb::SkBuff,
     sock::Socket,
@@ -32,7 +32,7 @@ pub fn np_sock_read(ctx: BtfTracePointContext) -> i32 {
         }
     }
     let now = now();
-    let Some(packet) = skb.packet_by_network_header() else {
+    let Some((packet, headers)) = skb.packet_by_network_header() else {
         return 0;
     };
     if !followed(&packet) {
@@ -43,7 +43,8 @@ pub fn np_sock_read(ctx: BtfTracePointContext) -> i32 {
         direction: DIRECTION_INGRESS,
         hop: hops.saturating_sub(1),
     };
-    if observe(point, &packet, now, Unjoined::Ignore) {
+    let pod = || pod_of(&headers, &packet, DIRECTION_INGRESS);
+    if observe(point, &packet, now, Unjoined::Ignore, pod) {
         let socket = socket.id();
         if let Some(read) = SOCKET_READS.get_ptr_mut(SocketRead::slot(socket)) {
             unsafe { *read = SocketRead { socket, ns: now } };

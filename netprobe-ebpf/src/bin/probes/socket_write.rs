@@ -39,7 +39,7 @@ pub fn np_sock_write(ctx: BtfTracePointContext) -> i32 {
         let read = unsafe { &mut *read };
         // Only the first write answers the read.
         read.socket = 0;
-        record_latency(APPLICATION_SLOT, now.saturating_sub(read.ns));
+        record_latency(APPLICATION_SLOT, 0, now.saturating_sub(read.ns));
     }
     if !followed {
         return 0;

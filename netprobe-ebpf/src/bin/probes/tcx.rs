@@ -9,7 +9,7 @@
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext};
 use netprobe_common::probe::{DIRECTION_EGRESS, DIRECTION_INGRESS, Point};
 use netprobe_ebpf::{
-    packet::{Packet, Start, parse},
+    packet::{Start, parse},
     reader::{CopiedHeaders, DirectReader, Scratch},
 };
 
@@ -48,25 +48,22 @@ hop_programs! {
     np_out_7: DIRECTION_EGRESS 7;
 }
 
-#[inline(always)]
-fn observe_device(ctx: &TcContext, point: Point) {
-    if let Some(packet) = packet(ctx) {
-        sighting(point, &packet);
-    }
-}
-
 /// Parses the linear data; only when that fails on a packet with paged
 /// data are the headers copied out with the (slower) load helper.
 #[inline(always)]
-fn packet(ctx: &TcContext) -> Option<Packet> {
+fn observe_device(ctx: &TcContext, point: Point) {
     let filter = filter();
     let linear = DirectReader::tc(ctx);
     if let Some(packet) = parse(&linear, 0, Start::Ethernet, &filter) {
-        return Some(packet);
+        sighting(point, &packet, &linear);
+        return;
     }
     if !linear.is_partial(ctx) {
-        return None;
+        return;
     }
-    let headers = CopiedHeaders::from_skb(ctx, Scratch::Softirq)?;
-    parse(&headers, 0, Start::Ethernet, &filter)
+    if let Some(headers) = CopiedHeaders::from_skb(ctx, Scratch::Softirq)
+        && let Some(packet) = parse(&headers, 0, Start::Ethernet, &filter)
+    {
+        sighting(point, &packet, &headers);
+    }
 }

@@ -12,12 +12,13 @@ use crate::{config::filter, flight::sighting};
 
 #[xdp]
 pub fn np_xdp(ctx: XdpContext) -> u32 {
-    if let Some(packet) = parse(&DirectReader::xdp(&ctx), 0, Start::Ethernet, &filter()) {
+    let reader = DirectReader::xdp(&ctx);
+    if let Some(packet) = parse(&reader, 0, Start::Ethernet, &filter()) {
         let point = Point {
             direction: DIRECTION_INGRESS,
             hop: 0,
         };
-        sighting(point, &packet);
+        sighting(point, &packet, &reader);
     }
     xdp_action::XDP_PASS
 }

@@ -385,6 +385,7 @@ mod tests {
                 hop(Role::Nic, Hook::TcIngress),
                 hop(Role::Socket, Hook::SocketRead),
             ],
+            pods: Vec::new(),
         }
     }
 
