@@ -6,6 +6,7 @@
 mod support;
 
 use std::{
+    net::SocketAddrV4,
     sync::{Mutex, MutexGuard},
     time::Duration,
 };
@@ -31,7 +32,7 @@ use support::{
     hooks::DeviceHooks,
     require_root,
     session::{Session, netprobe},
-    traffic::{median, round_trips},
+    traffic::{median, round_trips, serve_one_connection},
 };
 
 /// Requests per measurement: enough for stable medians, quick to send.
@@ -642,4 +643,139 @@ fn the_fast_path_removes_the_vxlan_and_bridge_segments_both_ways() {
              {kernel_p50} ns\nkernel path:\n{kernel}\nfast path:\n{fast}"
         );
     }
+}
+
+#[test]
+fn by_pod_counts_each_pods_segments_apart_and_node_wide_ones_over_both() {
+    let _alone = alone();
+    require_root();
+    let spec = LabSpec {
+        pods_per_node: 2,
+        ..LabSpec::new(unique_prefix("npat"), Mode::FlannelHostgw)
+    };
+    let lab = LabGuard::up(&spec).expect("lab up");
+    let pods = &lab.nodes()[1].pods;
+    // nginx serves in the first pod; the test serves in the second.
+    let second = SocketAddrV4::new(pods[1].ip, 8080);
+    let server = serve_one_connection(&pods[1].netns, second);
+    let session = Session::start(
+        "eth0",
+        server_node(&lab),
+        &["--by-pod", "--follow-one-in", "1"],
+    );
+    let sent: [usize; 2] = [300, 500];
+    round_trips(
+        lab.client_netns(),
+        lab.server_addr(),
+        ResponseSize::Small.path(),
+        sent[0],
+    );
+    round_trips(lab.client_netns(), second, "/", sent[1]);
+    let report = session.stop();
+    assert_eq!(server.join().expect("second server"), sent[1]);
+    let count = |direction, from: &str, to: &str, pod: Option<&str>| -> u64 {
+        let found: Vec<&Segment> = report
+            .segments(direction)
+            .filter(|segment| {
+                segment.from == from && segment.to == to && segment.pod.as_deref() == pod
+            })
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{direction:?} {from} -> {to} of {pod:?}\n{report}"
+        );
+        found[0].latency.count
+    };
+    // Every packet followed: each pod's rows count its own requests (in)
+    // and responses (out), one segment each, but for the odd one lost.
+    let close = |counted: u64, expected: u64, what: &str| {
+        assert!(
+            counted <= expected && counted * 100 >= expected * 98,
+            "{what}: {counted} of {expected}\n{report}"
+        );
+    };
+    let mut over_pods = [0; 2];
+    for (index, pod) in pods.iter().enumerate() {
+        let veth = pod.host_if.as_deref().expect("a bridge port");
+        let own = format!("pod eth0@{}", pod.netns);
+        let netns = Some(pod.netns.as_str());
+        for (from, to) in [
+            ("cni0", veth),
+            (veth, own.as_str()),
+            (own.as_str(), "socket read"),
+        ] {
+            close(
+                count(Direction::Ingress, from, to, netns),
+                sent[index] as u64,
+                &format!("{} in {from} -> {to}", pod.netns),
+            );
+        }
+        for (from, to) in [
+            ("socket write", own.as_str()),
+            (own.as_str(), veth),
+            (veth, "cni0"),
+        ] {
+            close(
+                count(Direction::Egress, from, to, netns),
+                sent[index] as u64,
+                &format!("{} out {from} -> {to}", pod.netns),
+            );
+        }
+        over_pods[0] += count(Direction::Ingress, "cni0", veth, netns);
+        over_pods[1] += count(Direction::Egress, veth, "cni0", netns);
+    }
+    // A node-wide segment next to a pod's counts the same packets as the
+    // pods' together.
+    let node_wide = [
+        count(Direction::Ingress, "eth0 TC ingress", "cni0", None),
+        count(Direction::Egress, "cni0", "eth0 TC egress", None),
+    ];
+    for (node_wide, over_pods) in node_wide.into_iter().zip(over_pods) {
+        assert!(
+            node_wide.abs_diff(over_pods) * 100 <= node_wide,
+            "node-wide {node_wide} against {over_pods} over pods\n{report}"
+        );
+    }
+    // No pod row without its pod, no node-wide row with one.
+    assert!(
+        report
+            .segments
+            .iter()
+            .all(|segment| segment.pod.is_none() == segment.coverage.is_some()),
+        "{report}"
+    );
+}
+
+#[test]
+fn by_pod_without_pods_says_so_and_measures_node_wide() {
+    let _alone = alone();
+    let lab = lab(Mode::Host);
+    let output = netprobe(&[
+        "attach",
+        "eth0",
+        "--netns",
+        server_node(&lab),
+        "--duration",
+        "1s",
+        "--quiet",
+        "--by-pod",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{output:?}");
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("--by-pod"))
+        .collect();
+    assert_eq!(
+        said,
+        ["--by-pod: no pods behind eth0; every segment is node-wide"],
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("eth0 TC ingress -> socket read"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("  pod "), "{stdout}");
 }

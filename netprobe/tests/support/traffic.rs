@@ -3,7 +3,8 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddrV4, TcpStream},
+    net::{SocketAddrV4, TcpListener, TcpStream},
+    thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
@@ -32,6 +33,37 @@ pub fn round_trips(netns: &str, server: SocketAddrV4, path: &str, count: usize) 
                 .collect()
         })
         .expect("enter client namespace")
+}
+
+/// A second server where the lab runs none: listens at `addr` in `netns`
+/// and answers every request of one connection with a short 200, until the
+/// client closes it. Returns the requests answered.
+pub fn serve_one_connection(netns: &str, addr: SocketAddrV4) -> JoinHandle<usize> {
+    let listener = NetNs::named(netns)
+        .expect("server namespace")
+        .run(|| TcpListener::bind(addr).expect("listen"))
+        .expect("enter server namespace");
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_nodelay(true).expect("nodelay");
+        let mut buffer = vec![0u8; 4096];
+        let (mut filled, mut answered) = (0, 0);
+        loop {
+            let read = stream.read(&mut buffer[filled..]).expect("read request");
+            if read == 0 {
+                return answered;
+            }
+            filled += read;
+            while let Some(end) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .expect("answer");
+                answered += 1;
+                buffer.copy_within(end + 4..filled, 0);
+                filled -= end + 4;
+            }
+        }
+    })
 }
 
 /// Reads one response: headers, then Content-Length bytes of body.
