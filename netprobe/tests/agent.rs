@@ -266,8 +266,25 @@ fn a_new_pod_is_measured_within_2s_and_a_gone_one_leaves_metrics_after_forget_af
         took <= Duration::from_secs(2),
         "the new pod was measured after {took:?}"
     );
+    // Each pod's segments are labelled with its namespace; node-wide ones
+    // carry no pod label.
     let two_pods = agent.metrics();
-    assert!(two_pods.contains("to=\"2 pods\""), "{two_pods}");
+    let gone_pod = format!("pod=\"{extra}\"");
+    for pod in [format!("pod=\"{}\"", lab.server_netns()), gone_pod.clone()] {
+        assert!(two_pods.contains(&pod), "{pod} missing\n{two_pods}");
+    }
+    let node_wide: Vec<&str> = two_pods
+        .lines()
+        .filter(|line| {
+            line.starts_with("netprobe_segment_latency_seconds_count")
+                && line.contains("from=\"eth0 TC ingress\"")
+        })
+        .collect();
+    assert!(!node_wide.is_empty(), "{two_pods}");
+    assert!(
+        node_wide.iter().all(|line| !line.contains("pod=")),
+        "{node_wide:?}"
+    );
 
     let output = Command::new("ip")
         .args(["netns", "del", &extra])
@@ -277,9 +294,9 @@ fn a_new_pod_is_measured_within_2s_and_a_gone_one_leaves_metrics_after_forget_af
     agent.wait_for(Duration::from_secs(10), |report| pod_count(report) == 1);
     assert_eq!(agent.get("/healthz").body, "ok\n");
     // Its series stay for --forget-after, then leave.
-    assert!(agent.metrics().contains("to=\"2 pods\""));
+    assert!(agent.metrics().contains(&gone_pod));
     let gone = Instant::now();
-    while agent.metrics().contains("to=\"2 pods\"") {
+    while agent.metrics().contains(&gone_pod) {
         assert!(
             gone.elapsed() < Duration::from_secs(10),
             "the gone pod's series stay"
