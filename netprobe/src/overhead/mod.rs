@@ -139,7 +139,13 @@ impl Overhead<'_> {
             follow_one_in: 1,
             ..ProbeOptions::default()
         };
+        // What the agent runs: each pod's segments counted apart.
+        let by_pod = ProbeOptions {
+            by_pod: true,
+            ..follow.clone()
+        };
         let followed_name = format!("following 1 in {}", args.follow.follow_one_in);
+        let by_pod_name = format!("{followed_name} by pod");
 
         writeln!(
             out,
@@ -149,42 +155,50 @@ impl Overhead<'_> {
             args.duration.as_secs()
         )?;
         // Each lab's probes at the default follow rate and following every
-        // packet; paused except while their setup runs.
+        // packet, and flannel-vxlan's also by pod (what the agent runs);
+        // paused except while their setup runs.
         let mut vxlan_probes = (attach(&self.vxlan, &follow)?, attach(&self.vxlan, &every)?);
         let mut host_probes = (attach(&self.host, &follow)?, attach(&self.host, &every)?);
+        let mut vxlan_by_pod = attach(&self.vxlan, &by_pod)?;
         for probes in [&mut vxlan_probes, &mut host_probes] {
             probes.0.pause();
             probes.1.pause();
         }
+        vxlan_by_pod.pause();
         let defaults_mark = vxlan_probes.0.mark()?;
-        for (title, lab, watched) in [
-            ("flannel-vxlan", &self.vxlan, Watched::Vxlan),
-            ("host", &self.host, Watched::Host),
+        for (title, lab, watched, with_by_pod) in [
+            ("flannel-vxlan", &self.vxlan, Watched::Vxlan, true),
+            ("host", &self.host, Watched::Host, false),
             (
                 "host, while the probes watch flannel-vxlan's server node (its traffic unwatched)",
                 &self.host,
                 Watched::Vxlan,
+                false,
             ),
         ] {
             let (followed, every) = match watched {
                 Watched::Vxlan => &mut vxlan_probes,
                 Watched::Host => &mut host_probes,
             };
+            let mut setups = vec![
+                ("no probes".to_owned(), None),
+                (followed_name.clone(), Some(followed)),
+            ];
+            if with_by_pod {
+                setups.push((by_pod_name.clone(), Some(&mut vxlan_by_pod)));
+            }
+            setups.push(("every packet".to_owned(), Some(every)));
             self.throughput(
                 &mut out,
                 Setups {
                     title: title.to_owned(),
                     lab,
-                    setups: vec![
-                        ("no probes".to_owned(), None),
-                        (followed_name.clone(), Some(followed)),
-                        ("every packet".to_owned(), Some(every)),
-                    ],
+                    setups,
                 },
             )?;
         }
         let defaults_report = Report::of_node(&vxlan_probes.0, &defaults_mark, 0.0)?;
-        drop((vxlan_probes, host_probes));
+        drop((vxlan_probes, host_probes, vxlan_by_pod));
 
         let nothing = Nothing::attach(&NetNs::named(&self.vxlan.nodes()[1].netns)?, "eth0")?;
         writeln!(
@@ -196,6 +210,21 @@ impl Overhead<'_> {
         let followed_cost = self.calibrate(&self.vxlan, &self.vxlan, &nothing, &follow)?;
         let every_cost = self.calibrate(&self.vxlan, &self.vxlan, &nothing, &every)?;
         write_costs(&mut out, &followed_name, &followed_cost, &every_cost)?;
+        let by_pod_cost = self.calibrate(&self.vxlan, &self.vxlan, &nothing, &by_pod)?;
+        writeln!(
+            out,
+            "  {by_pod_name}: {:.2} us a request, less stats ({:.1}% of {:.1} us); \
+             per run, less stats: {}",
+            by_pod_cost.ns_per_request() / 1e3,
+            by_pod_cost.cpu_share() * 100.0,
+            by_pod_cost.cpu_ns_per_request / 1e3,
+            by_pod_cost
+                .programs
+                .iter()
+                .map(|program| format!("{} {:.0} ns", program.program, program.program_ns_per_run))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
         let unwatched = self.calibrate(&self.vxlan, &self.host, &nothing, &follow)?;
         write_unwatched(&mut out, &unwatched)?;
         drop(nothing);
@@ -233,7 +262,7 @@ impl Overhead<'_> {
         for ((name, _), Throughput { median, ratio }) in
             setups.setups.iter().zip(rounds::throughputs(&runs))
         {
-            write!(out, "    {name:<22} {median:>9.0} req/s")?;
+            write!(out, "    {name:<26} {median:>9.0} req/s")?;
             if let Some(ratio) = ratio {
                 write!(
                     out,
