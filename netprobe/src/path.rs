@@ -82,16 +82,22 @@ impl Datapath {
         self.pod_ends
             .iter()
             .filter_map(|end| {
-                let own = self
+                let mut devices: Vec<Device> = self
                     .pods
                     .iter()
-                    .filter(|device| device.netns_name.as_deref() == Some(end.netns.as_str()));
+                    .filter(|device| device.netns_name.as_deref() == Some(end.netns.as_str()))
+                    .cloned()
+                    .collect();
+                // A pod whose own device is not on the path is not measured.
+                if devices.is_empty() {
+                    return None;
+                }
                 let port = self
                     .bridge_ports
                     .iter()
                     .filter(|port| Some(port.ifindex) == end.port);
-                let devices: Vec<Device> = own.chain(port).cloned().collect();
-                (!devices.is_empty()).then_some((end, devices))
+                devices.extend(port.cloned());
+                Some((end, devices))
             })
             .take(MAX_PODS)
             .zip(1..=u8::MAX)
@@ -525,5 +531,100 @@ impl ProbePath {
         namespaces.sort_unstable();
         namespaces.dedup();
         namespaces
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(name: &str, ifindex: u32, netns: Option<&str>, kind: &str) -> Device {
+        Device {
+            name: name.to_owned(),
+            ifindex,
+            netns_inode: netns.map_or(1, |netns| netns.len() as u32 + 100),
+            netns_name: netns.map(str::to_owned),
+            kind: kind.to_owned(),
+        }
+    }
+
+    /// A bridge with two pods' veths.
+    fn datapath() -> Datapath {
+        let pod = |k: u32| PodEnd {
+            netns: format!("pod{k}"),
+            port: Some(10 + k),
+            addresses: vec![IpAddr::from([10, 0, 0, k as u8])],
+        };
+        Datapath {
+            nic: device("eth0", 2, None, "veth"),
+            nic_xdp_prog_id: None,
+            vxlan: Vec::new(),
+            bridges: vec![device("cni0", 3, None, "bridge")],
+            bridge_ports: vec![
+                device("veth1", 11, None, "veth"),
+                device("veth2", 12, None, "veth"),
+            ],
+            pods: vec![
+                device("eth0", 2, Some("pod1"), "veth"),
+                device("eth0", 2, Some("pod2"), "veth"),
+            ],
+            pod_ends: vec![pod(1), pod(2)],
+            fastpath: None,
+        }
+    }
+
+    fn rows(path: &ProbePath, direction: Direction) -> Vec<(String, String, Option<u8>)> {
+        path.segment_rows(direction)
+            .into_iter()
+            .map(|row| (row.from, row.to, row.pod.map(|pod| pod.index)))
+            .collect()
+    }
+
+    fn row(from: &str, to: &str, pod: Option<u8>) -> (String, String, Option<u8>) {
+        (from.to_owned(), to.to_owned(), pod)
+    }
+
+    #[test]
+    fn by_pod_splits_the_segments_with_a_pods_hop_at_either_end() {
+        let path = ProbePath::new(&datapath(), false, false, true);
+        assert_eq!(path.pods.len(), 2);
+        assert_eq!(path.pod_hops(Direction::Ingress), 0b11100);
+        assert_eq!(
+            rows(&path, Direction::Ingress),
+            [
+                row("eth0 TC ingress", "cni0", None),
+                row("cni0", "veth1", Some(1)),
+                row("cni0", "veth2", Some(2)),
+                row("veth1", "pod eth0@pod1", Some(1)),
+                row("veth2", "pod eth0@pod2", Some(2)),
+                row("pod eth0@pod1", "socket read", Some(1)),
+                row("pod eth0@pod2", "socket read", Some(2)),
+            ]
+        );
+        assert_eq!(
+            rows(&path, Direction::Egress)[4..],
+            [
+                row("veth1", "cni0", Some(1)),
+                row("veth2", "cni0", Some(2)),
+                row("cni0", "eth0 TC egress", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_by_pod_every_segment_is_over_all_pods() {
+        let path = ProbePath::new(&datapath(), false, false, false);
+        assert_eq!(path.pod_hops(Direction::Egress), 0);
+        assert_eq!(
+            rows(&path, Direction::Ingress)[1..3],
+            [
+                row("cni0", "veth1 +1", None),
+                row("veth1 +1", "2 pods", None),
+            ]
+        );
+        // A pod whose own device is left out is none of the path's pods.
+        let mut datapath = datapath();
+        datapath.pods.pop();
+        assert_eq!(datapath.indexed_pods().len(), 1);
     }
 }
