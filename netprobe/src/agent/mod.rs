@@ -57,8 +57,9 @@ pub struct AgentArgs {
     /// Address and port of the HTTP server.
     #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
-    /// How often the datapath is discovered again.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How often the datapath is discovered again. A pod that appears is
+    /// measured this long, and a new session's start, after it does.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     pub rediscover: Duration,
     /// How long the series of a segment no longer on the path (a pod gone)
     /// stay in /metrics.

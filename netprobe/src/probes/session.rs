@@ -24,7 +24,7 @@ use crate::{
     bpf_link::{self, AttachError, error_chain, xdp_mode_name},
     clock::now_ns,
     hooks::{Attachment, ChainEnd, TcxSide},
-    kernel_btf::{self, BtfError},
+    kernel_btf,
     netns::NetNs,
     path::{Datapath, Device, Direction, FastpathHook, Hook, PathProgram, ProbePath},
 };
@@ -74,8 +74,7 @@ impl ProbeSession {
                 follow: options.follow_one_in,
             });
         }
-        let offsets = kernel_btf::kernel_offsets()?;
-        let btf = Btf::from_sys_fs().map_err(|_| ProbeError::Btf(BtfError::Missing))?;
+        let kernel = kernel_btf::running_kernel()?;
         let mut unobserved = Vec::new();
         let with_xdp = match datapath.nic_xdp_prog_id {
             Some(_) if datapath.fastpath == Some(FastpathHook::Xdp) => {
@@ -125,7 +124,7 @@ impl ProbeSession {
             options.by_pod,
         );
         loop {
-            match Self::try_start(&path, datapath, node, options, &offsets, &btf) {
+            match Self::try_start(&path, datapath, node, options, &kernel.offsets, &kernel.btf) {
                 Ok(mut session) => {
                     session.unobserved = unobserved;
                     return Ok(session);
