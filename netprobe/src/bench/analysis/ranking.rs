@@ -135,19 +135,21 @@ fn neighbours<'a>(faster: &'a Median, slower: &'a Median) -> Pair<'a> {
     }
 }
 
-/// How far neighbours' medians may differ by chance, from every step of the
-/// order at every rate and size.
-fn noise_of(results: &BenchResults) -> Noise {
-    let rows: Vec<[Median; STUDY_ORDER.len()]> = results
-        .settings
-        .sizes
-        .iter()
+/// The five modes' medians at every size and rate all of them ran at.
+fn medians_everywhere(results: &BenchResults) -> Vec<(usize, f64, [Median; STUDY_ORDER.len()])> {
+    let sizes = results.settings.sizes.iter();
+    sizes
         .flat_map(|&size| {
             let rates = results.settings.rates.iter();
-            rates.filter_map(move |&rate| medians_at(results, rate, size))
+            rates.filter_map(move |&rate| Some((size, rate, medians_at(results, rate, size)?)))
         })
-        .collect();
-    Noise::pooled(rows.iter().flat_map(|medians| {
+        .collect()
+}
+
+/// How far neighbours' medians may differ by chance, from every step of the
+/// order in `rows`.
+fn noise_of<'a>(rows: impl Iterator<Item = &'a [Median; STUDY_ORDER.len()]>) -> Noise {
+    Noise::pooled(rows.flat_map(|medians| {
         medians
             .windows(2)
             .map(|pair| neighbours(&pair[0], &pair[1]))
@@ -161,49 +163,55 @@ impl Display for Ranking<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let results = self.0;
         let order: Vec<String> = STUDY_ORDER.iter().map(Mode::to_string).collect();
-        let noise = noise_of(results);
+        let order = format!(
+            "{} < {}",
+            order[..order.len() - 1].join(" <= "),
+            order[order.len() - 1]
+        );
+        let points = medians_everywhere(results);
+        if points.is_empty() {
+            return writeln!(
+                f,
+                "\nthe study's order in p50 without probes ({order}) is checked at a rate and \
+                 size all five modes ran at; this run has none"
+            );
+        }
+        let noise = noise_of(points.iter().map(|(_, _, medians)| medians));
         writeln!(
             f,
-            "\nthe study's order in p50 without probes ({} < {}); neighbours closer than \
+            "\nthe study's order in p50 without probes ({order}); neighbours closer than \
              they may differ by chance (±) tie, which passes <= but not a missing lead for <. \
              For modes that held their rate that is ±{} (two standard errors, from how much \
              every such pair's difference moved between the slices); a mode past its \
              capacity brings its pair's own spread:",
-            order[..order.len() - 1].join(" <= "),
-            order[order.len() - 1],
             format_ns(noise.margin)
         )?;
-        let (mut points, mut held) = (0, 0);
-        for &size in &results.settings.sizes {
-            for &rate in &results.settings.rates {
-                let Some(medians) = medians_at(results, rate, size) else {
-                    continue;
-                };
-                let verdict = verdict(&medians, noise);
-                points += 1;
-                write!(f, "{} at {rate:.0}/s: ", WireSize(size))?;
-                if verdict.breaks.is_empty() {
-                    held += 1;
-                    write!(f, "holds")?;
-                    if !verdict.ties.is_empty() {
-                        write!(f, "; ties: {}", list(&verdict.ties))?;
-                    }
-                    writeln!(f)?;
-                } else {
-                    writeln!(f, "breaks: {}", list(&verdict.breaks))?;
+        let mut held = 0;
+        for (size, rate, medians) in &points {
+            let verdict = verdict(medians, noise);
+            write!(f, "{} at {rate:.0}/s: ", WireSize(*size))?;
+            if verdict.breaks.is_empty() {
+                held += 1;
+                write!(f, "holds")?;
+                if !verdict.ties.is_empty() {
+                    write!(f, "; ties: {}", list(&verdict.ties))?;
                 }
+                writeln!(f)?;
+            } else {
+                writeln!(f, "breaks: {}", list(&verdict.breaks))?;
             }
         }
-        if points > 0 {
-            writeln!(f, "the order holds at {held} of {points} rates and sizes")?;
-        }
-        Ok(())
+        writeln!(
+            f,
+            "the order holds at {held} of {} rates and sizes",
+            points.len()
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::fixtures::three_modes, *};
 
     fn noise(margin: u64) -> Noise {
         Noise { margin }
@@ -332,6 +340,18 @@ mod tests {
         assert_eq!(
             broken(&verdict(&close(36_000), noise(0))),
             [(Mode::AwsVpc, Mode::FlannelVxlan)]
+        );
+    }
+
+    #[test]
+    fn a_run_without_every_mode_says_the_order_went_unchecked() {
+        // host, flannel-vxlan and macvlan only.
+        let text = Ranking(&three_modes()).to_string();
+        assert_eq!(
+            text,
+            "\nthe study's order in p50 without probes (host <= macvlan <= flannel-hostgw <= \
+             aws-vpc < flannel-vxlan) is checked at a rate and size all five modes ran at; \
+             this run has none\n"
         );
     }
 }
