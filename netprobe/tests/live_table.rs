@@ -1,7 +1,8 @@
 //! `netprobe attach` on a terminal, as a person sees it: run in tmux on a
 //! lab's server node while requests flow, its live table has a row per
 //! segment with counts that grow; Ctrl-C typed in the pane prints the final
-//! report (with `--sample`, its exemplars) and detaches.
+//! report (with `--sample`, its exemplars) and detaches. Off a terminal it
+//! prints a plain line per interval instead.
 
 mod support;
 
@@ -18,7 +19,12 @@ use netprobe::{
     report::Report,
     status::loaded_netprobe_programs,
 };
-use support::{browser::artifacts_dir, require_root, session::NETPROBE, traffic::round_trips};
+use support::{
+    browser::artifacts_dir,
+    require_root,
+    session::{NETPROBE, start_until_ready},
+    traffic::round_trips,
+};
 
 /// A tmux session of its own, killed when dropped.
 struct Tmux {
@@ -231,4 +237,51 @@ fn the_live_table_redraws_per_segment_and_ctrl_c_prints_the_final_report() {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "netprobe still runs"
     );
+}
+
+#[test]
+fn off_a_terminal_it_prints_a_plain_line_per_interval() {
+    require_root();
+    let lab =
+        LabGuard::up(&LabSpec::new(unique_prefix("nplines"), Mode::FlannelVxlan)).expect("lab up");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    // stdout is a pipe; --duration and --interval as bare seconds.
+    let mut command = Command::new(NETPROBE);
+    command.args(["attach", "eth0", "--netns", &lab.nodes()[1].netns]);
+    command.args([
+        "--duration",
+        "3",
+        "--interval",
+        "0.5",
+        "--follow-one-in",
+        "1",
+    ]);
+    let attach = start_until_ready(command, &dir.path().join("ready"));
+    round_trips(
+        lab.client_netns(),
+        lab.server_addr(),
+        ResponseSize::Small.path(),
+        300,
+    );
+    let output = attach.wait_with_output().expect("netprobe attach exits");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(!stdout.contains('\x1b'), "escape codes in:\n{stdout}");
+    // "[1s] ingress p50 .. p99 .. n=.. (last 0.5s: p50 .. n=..), egress ..."
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with('['))
+        .collect();
+    assert!(lines.len() >= 3, "{stdout}");
+    for line in &lines {
+        for expected in [
+            "s] ingress p50 ",
+            ", egress p50 ",
+            " n=",
+            "(last 0.5s: p50 ",
+        ] {
+            assert!(line.contains(expected), "{expected:?} not in {line:?}");
+        }
+    }
+    assert!(stdout.contains("end to end"), "no final report:\n{stdout}");
 }
