@@ -260,7 +260,8 @@ struct Chart {
     time_ticks: usize,
     /// Its texts that lie (partly) outside it.
     overflowing: Vec<String>,
-    /// Its pairs of texts drawn over each other.
+    /// Its pairs of texts drawn over each other, or on one line with
+    /// less than 2 px between them (they read as one).
     overlapping: Vec<(String, String)>,
 }
 
@@ -279,7 +280,9 @@ const LAYOUT: &str = r#"JSON.stringify({
             }).map(t => t.textContent),
             overlapping: texts.flatMap((t, i) => texts.slice(i + 1).filter(u => {
                 const [a, b] = [t.getBoundingClientRect(), u.getBoundingClientRect()];
-                return a.left < b.right - 1 && b.left < a.right - 1
+                const line = Math.abs(a.top - b.top) < 2 && Math.abs(a.bottom - b.bottom) < 2;
+                const gap = line ? 2 : -1;
+                return a.left < b.right + gap && b.left < a.right + gap
                     && a.top < b.bottom - 1 && b.top < a.bottom - 1;
             }).map(u => [t.textContent, u.textContent])),
         };

@@ -256,7 +256,7 @@ pub fn segment_bars(
         .x_label_area_size(40)
         .y_label_area_size(110)
         .build_cartesian_2d(0.0..longest as f64 * 1.02, rows_axis(rows))?;
-    mesh_for_rows(&mut chart, &names, "time of the median request")?;
+    mesh_for_rows(&mut chart, &names, "time of the median request", 6)?;
     for (row, (_, kinds)) in bars.iter().enumerate() {
         let row = row as f64;
         let mut left = 0.0;
@@ -315,11 +315,13 @@ impl Ranged for Ticked {
     }
 }
 
-/// The mesh of a chart of rows named `names`, with time along x.
+/// The mesh of a chart of rows named `names`, with time along x at up to
+/// `x_labels` ticks.
 fn mesh_for_rows<X, Y>(
     chart: &mut ChartContext<SVGBackend, Cartesian2d<X, Y>>,
     names: &[String],
     x_desc: &str,
+    x_labels: usize,
 ) -> Drawn
 where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -339,7 +341,7 @@ where
         .x_desc(x_desc)
         .x_label_formatter(&formatter)
         .y_label_formatter(&row_name)
-        .x_labels(6)
+        .x_labels(x_labels)
         .label_style(label_font())
         .axis_desc_style(label_font())
         .bold_line_style(GRID)
@@ -354,6 +356,8 @@ pub fn waterfall_height(steps: usize) -> u32 {
 
 /// Width of a waterfall's panel of one request.
 pub const WATERFALL_PANEL: u32 = 300;
+/// Time ticks a panel has room for: six "150 µs" run into each other.
+const WATERFALL_TICKS: usize = 4;
 
 /// Width of the row labels `names` of a waterfall: about 6.5 pixels a
 /// character of 12 pixels (sans-serif runs 0.5 to 0.6 em).
@@ -428,7 +432,12 @@ pub fn waterfalls(area: &DrawingArea<SVGBackend, Shift>, exemplars: &[RequestExe
             .x_label_area_size(40)
             .y_label_area_size(if index == 0 { labels - 8 } else { 0 })
             .build_cartesian_2d(waterfall_x(exemplar.total_ns), rows_axis(rows))?;
-        mesh_for_rows(&mut chart, &names, "since the client's write")?;
+        mesh_for_rows(
+            &mut chart,
+            &names,
+            "since the client's write",
+            WATERFALL_TICKS,
+        )?;
         chart.draw_series(exemplar.steps.iter().enumerate().map(|(row, step)| {
             let row = row as f64;
             let (start, end) = (step.start_ns as f64, (step.start_ns + step.ns) as f64);
