@@ -3,10 +3,10 @@
 //! carries HTTP and 16 MB TCP transfers in both directions intact, leaves
 //! ping and ARP working, takes the largest inner packet and leaves a larger
 //! one to the kernel, leaves pods on one node to the bridge, serves a
-//! re-created pod again within a second, shows its counters however the
-//! node's namespace is entered, and hands traffic back to the kernel on
-//! disable without a retransmitted segment. Needs root; fails, not skips,
-//! without it.
+//! re-created pod again within a second, shows its counters and is disabled
+//! however the node's namespace is entered, and hands traffic back to the
+//! kernel on disable without a retransmitted segment. Needs root; fails, not
+//! skips, without it.
 
 mod support;
 
@@ -585,6 +585,50 @@ fn vxlan_fastpath_mode_carries_both_directions_on_every_node_and_goes_with_the_l
                 .is_some_and(|ns| ns.starts_with(&prefix))),
         "fast paths of the lab left"
     );
+}
+
+#[test]
+fn disable_and_lab_down_find_the_fast_path_however_the_namespace_is_entered() {
+    let lab = lab(Mode::FlannelVxlan);
+    let names = Names::of(&lab);
+    let peer_checksums = || feature(&names.node1, "eth0", Feature::TxChecksum);
+    // ip netns exec mounts a /sys of its own, nsenter keeps the caller's.
+    let nsenter = format!("--net=/run/netns/{}", names.node2);
+    let entries: [&[&str]; 2] = [
+        &["ip", "netns", "exec", names.node2.as_str()],
+        &["nsenter", nsenter.as_str()],
+    ];
+    let inside = |entry: &[&str], args: &[&str]| {
+        let output = Command::new(entry[0])
+            .args(&entry[1..])
+            .arg(NETPROBE)
+            .args(["fastpath", args[0], "eth0"])
+            .args(&args[1..])
+            .output()
+            .expect("netprobe");
+        assert!(output.status.success(), "{entry:?} {args:?}: {output:?}");
+    };
+    // Native XDP on a veth changes the peer, which disable must put back.
+    for entry in entries {
+        enable(&names.node2, &["--hook", "xdp"]);
+        assert!(!peer_checksums(), "{entry:?}: peer tx checksums");
+        inside(entry, &["disable"]);
+        assert_no_fastpath(&names.node2, "eth0");
+        assert!(peer_checksums(), "{entry:?}: settings restored");
+        inside(entry, &["enable", "--hook", "xdp"]);
+        assert!(!peer_checksums(), "{entry:?}: peer tx checksums");
+        disable(&names.node2);
+        assert_no_fastpath(&names.node2, "eth0");
+        assert!(peer_checksums(), "{entry:?}: settings restored");
+    }
+    // Enabled from inside, its record names no namespace: lab down finds
+    // the sync process among the lab's processes.
+    inside(entries[0], &["enable"]);
+    let id = id(&names.node2, "eth0");
+    let pid = netprobe::fastpath::state::sync_pid(&id).expect("syncing");
+    lab.down().expect("lab down");
+    assert!(!id.state_dir().exists(), "record left for {id}");
+    assert!(process_gone(pid), "sync process {pid} left");
 }
 
 #[test]
