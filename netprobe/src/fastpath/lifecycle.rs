@@ -398,8 +398,12 @@ fn spawn_sync(
                 .rev()
                 .find_map(|line| line.strip_prefix("error: "))
                 .or_else(|| log.lines().last())
-                .unwrap_or("the sync process did not start");
-            return Err(FastpathError::SyncStart(said.to_owned()));
+                .map(str::to_owned);
+            let why = match exited {
+                Some(status) => format!("the sync process exited ({status}) saying nothing"),
+                None => format!("the sync process was not ready within {SYNC_TIMEOUT:?}"),
+            };
+            return Err(FastpathError::SyncStart(said.unwrap_or(why)));
         }
         thread::sleep(POLL_INTERVAL);
     }
