@@ -180,8 +180,11 @@ impl Overhead<'_> {
                 Watched::Vxlan => &mut vxlan_probes,
                 Watched::Host => &mut host_probes,
             };
+            // "again" is the control: its ratio to no probes is the
+            // benchmark's own error, without any probe.
             let mut setups = vec![
                 ("no probes".to_owned(), None),
+                ("no probes, again".to_owned(), None),
                 (followed_name.clone(), Some(followed)),
             ];
             if with_by_pod {
