@@ -244,12 +244,37 @@ fn a_short_bench_writes_results_tables_and_a_page() {
     let modes: Vec<Mode> = results.modes.iter().map(|mode| mode.mode).collect();
     check_page(&out.path().join("report.html"), &modes, "report.png");
 
-    let report = netprobe(&["report", dir, "--compare", dir]);
+    // Compared with a copy in which the modes but host are ten times
+    // slower: host's p50s unchanged, and the charts side by side on the
+    // same axes though one side's latencies reach ten times higher.
+    let slower = tempfile::tempdir().expect("a second results directory");
+    let mut other = results.clone();
+    for point in other
+        .modes
+        .iter_mut()
+        .filter(|mode| mode.mode != Mode::Host)
+        .flat_map(|mode| &mut mode.points)
+    {
+        point.slice_p50_ns.iter_mut().for_each(|ns| *ns *= 10);
+        point.load.latency.p99_ns *= 10;
+        point
+            .percentiles
+            .iter_mut()
+            .for_each(|point| point.ns *= 10);
+    }
+    other.save(slower.path()).expect("saving the slower copy");
+    let other_dir = slower.path().to_str().expect("UTF-8 path");
+    let report = netprobe(&["report", dir, "--compare", other_dir]);
     let stdout = String::from_utf8_lossy(&report.stdout);
     assert!(report.status.success(), "{report:?}");
     assert!(stdout.contains("extra latency over host"), "{stdout}");
     assert!(stdout.contains("(+0.0%)"), "{stdout}");
-    check_page(&out.path().join("compare.html"), &modes, "compare.png");
+    let layout = check_page(&out.path().join("compare.html"), &modes, "compare.png");
+    let shared: Vec<&str> = layout.sides.iter().map(|pair| &*pair.section).collect();
+    assert!(
+        shared.contains(&"rate-350") && shared.contains(&"percentiles-350"),
+        "{layout:?}"
+    );
     assert!(bench_namespaces().is_empty());
 }
 
@@ -290,6 +315,13 @@ const LAYOUT: &str = r#"JSON.stringify({
     page_overflows: document.documentElement.scrollWidth > window.innerWidth,
     waterfalls: [...document.querySelectorAll('section.waterfall svg')]
         .map(svg => svg.closest('section').id),
+    sides: [...document.querySelectorAll('div.compare')]
+        .filter(pair => /^(rate|percentiles)-/.test(pair.previousElementSibling.id))
+        .map(pair => ({
+            section: pair.previousElementSibling.id,
+            texts: [...pair.children].map(side => [...side.querySelectorAll('svg text')]
+                .map(t => t.textContent.trim())),
+        })),
 })"#;
 
 #[derive(Debug, serde::Deserialize)]
@@ -297,13 +329,24 @@ struct Layout {
     charts: Vec<Chart>,
     page_overflows: bool,
     waterfalls: Vec<String>,
+    /// A comparison's charts on shared axes, side by side.
+    sides: Vec<Sides>,
+}
+
+/// The two sides of a comparison's section: the texts of each side's
+/// charts.
+#[derive(Debug, serde::Deserialize)]
+struct Sides {
+    section: String,
+    texts: [Vec<String>; 2],
 }
 
 /// Opens `page` in headless Chromium and checks what a reader sees: no
 /// errors, tick labels on every chart, no text out of its chart or over
 /// another, nothing wider than the window, a waterfall for each of
-/// `modes`; keeps a screenshot in target/test-artifacts/`screenshot`.
-fn check_page(page: &Path, modes: &[Mode], screenshot: &str) {
+/// `modes`, the same ticks on both sides of a comparison's charts on
+/// shared axes; keeps a screenshot in target/test-artifacts/`screenshot`.
+fn check_page(page: &Path, modes: &[Mode], screenshot: &str) -> Layout {
     let browser = BrowserPage::open(page, 1300);
     let layout: Layout = browser.evaluate(LAYOUT);
     browser.screenshot(&artifacts_dir().join(screenshot));
@@ -334,6 +377,16 @@ fn check_page(page: &Path, modes: &[Mode], screenshot: &str) {
             page.display()
         );
     }
+    for pair in &layout.sides {
+        let [left, right] = &pair.texts;
+        assert!(
+            !left.is_empty() && left == right,
+            "{} of {}: {pair:?}",
+            pair.section,
+            page.display()
+        );
+    }
+    layout
 }
 
 #[test]

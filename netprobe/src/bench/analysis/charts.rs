@@ -17,6 +17,7 @@ use plotters::{
 
 use super::{
     axis::{LogAxis, nines_ticks, rate_label, time_label},
+    headline::focus_rate,
     palette::{kind_color, mode_color},
     percentiles::Percentile,
     request::RequestExemplar,
@@ -87,16 +88,77 @@ fn runs_at(mode: &ModeResults, size: usize) -> Vec<&PointResults> {
     runs
 }
 
-/// The log axis both latency-against-rate charts of `size` share: from
-/// the lowest p50 to the highest p99.
-pub fn latency_axis(results: &BenchResults, size: usize) -> LogAxis {
-    let values = results
+/// The axes of one size's charts, spanning every run a page shows (one in
+/// report.html, two in compare.html) so that charts side by side read
+/// alike: latency against rate's x and y, and latency by percentile's
+/// rate, nines and latency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SizeAxes {
+    size: usize,
+    /// The highest requested rate.
+    pub max_rate: f64,
+    /// Latency against rate's: from the lowest p50 to the highest p99.
+    pub latency: LogAxis,
+    /// The focus rate every run has points at, if any.
+    shared_rate: Option<f64>,
+    /// Latency by percentile's: the nines it reaches, its latency axis.
+    pub reach: f64,
+    pub percentile_latency: LogAxis,
+}
+
+impl SizeAxes {
+    /// The axes of `size` over `runs`.
+    pub fn over(runs: &[&BenchResults], size: usize) -> Self {
+        let shared_rate = runs
+            .iter()
+            .filter_map(|results| focus_rate(results, size))
+            .find(|&rate| runs.iter().all(|results| ran_at(results, rate, size)));
+        let max_rate = runs
+            .iter()
+            .flat_map(|results| results.settings.rates.iter().copied())
+            .fold(1.0, f64::max);
+        let (low, high) = runs
+            .iter()
+            .flat_map(|results| &results.modes)
+            .flat_map(|mode| runs_at(mode, size))
+            .flat_map(|point| [Statistic::P50.of(point), Statistic::P99.of(point)])
+            .fold((u64::MAX, 0), |(low, high), ns| (low.min(ns), high.max(ns)));
+        let mut axes = Self {
+            size,
+            max_rate,
+            latency: LogAxis::new(low.max(1) as f64, high.max(1) as f64),
+            shared_rate,
+            reach: 1.0,
+            percentile_latency: LogAxis::new(1.0, 1.0),
+        };
+        let points: Vec<(f64, f64)> = runs
+            .iter()
+            .filter_map(|results| Some(percentile_lines(results, size, axes.rate(results)?)))
+            .flatten()
+            .flat_map(|(_, points)| points)
+            .collect();
+        axes.reach = points.iter().map(|&(nines, _)| nines).fold(1.0, f64::max);
+        let low = points.iter().map(|&(_, ns)| ns).fold(f64::MAX, f64::min);
+        let high = points.iter().map(|&(_, ns)| ns).fold(1.0, f64::max);
+        axes.percentile_latency = LogAxis::new(low.min(high), high);
+        axes
+    }
+
+    /// The rate `results`' percentile plot, median request and waterfalls
+    /// are at: the focus rate every run has points at, else its own.
+    pub fn rate(&self, results: &BenchResults) -> Option<f64> {
+        self.shared_rate
+            .filter(|&rate| ran_at(results, rate, self.size))
+            .or_else(|| focus_rate(results, self.size))
+    }
+}
+
+/// Whether any mode of `results` ran at `rate` and `size`.
+fn ran_at(results: &BenchResults, rate: f64, size: usize) -> bool {
+    results
         .modes
         .iter()
-        .flat_map(|mode| runs_at(mode, size))
-        .flat_map(|point| [Statistic::P50.of(point), Statistic::P99.of(point)]);
-    let (low, high) = values.fold((u64::MAX, 0), |(low, high), ns| (low.min(ns), high.max(ns)));
-    LogAxis::new(low.max(1) as f64, high.max(1) as f64)
+        .any(|mode| mode.point(rate, size).is_some())
 }
 
 /// A log y axis of latency over `axis`.
@@ -107,22 +169,20 @@ fn log_y(axis: &LogAxis) -> WithKeyPoints<LogCoord<f64>> {
         .with_light_points(axis.gridlines.clone())
 }
 
-/// One line per mode of `statistic` against the requested rate, on the
-/// log axis `axis`; a hollow point where the run fell short of its rate.
+/// One line per mode of `statistic` against the requested rate, on
+/// `axes`; a hollow point where the run fell short of its rate.
 pub fn latency_against_rate(
     area: &DrawingArea<SVGBackend, Shift>,
     results: &BenchResults,
-    size: usize,
     statistic: Statistic,
-    axis: &LogAxis,
+    axes: &SizeAxes,
 ) -> Drawn {
-    let max_rate = results.settings.rates.iter().copied().fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(area)
         .margin(10)
         .margin_right(24)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..max_rate * 1.05, log_y(axis))?;
+        .build_cartesian_2d(0.0..axes.max_rate * 1.05, log_y(&axes.latency))?;
     let formatter = |ns: &f64| time_label(*ns);
     let rates = |rate: &f64| rate_label(*rate);
     chart
@@ -139,7 +199,7 @@ pub fn latency_against_rate(
         .draw()?;
     for mode in &results.modes {
         let color = mode_color(mode.mode);
-        let points: Vec<(f64, f64, bool)> = runs_at(mode, size)
+        let points: Vec<(f64, f64, bool)> = runs_at(mode, axes.size)
             .into_iter()
             .map(|point| (point.rate, statistic.of(point) as f64, point.held()))
             .collect();
@@ -167,15 +227,13 @@ pub fn percentile_points(percentiles: &[Percentile]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Each mode's latency by percentile at `rate` and `size`, HdrHistogram
-/// style: percentile on a nines axis, latency on a log axis.
-pub fn latency_by_percentile(
-    area: &DrawingArea<SVGBackend, Shift>,
+/// Each mode's percentile plot at `rate` and `size`, those with points.
+fn percentile_lines(
     results: &BenchResults,
     size: usize,
     rate: f64,
-) -> Drawn {
-    let lines: Vec<(Mode, Vec<(f64, f64)>)> = results
+) -> Vec<(Mode, Vec<(f64, f64)>)> {
+    results
         .modes
         .iter()
         .filter_map(|mode| {
@@ -183,12 +241,18 @@ pub fn latency_by_percentile(
             Some((mode.mode, percentile_points(&point.percentiles)))
         })
         .filter(|(_, points)| !points.is_empty())
-        .collect();
-    let all = || lines.iter().flat_map(|(_, points)| points);
-    let reach = all().map(|&(nines, _)| nines).fold(1.0, f64::max);
-    let low = all().map(|&(_, ns)| ns).fold(f64::MAX, f64::min);
-    let high = all().map(|&(_, ns)| ns).fold(1.0, f64::max);
-    let axis = LogAxis::new(low.min(high), high);
+        .collect()
+}
+
+/// Each mode's latency by percentile at `rate` on `axes`, HdrHistogram
+/// style: percentile on a nines axis, latency on a log axis.
+pub fn latency_by_percentile(
+    area: &DrawingArea<SVGBackend, Shift>,
+    results: &BenchResults,
+    rate: f64,
+    axes: &SizeAxes,
+) -> Drawn {
+    let reach = axes.reach;
     let ticks = nines_ticks(reach);
     let tick_at: Vec<f64> = ticks.iter().map(|(nines, _)| *nines).collect();
     let label = |nines: &f64| {
@@ -210,7 +274,7 @@ pub fn latency_by_percentile(
                 ticks: tick_at,
                 downwards: false,
             },
-            log_y(&axis),
+            log_y(&axes.percentile_latency),
         )?;
     let formatter = |ns: &f64| time_label(*ns);
     chart
@@ -224,7 +288,7 @@ pub fn latency_by_percentile(
         .bold_line_style(GRID)
         .light_line_style(LIGHT_GRID)
         .draw()?;
-    for (mode, points) in lines {
+    for (mode, points) in percentile_lines(results, axes.size, rate) {
         chart.draw_series(LineSeries::new(points, mode_color(mode).stroke_width(2)))?;
     }
     Ok(())
@@ -457,7 +521,58 @@ fn waterfall_x(total_ns: u64) -> Range<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::analysis::percentiles::{distribution, one_to_a_thousand_us};
+    use crate::bench::analysis::{
+        fixtures::three_modes,
+        percentiles::{distribution, one_to_a_thousand_us},
+    };
+
+    #[test]
+    fn axes_side_by_side_span_both_runs() {
+        // Left: p50s of 20, 30 and 21 us, p99s of 50 us, at 1k/s; host's
+        // percentiles 1 us to 1 ms over three nines.
+        let mut left = three_modes();
+        left.modes[0].points[0].percentiles = distribution(&one_to_a_thousand_us());
+        // Right: host's p50 12 us and p99 2 ms, a rate of 4k/s asked for
+        // (not run), host's percentiles 100 times slower up to two nines.
+        let mut right = three_modes();
+        right.settings.rates.push(4000.0);
+        let host = &mut right.modes[0].points[0];
+        host.slice_p50_ns = vec![12_000; 4];
+        host.load.latency.p99_ns = 2_000_000;
+        host.percentiles = left.modes[0].points[0].percentiles[..=20]
+            .iter()
+            .map(|point| Percentile {
+                ns: point.ns * 100,
+                ..*point
+            })
+            .collect();
+
+        let alone = SizeAxes::over(&[&left], 350);
+        assert_eq!(alone.max_rate, 1000.0);
+        assert_eq!(
+            alone.latency.ticks,
+            [20_000.0, 30_000.0, 40_000.0, 50_000.0]
+        );
+        // The histogram's slowest, 1 ms, reads a little over it.
+        assert_eq!(alone.percentile_latency.ticks, [1e3, 1e4, 1e5, 1e6, 1e7]);
+        assert!((alone.reach - 3.0).abs() < 1e-9, "{}", alone.reach);
+
+        let shared = SizeAxes::over(&[&left, &right], 350);
+        assert_eq!(shared, SizeAxes::over(&[&right, &left], 350));
+        // 12 us to 2 ms: 10 us to 10 ms; rates to 4k/s.
+        assert_eq!(shared.max_rate, 4000.0);
+        assert_eq!((shared.latency.low, shared.latency.high), (1e4, 1e7));
+        assert_eq!(shared.latency.ticks, [1e4, 1e5, 1e6, 1e7]);
+        // 1 us (left) to 99 ms (right), over left's three nines.
+        assert_eq!(
+            shared.percentile_latency.ticks,
+            [1e3, 1e4, 1e5, 1e6, 1e7, 1e8]
+        );
+        assert_eq!(shared.reach, alone.reach);
+        // Both at 1k/s, the rate both ran.
+        assert_eq!(shared.rate(&left), Some(1000.0));
+        assert_eq!(shared.rate(&right), Some(1000.0));
+    }
 
     #[test]
     fn the_percentile_plot_of_a_known_histogram() {

@@ -3,15 +3,16 @@
 //! against rate, latency by percentile, the median request's time per
 //! segment kind, the tables, and the waterfalls of followed requests;
 //! and `compare.html`, two results' pages section by section side by
-//! side, the second's differences from the first highlighted.
+//! side on shared axes (the waterfalls one above the other), the second's
+//! differences from the first highlighted.
 
 use std::fmt::{self, Display, Formatter, Write as _};
 
 use super::{
     attribution::{ATTRIBUTED_RATES, Attribution, attribute},
-    charts::{self, Statistic, bars_height, latency_axis, waterfall_height, waterfalls_width},
+    charts::{self, SizeAxes, Statistic, bars_height, waterfall_height, waterfalls_width},
     compare::{Change, changes},
-    headline::{focus_rate, headline},
+    headline::headline,
     palette::{css, kind_color, mode_color},
     ranking::Ranking,
     render::{ATTRIBUTED, SettingsText, signed_ns},
@@ -40,7 +41,8 @@ th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}\
 td.short{color:#b00}td.slower{background:#fde0dd}td.faster{background:#ddf1da}\
 pre{white-space:pre-wrap;background:#f6f6f6;padding:.8em;font-size:.85em}\
 .compare{display:grid;grid-template-columns:1fr 1fr;gap:1.5em}\
-.compare>div{min-width:0}";
+.compare>div{min-width:0}\
+.run{font-weight:bold;background:#f4f4f4;padding:.2em .5em;margin:1em 0 .3em}";
 
 /// `report.html` of `results`.
 pub struct Page<'a>(pub &'a BenchResults);
@@ -48,15 +50,15 @@ pub struct Page<'a>(pub &'a BenchResults);
 impl Display for Page<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         open(f, "netprobe lab bench")?;
-        for section in sections(self.0, None)? {
+        for section in sections(self.0, None, &[self.0])? {
             section.fmt(f)?;
         }
         close(f)
     }
 }
 
-/// `compare.html`: `base` and `other` side by side, `other`'s differences
-/// from `base` highlighted.
+/// `compare.html`: `base` and `other` side by side, their charts on
+/// shared axes, `other`'s differences from `base` highlighted.
 pub struct ComparePage<'a> {
     pub base: (&'a str, &'a BenchResults),
     pub other: (&'a str, &'a BenchResults),
@@ -70,13 +72,14 @@ impl Display for ComparePage<'_> {
             f,
             "<p class=\"note\">Left: <b>{}</b>. Right: <b>{}</b>. A cell of the right's \
              latency table is red where its p50 is slower than the left's by more than \
-             either run's slices moved, green where faster.</p>",
+             either run's slices moved, green where faster. Charts side by side share their \
+             axes; the followed requests, too wide to halve, come one above the other.</p>",
             escape(base_name),
             escape(other_name)
         )?;
         changes_table(f, base, other)?;
-        let left = sections(base, None)?;
-        let right = sections(other, Some(base))?;
+        let left = sections(base, None, &[base, other])?;
+        let right = sections(other, Some(base), &[base, other])?;
         let mut ids: Vec<&str> = left.iter().map(|section| section.id.as_str()).collect();
         for section in &right {
             if !ids.contains(&section.id.as_str()) {
@@ -84,15 +87,25 @@ impl Display for ComparePage<'_> {
             }
         }
         for id in ids {
-            let heading = left.iter().chain(&right).find(|section| section.id == id);
-            let heading = heading.expect("an id of either side");
-            writeln!(f, "{}", heading.heading())?;
-            writeln!(f, "<div class=\"compare\">")?;
-            for body in [body_of(&left, id), body_of(&right, id)] {
+            let section = left.iter().chain(&right).find(|section| section.id == id);
+            let section = section.expect("an id of either side");
+            writeln!(f, "{}", section.heading())?;
+            let stacked = section.stacked();
+            writeln!(
+                f,
+                "<div class=\"{}\">",
+                if stacked { "stacked" } else { "compare" }
+            )?;
+            for (side, name, sections) in
+                [("Left", base_name, &left), ("Right", other_name, &right)]
+            {
+                if stacked {
+                    writeln!(f, "<p class=\"run\">{side}: {}</p>", escape(name))?;
+                }
                 writeln!(
                     f,
                     "<div>{}</div>",
-                    body.unwrap_or("<p class=\"note\">not in this run</p>")
+                    body_of(sections, id).unwrap_or("<p class=\"note\">not in this run</p>")
                 )?;
             }
             writeln!(f, "</div>")?;
@@ -131,6 +144,12 @@ struct Section {
 }
 
 impl Section {
+    /// Whether a comparison sets the two runs' bodies one above the
+    /// other, at the page's full width: the waterfalls, too wide to halve.
+    fn stacked(&self) -> bool {
+        self.id.starts_with("waterfalls-")
+    }
+
     fn heading(&self) -> String {
         format!(
             "<h{level} id=\"{}\">{}</h{level}>",
@@ -147,11 +166,13 @@ impl Display for Section {
     }
 }
 
-/// The page's sections for `results`; with `baseline`, its latency
-/// table's cells are marked where they differ from the baseline's.
+/// The page's sections for `results`, its charts on axes spanning all of
+/// `runs`; with `baseline`, its latency table's cells are marked where
+/// they differ from the baseline's.
 fn sections(
     results: &BenchResults,
     baseline: Option<&BenchResults>,
+    runs: &[&BenchResults],
 ) -> Result<Vec<Section>, fmt::Error> {
     let mut sections = Vec::new();
     let mut add = |id: String, level: u8, title: String, body: String| {
@@ -182,7 +203,7 @@ fn sections(
             format!("{} responses", WireSize(size)),
             String::new(),
         );
-        let axis = latency_axis(results, size);
+        let axes = SizeAxes::over(runs, size);
         let mut body = mode_legend(results);
         writeln!(
             body,
@@ -191,12 +212,12 @@ fn sections(
         )?;
         for statistic in [Statistic::P50, Statistic::P99] {
             body.push_str(&draw((600, 340), |area| {
-                charts::latency_against_rate(area, results, size, statistic, &axis)
+                charts::latency_against_rate(area, results, statistic, &axes)
             })?);
         }
         body.push_str("</div>");
         add(id("rate"), 3, "Latency against rate".to_owned(), body);
-        let Some(rate) = focus_rate(results, size) else {
+        let Some(rate) = axes.rate(results) else {
             continue;
         };
         let at = format!("at {}", rate_text(rate));
@@ -206,7 +227,7 @@ fn sections(
             "<p class=\"note\">Without probes, every request of the run.</p>"
         )?;
         body.push_str(&draw((900, 380), |area| {
-            charts::latency_by_percentile(area, results, size, rate)
+            charts::latency_by_percentile(area, results, rate, &axes)
         })?);
         add(
             id("percentiles"),
@@ -575,9 +596,45 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("<td class=\"\">+0ns (+0.0%)</td>"), "{page}");
+        // Every section side by side but the waterfalls, one above the
+        // other, each titled with its run.
+        assert_eq!(page.matches("<div class=\"stacked\">").count(), 1);
         assert_eq!(
             page.matches("<div class=\"compare\">").count(),
-            page.matches("<h3").count() + 3
+            page.matches("<h3").count() + 2
         );
+        assert!(page.contains("<p class=\"run\">Right: after</p>"), "{page}");
+    }
+
+    #[test]
+    fn charts_side_by_side_have_the_same_ticks() {
+        // The right's host: p99 2 ms where the left's p99s are all 50 us.
+        let base = three_modes();
+        let mut other = three_modes();
+        other.modes[0].points[0].load.latency.p99_ns = 2_000_000;
+        let page = ComparePage {
+            base: ("before", &base),
+            other: ("after", &other),
+        }
+        .to_string();
+        let section = &page[page.find("id=\"rate-350\"").expect("rate-350")..];
+        let section = &section[..section.find("<h3").expect("a next section")];
+        let texts: Vec<Vec<&str>> = section.split("<svg").skip(1).map(svg_texts).collect();
+        // Left p50, left p99, right p50, right p99; all reach 2 ms.
+        assert_eq!(texts.len(), 4, "{section}");
+        assert_eq!(texts[0], texts[2]);
+        assert_eq!(texts[1], texts[3]);
+        assert!(texts[0].contains(&"1 ms"), "{:?}", texts[0]);
+    }
+
+    /// The texts of an SVG, in order.
+    fn svg_texts(svg: &str) -> Vec<&str> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|text| {
+                let start = text.find('>')? + 1;
+                Some(text[start..start + text[start..].find("</text>")?].trim())
+            })
+            .collect()
     }
 }
