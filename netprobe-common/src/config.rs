@@ -98,7 +98,11 @@ pub struct ProbeConfig {
     /// looked up by its pod-side address, and the segments with such a hop
     /// at either end are counted per pod. 0 counts everything over all pods.
     pub pod_hops: [u32; 2],
+    /// 1 when every program returns at once: the hooks' own cost, without
+    /// any of the probes' work (`lab overhead`).
+    pub hooks_only: u32,
+    pub _pad: u32,
 }
-shared_type!(ProbeConfig, 68 + 24 + 8 + 8 + 8 + 8 + 4 + 16 + 16 + 8);
+shared_type!(ProbeConfig, 68 + 24 + 8 + 8 + 8 + 8 + 4 + 16 + 16 + 8 + 8);
 
 const _: () = assert!(MAX_HOPS <= u8::MAX as usize);

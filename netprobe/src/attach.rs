@@ -112,6 +112,7 @@ pub fn run(args: &AttachArgs) -> Result<()> {
         force: args.force,
         program_cost: args.program_cost,
         by_pod: args.by_pod,
+        hooks_only: false,
     };
     let session = ProbeSession::start(&datapath, &node, &options)?;
     print_path(&datapath, session.path());

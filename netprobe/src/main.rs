@@ -48,9 +48,10 @@ enum LabCommand {
     /// at each rate and size with the probes on both nodes, and report
     /// latency, the per-segment attribution and system metrics.
     Bench(bench::BenchArgs),
-    /// What the probes cost: throughput without them, with the default
-    /// settings and following every packet (flannel-vxlan and host, rounds
-    /// in turn), the cost to traffic nothing watches, each program's time
+    /// What the probes cost: throughput without them, with their hooks
+    /// only, with the default settings and following every packet
+    /// (flannel-vxlan and host, rounds in turn), the cost to traffic
+    /// nothing watches, each program's time
     /// per run, and the default follow rate's error in each segment's
     /// percentiles.
     Overhead(overhead::OverheadArgs),

@@ -1,7 +1,8 @@
 //! Following one packet in N: every hop of both nodes follows the same
 //! packets, so segments keep their coverage and a packet leaving one node
-//! is found arriving at the other; and traffic in a namespace nothing
-//! watches runs none of the probes' work past their early exit.
+//! is found arriving at the other; traffic in a namespace nothing watches
+//! runs none of the probes' work past their early exit; and probes loaded
+//! hooks-only run on every hook of their path and record nothing.
 
 mod support;
 
@@ -244,4 +245,32 @@ fn traffic_nothing_watches_runs_nothing_past_the_early_exit() {
         .expect("a socket segment");
     assert!(socket.latency.count >= 100, "{report}");
     assert!(!recorded(&session, &start).is_empty());
+}
+
+#[test]
+fn hooks_only_runs_every_program_of_the_path_and_records_nothing() {
+    let lab = lab(Mode::FlannelVxlan);
+    // Every packet followed: a program that did more than return would
+    // record the lab's traffic somewhere.
+    let options = ProbeOptions {
+        follow_one_in: 1,
+        program_cost: true,
+        hooks_only: true,
+        ..ProbeOptions::default()
+    };
+    let session = attach(&lab.nodes()[1].netns, &options);
+    let start = session.snapshot().expect("snapshot");
+    let before = session.program_costs().expect("costs");
+    send(&lab, 200);
+    let ran = runs(&before, &session.program_costs().expect("costs"));
+    let programs = session.path().programs();
+    assert!(programs.len() >= 10, "{programs:?}");
+    for program in programs {
+        let count = ran
+            .iter()
+            .find(|(name, _)| name == program.name)
+            .map_or(0, |(_, count)| *count);
+        assert!(count >= 200, "{} ran {count} times: {ran:?}", program.name);
+    }
+    assert_eq!(recorded(&session, &start), Vec::<String>::new());
 }

@@ -7,8 +7,8 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::{TC_ACT_UNSPEC, xdp_action},
     helpers::{bpf_ktime_get_ns, generated::bpf_loop},
-    macros::{btf_tracepoint, classifier, xdp},
-    programs::{BtfTracePointContext, TcContext, XdpContext},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
 };
 
 /// Busy-wait per packet, to put a known latency at one device.
@@ -55,17 +55,11 @@ pub fn np_test_clock(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Does nothing, on a tcx hook: with the kernel's bpf statistics on, its
-/// time per run is what the statistics themselves add to every program.
+/// Does nothing, on a tcx hook: BPF_PROG_TEST_RUN's own time per run
+/// (`cargo bench --bench probe_cost`).
 #[classifier]
 pub fn np_test_nothing(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
-}
-
-/// Does nothing, on a tracepoint: the statistics' own time per run there.
-#[btf_tracepoint(function = "net_dev_start_xmit")]
-pub fn np_test_nothing_traced(_ctx: BtfTracePointContext) -> i32 {
-    0
 }
 
 /// Someone else's XDP program, which netprobe must leave alone. Not named

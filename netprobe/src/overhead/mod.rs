@@ -1,8 +1,9 @@
 //! `netprobe lab overhead`: what the probes cost, on the lab's own modes.
 //!
 //! - Throughput: wrk against flannel-vxlan and host, saturated, without
-//!   probes, with the default settings and with every packet followed, the
-//!   probes on the server's node; the setups take turns, round after round.
+//!   probes, with their hooks only, with the default settings and with
+//!   every packet followed, the probes on the server's node; the setups
+//!   take turns, round after round.
 //! - The cost to traffic nothing watches: host loaded while the probes
 //!   watch flannel-vxlan's server node.
 //! - Each program's runs per request and time per run, from the kernel's
@@ -27,18 +28,13 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use self::{
-    accuracy::SegmentError,
-    cost::{Calibration, Nothing},
-    rounds::Throughput,
-};
+use self::{accuracy::SegmentError, cost::Calibration, rounds::Throughput};
 use crate::{
     bench::run_load,
     lab::{
         Lab, LabGuard, LabSpec, Mode, ResponseSize, WRK_CONNECTIONS, WRK_THREADS, unique_prefix,
     },
     load::LoadConfig,
-    netns::NetNs,
     privilege::require_bpf_privileges,
     probes::{FollowArg, NodeProbes, ProbeOptions},
     report::{Report, format_ns},
@@ -109,6 +105,33 @@ fn attach(lab: &Lab, options: &ProbeOptions) -> Result<NodeProbes> {
     NodeProbes::attach(&lab.nodes()[1].netns, options)
 }
 
+/// A lab's probes in the setups of a throughput comparison, each paused
+/// except while its setup runs.
+struct LabProbes {
+    hooks_only: NodeProbes,
+    followed: NodeProbes,
+    every: NodeProbes,
+}
+
+impl LabProbes {
+    fn attach(
+        lab: &Lab,
+        hooks_only: &ProbeOptions,
+        followed: &ProbeOptions,
+        every: &ProbeOptions,
+    ) -> Result<Self> {
+        let mut probes = Self {
+            hooks_only: attach(lab, hooks_only)?,
+            followed: attach(lab, followed)?,
+            every: attach(lab, every)?,
+        };
+        probes.hooks_only.pause();
+        probes.followed.pause();
+        probes.every.pause();
+        Ok(probes)
+    }
+}
+
 /// Whose server node the probes of a throughput comparison watch.
 enum Watched {
     Vxlan,
@@ -144,6 +167,12 @@ impl Overhead<'_> {
             by_pod: true,
             ..follow.clone()
         };
+        // The same hooks with programs that return at once: what the hooks
+        // themselves cost.
+        let hooks_only = ProbeOptions {
+            hooks_only: true,
+            ..follow.clone()
+        };
         let followed_name = format!("following 1 in {}", args.follow.follow_one_in);
         let by_pod_name = format!("{followed_name} by pod");
 
@@ -157,15 +186,11 @@ impl Overhead<'_> {
         // Each lab's probes at the default follow rate and following every
         // packet, and flannel-vxlan's also by pod (what the agent runs);
         // paused except while their setup runs.
-        let mut vxlan_probes = (attach(&self.vxlan, &follow)?, attach(&self.vxlan, &every)?);
-        let mut host_probes = (attach(&self.host, &follow)?, attach(&self.host, &every)?);
+        let mut vxlan_probes = LabProbes::attach(&self.vxlan, &hooks_only, &follow, &every)?;
+        let mut host_probes = LabProbes::attach(&self.host, &hooks_only, &follow, &every)?;
         let mut vxlan_by_pod = attach(&self.vxlan, &by_pod)?;
-        for probes in [&mut vxlan_probes, &mut host_probes] {
-            probes.0.pause();
-            probes.1.pause();
-        }
         vxlan_by_pod.pause();
-        let defaults_mark = vxlan_probes.0.mark()?;
+        let defaults_mark = vxlan_probes.followed.mark()?;
         for (title, lab, watched, with_by_pod) in [
             ("flannel-vxlan", &self.vxlan, Watched::Vxlan, true),
             ("host", &self.host, Watched::Host, false),
@@ -176,7 +201,7 @@ impl Overhead<'_> {
                 false,
             ),
         ] {
-            let (followed, every) = match watched {
+            let probes = match watched {
                 Watched::Vxlan => &mut vxlan_probes,
                 Watched::Host => &mut host_probes,
             };
@@ -185,12 +210,13 @@ impl Overhead<'_> {
             let mut setups = vec![
                 ("no probes".to_owned(), None),
                 ("no probes, again".to_owned(), None),
-                (followed_name.clone(), Some(followed)),
+                ("hooks only".to_owned(), Some(&mut probes.hooks_only)),
+                (followed_name.clone(), Some(&mut probes.followed)),
             ];
             if with_by_pod {
                 setups.push((by_pod_name.clone(), Some(&mut vxlan_by_pod)));
             }
-            setups.push(("every packet".to_owned(), Some(every)));
+            setups.push(("every packet".to_owned(), Some(&mut probes.every)));
             self.throughput(
                 &mut out,
                 Setups {
@@ -200,20 +226,19 @@ impl Overhead<'_> {
                 },
             )?;
         }
-        let defaults_report = Report::of_node(&vxlan_probes.0, &defaults_mark, 0.0)?;
+        let defaults_report = Report::of_node(&vxlan_probes.followed, &defaults_mark, 0.0)?;
         drop((vxlan_probes, host_probes, vxlan_by_pod));
 
-        let nothing = Nothing::attach(&NetNs::named(&self.vxlan.nodes()[1].netns)?, "eth0")?;
         writeln!(
             out,
             "\nper program, from the kernel's bpf statistics over {} s of flannel-vxlan \
              saturated",
             args.duration.as_secs()
         )?;
-        let followed_cost = self.calibrate(&self.vxlan, &self.vxlan, &nothing, &follow)?;
-        let every_cost = self.calibrate(&self.vxlan, &self.vxlan, &nothing, &every)?;
+        let followed_cost = self.calibrate(&self.vxlan, &self.vxlan, &follow)?;
+        let every_cost = self.calibrate(&self.vxlan, &self.vxlan, &every)?;
         write_costs(&mut out, &followed_name, &followed_cost, &every_cost)?;
-        let by_pod_cost = self.calibrate(&self.vxlan, &self.vxlan, &nothing, &by_pod)?;
+        let by_pod_cost = self.calibrate(&self.vxlan, &self.vxlan, &by_pod)?;
         writeln!(
             out,
             "  {by_pod_name}: {:.2} us a request, less stats ({:.1}% of {:.1} us); \
@@ -228,9 +253,8 @@ impl Overhead<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )?;
-        let unwatched = self.calibrate(&self.vxlan, &self.host, &nothing, &follow)?;
+        let unwatched = self.calibrate(&self.vxlan, &self.host, &follow)?;
         write_unwatched(&mut out, &unwatched)?;
-        drop(nothing);
 
         self.accuracy(&mut out, &defaults_report, &followed_name)?;
         Ok(out)
@@ -287,18 +311,24 @@ impl Overhead<'_> {
         &self,
         watched: &Lab,
         loaded: &Lab,
-        nothing: &Nothing,
         options: &ProbeOptions,
     ) -> Result<Calibration> {
-        let mut probes = attach(
+        let with_cost = ProbeOptions {
+            program_cost: true,
+            ..options.clone()
+        };
+        let mut probes = attach(watched, &with_cost)?;
+        // Their twin on the same hooks, whose programs return at once: its
+        // time per run is what the statistics themselves add.
+        let mut hooks_only = attach(
             watched,
             &ProbeOptions {
-                program_cost: true,
-                ..options.clone()
+                hooks_only: true,
+                ..with_cost
             },
         )?;
         let duration = self.args.duration;
-        cost::calibrate(&mut probes, nothing, || {
+        cost::calibrate(&mut probes, &mut hooks_only, || {
             Ok(self.rate(loaded, duration)? * duration.as_secs_f64())
         })
     }
@@ -390,9 +420,8 @@ fn write_costs(
 ) -> Result<()> {
     writeln!(
         out,
-        "  the statistics add {:.0} ns a run on a tcx hook and {:.0} ns on a tracepoint (programs \
-         that do nothing), taken off in \"less stats\"",
-        followed.stats_tcx_ns, followed.stats_tracepoint_ns
+        "  \"less stats\": less what the statistics add, the time per run of the same program \
+         returning at once on the same hook"
     )?;
     writeln!(
         out,

@@ -32,9 +32,8 @@ pub use crate::bpf_link::XdpModeChoice;
 pub static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-probes.o"));
 
-/// Programs that exist for netprobe's tests and for measuring the probes
-/// (`netprobe lab overhead`): a known delay, a foreign XDP program, programs
-/// that do nothing.
+/// Programs that exist for netprobe's tests and benchmarks: a known delay,
+/// a foreign XDP program, a program that does nothing.
 pub static TESTING_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
 
@@ -60,6 +59,9 @@ pub struct ProbeOptions {
     pub program_cost: bool,
     /// Count the segments that belong to one pod per pod (`--by-pod`).
     pub by_pod: bool,
+    /// Every program returns at once: what the hooks themselves cost, with
+    /// none of the probes' work (`lab overhead`).
+    pub hooks_only: bool,
 }
 
 /// `--follow-one-in N`, for the commands that attach probes.
@@ -99,6 +101,7 @@ impl Default for ProbeOptions {
             force: false,
             program_cost: false,
             by_pod: false,
+            hooks_only: false,
         }
     }
 }

@@ -400,6 +400,8 @@ fn probe_config(
         follow: OneIn::new(options.follow_one_in),
         sample: OneIn::new(options.sample_every),
         pod_hops: Direction::BOTH.map(|direction| path.pod_hops(direction)),
+        hooks_only: u32::from(options.hooks_only),
+        _pad: 0,
     }
 }
 

@@ -20,3 +20,10 @@ macro_rules! config {
     };
 }
 pub(crate) use config;
+
+/// Whether the programs return at once (`ProbeConfig::hooks_only`): the
+/// verifier then drops all the rest as dead code.
+#[inline(always)]
+pub fn hooks_only() -> bool {
+    config!(hooks_only) != 0
+}

@@ -7,13 +7,16 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use netprobe_common::probe::{DIRECTION_EGRESS, Point};
 
 use crate::{
-    config::config,
+    config::{config, hooks_only},
     flight::sighting,
     skb::{SkBuff, is_nic},
 };
 
 #[btf_tracepoint(function = "net_dev_start_xmit")]
 pub fn np_dev_xmit(ctx: BtfTracePointContext) -> i32 {
+    if hooks_only() {
+        return 0;
+    }
     // The device is the tracepoint's second argument: no need to read skb->dev.
     if !is_nic(ctx.arg(1)) {
         return 0;

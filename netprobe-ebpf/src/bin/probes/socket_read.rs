@@ -6,7 +6,7 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use netprobe_common::probe::{DIRECTION_INGRESS, Point, SocketRead};
 
 use crate::{
-    config::config,
+    config::{config, hooks_only},
     flight::{Unjoined, followed, now, observe, pod_of},
     maps::SOCKET_READS,
     skb::SkBuff,
@@ -15,7 +15,7 @@ use crate::{
 
 #[btf_tracepoint(function = "skb_copy_datagram_iovec")]
 pub fn np_sock_read(ctx: BtfTracePointContext) -> i32 {
-    if config!(socket_read) == 0 {
+    if hooks_only() || config!(socket_read) == 0 {
         return 0;
     }
     let skb = SkBuff(ctx.arg(0));

@@ -10,7 +10,7 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use netprobe_common::probe::{APPLICATION_SLOT, SocketRead};
 
 use crate::{
-    config::config,
+    config::{config, hooks_only},
     flight::{now, record_latency, remember_socket_write},
     maps::SOCKET_READS,
     sock::Socket,
@@ -18,6 +18,9 @@ use crate::{
 
 #[btf_tracepoint(function = "tcp_sendmsg_locked")]
 pub fn np_sock_write(ctx: BtfTracePointContext) -> i32 {
+    if hooks_only() {
+        return 0;
+    }
     // A socket of another namespace, now and then let through by the watch
     // filter, only leaves a timestamp no packet asks for.
     let Some(socket) = Socket::watched(ctx.arg(0)) else {

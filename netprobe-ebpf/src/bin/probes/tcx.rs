@@ -13,7 +13,10 @@ use netprobe_ebpf::{
     reader::{CopiedHeaders, DirectReader, Scratch},
 };
 
-use crate::{config::filter, flight::sighting};
+use crate::{
+    config::{filter, hooks_only},
+    flight::sighting,
+};
 
 /// A program per (direction, hop), named as `HOP_PROGRAMS` in
 /// `netprobe_common::probe` lists them.
@@ -52,6 +55,9 @@ hop_programs! {
 /// data are the headers copied out with the (slower) load helper.
 #[inline(always)]
 fn observe_device(ctx: &TcContext, point: Point) {
+    if hooks_only() {
+        return;
+    }
     let filter = filter();
     let linear = DirectReader::tc(ctx);
     if let Some(packet) = parse(&linear, 0, Start::Ethernet, &filter) {

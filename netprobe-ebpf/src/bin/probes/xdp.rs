@@ -8,10 +8,16 @@ use netprobe_ebpf::{
     reader::DirectReader,
 };
 
-use crate::{config::filter, flight::sighting};
+use crate::{
+    config::{filter, hooks_only},
+    flight::sighting,
+};
 
 #[xdp]
 pub fn np_xdp(ctx: XdpContext) -> u32 {
+    if hooks_only() {
+        return xdp_action::XDP_PASS;
+    }
     let reader = DirectReader::xdp(&ctx);
     if let Some(packet) = parse(&reader, 0, Start::Ethernet, &filter()) {
         let point = Point {
