@@ -248,10 +248,14 @@ fn a_stall_stays_in_the_latency_of_every_request_it_held_up() {
     assert_rate_within(report, 0.01);
 }
 
-/// How late (p99) a request may go out and still count as sent on time:
-/// two send intervals of the runs below (2000 requests/s), ten times the
-/// p99 of a timer's wake-up here (about 100 us).
-const SEND_LAG_BOUND: u64 = MS;
+/// How late (p99) a request may go out and still count as sent on time.
+/// A timer's wake-up here is late by about 100 us at the p99, but on this
+/// 2-core VM the generator's thread, or the in-process server's that holds
+/// its connections, is now and then descheduled for milliseconds: in one
+/// CI run a pause of up to 5.7 ms put the timer pacing's p99 at 2.1 ms
+/// (p90 0.12 ms). A generator that falls behind lags by the 100 ms stall
+/// below.
+const SEND_LAG_BOUND: u64 = 5 * MS;
 
 /// How late (p99) a request may reach the server and still count as on
 /// time. Arrival adds the server thread's wake-up to the send lag, which
