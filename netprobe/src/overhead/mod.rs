@@ -198,9 +198,10 @@ impl Overhead<'_> {
             args.rounds,
             args.duration.as_secs()
         )?;
-        // Each lab's probes at the default follow rate and following every
-        // packet, and flannel-vxlan's also by pod (what the agent runs);
-        // paused except while their setup runs.
+        // Each lab's probes with the hooks only (one set and eight), at the
+        // default follow rate and following every packet, and
+        // flannel-vxlan's also by pod (what the agent runs); paused except
+        // while their setup runs.
         let mut vxlan_probes = LabProbes::attach(&self.vxlan, &hooks_only, &follow, &every)?;
         let mut host_probes = LabProbes::attach(&self.host, &hooks_only, &follow, &every)?;
         let mut vxlan_by_pod = attach(&self.vxlan, &by_pod)?;
