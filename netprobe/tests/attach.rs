@@ -31,8 +31,8 @@ use netprobe_common::histogram::{bucket_index, bucket_width};
 use support::{
     hooks::DeviceHooks,
     require_root,
-    session::{Session, netprobe},
-    traffic::{median, round_trips, serve_one_connection},
+    session::{Session, attach_for_a_second, netprobe},
+    traffic::{median, round_trips, serve_one_connection, small_round_trips},
 };
 
 /// Requests per measurement: enough for stable medians, quick to send.
@@ -75,12 +75,7 @@ fn server_node(lab: &LabGuard) -> &str {
 /// round trip.
 fn measure(lab: &LabGuard, args: &[&str]) -> (Report, Duration) {
     let session = Session::start("eth0", server_node(lab), args);
-    let rtts = round_trips(
-        lab.client_netns(),
-        lab.server_addr(),
-        ResponseSize::Small.path(),
-        REQUESTS,
-    );
+    let rtts = small_round_trips(lab, REQUESTS);
     (session.stop(), median(&rtts))
 }
 
@@ -249,12 +244,7 @@ fn a_paused_session_runs_no_program_until_resumed_a_quiesced_one_only_its_device
     // Each program's runs over some round trips.
     let runs = |session: &ProbeSession| {
         let before = session.program_costs().expect("costs");
-        round_trips(
-            lab.client_netns(),
-            lab.server_addr(),
-            ResponseSize::Small.path(),
-            200,
-        );
+        small_round_trips(&lab, 200);
         let after = session.program_costs().expect("costs");
         after
             .into_iter()
@@ -545,19 +535,8 @@ fn with_and_without_adjust_the_discovered_path() {
     let _alone = alone();
     let lab = lab(Mode::FlannelVxlan);
     let node = server_node(&lab);
-    let output = netprobe(&[
-        "attach",
-        "eth0",
-        "--netns",
-        node,
-        "--duration",
-        "1s",
-        "--quiet",
-        "--without",
-        "flannel.1",
-    ]);
+    let output = attach_for_a_second(node, &["--without", "flannel.1"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
     assert!(
         stdout.contains("eth0 TC ingress [TC ingress] -> cni0 [tcx egress]"),
         "{stdout}"
@@ -567,19 +546,8 @@ fn with_and_without_adjust_the_discovered_path() {
     // A device in another namespace is placed as a pod.
     let client_node = &lab.nodes()[0].netns;
     let extra = format!("eth0@{client_node}");
-    let output = netprobe(&[
-        "attach",
-        "eth0",
-        "--netns",
-        node,
-        "--duration",
-        "1s",
-        "--quiet",
-        "--with",
-        &extra,
-    ]);
+    let output = attach_for_a_second(node, &["--with", &extra]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
     assert!(stdout.contains("2 pods [tcx ingress]"), "{stdout}");
 
     let output = netprobe(&["attach", "eth0", "--netns", node, "--with", "lo"]);
@@ -664,12 +632,7 @@ fn by_pod_counts_each_pods_segments_apart_and_node_wide_ones_over_both() {
         &["--by-pod", "--follow-one-in", "1"],
     );
     let sent: [usize; 2] = [300, 500];
-    round_trips(
-        lab.client_netns(),
-        lab.server_addr(),
-        ResponseSize::Small.path(),
-        sent[0],
-    );
+    small_round_trips(&lab, sent[0]);
     round_trips(lab.client_netns(), second, "/", sent[1]);
     let report = session.stop();
     assert_eq!(server.join().expect("second server"), sent[1]);
@@ -751,18 +714,8 @@ fn by_pod_counts_each_pods_segments_apart_and_node_wide_ones_over_both() {
 fn by_pod_without_pods_says_so_and_measures_node_wide() {
     let _alone = alone();
     let lab = lab(Mode::Host);
-    let output = netprobe(&[
-        "attach",
-        "eth0",
-        "--netns",
-        server_node(&lab),
-        "--duration",
-        "1s",
-        "--quiet",
-        "--by-pod",
-    ]);
+    let output = attach_for_a_second(server_node(&lab), &["--by-pod"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{output:?}");
     let said: Vec<&str> = stderr
         .lines()
         .filter(|line| line.contains("--by-pod"))

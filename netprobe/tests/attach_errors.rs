@@ -22,7 +22,7 @@ use support::{
     foreign::{attach_foreign_xdp, xdp_program_on},
     hooks::DeviceHooks,
     require_root,
-    session::{NETPROBE, netprobe},
+    session::{NETPROBE, attach_for_a_second},
 };
 
 /// Where netprobe keeps its records (labs, fast paths).
@@ -303,18 +303,8 @@ fn someone_elses_xdp_program_is_refused_and_never_touched() {
     assert_eq!(xdp_on_eth0(), Some(foreign_id));
 
     // --force measures without XDP and still leaves the program alone.
-    let forced = netprobe(&[
-        "attach",
-        "eth0",
-        "--netns",
-        node_name,
-        "--duration",
-        "1s",
-        "--force",
-        "--quiet",
-    ]);
+    let forced = attach_for_a_second(node_name, &["--force"]);
     let stdout = String::from_utf8_lossy(&forced.stdout);
-    assert!(forced.status.success(), "{forced:?}");
     assert!(
         stdout.contains(&format!(
             "not observed: XDP (XDP program {foreign_id} already holds eth0)"

@@ -12,7 +12,7 @@ use aya::maps::{MapData, RingBuf};
 use netprobe::{
     discovery,
     hooks::{Attachment, HOP_PROGRAMS},
-    lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
+    lab::{LabGuard, LabSpec, Mode, unique_prefix},
     netns::NetNs,
     path::Direction,
     probes::{
@@ -21,7 +21,7 @@ use netprobe::{
     },
     report::{Report, ReportContext},
 };
-use support::{require_root, traffic::round_trips};
+use support::{require_root, traffic::small_round_trips};
 
 /// Requests per test: at one in 32, about 250 packets followed each way.
 const REQUESTS: usize = 8000;
@@ -35,15 +35,6 @@ fn attach(netns: &str, options: &ProbeOptions) -> ProbeSession {
     let node = NetNs::named(netns).expect("node");
     let datapath = discovery::discover("eth0", &node).expect("the node's path");
     ProbeSession::start(&datapath, &node, options).expect("probes attach")
-}
-
-fn send(lab: &Lab, requests: usize) {
-    round_trips(
-        lab.client_netns(),
-        lab.server_addr(),
-        ResponseSize::Small.path(),
-        requests,
-    );
 }
 
 fn report(session: &ProbeSession) -> Report {
@@ -99,7 +90,7 @@ fn both_nodes_follow_the_same_packets_at_the_default_rate() {
         client.take_traces().expect("ring"),
         server.take_traces().expect("ring"),
     );
-    send(&lab, REQUESTS);
+    small_round_trips(&lab, REQUESTS);
     let (client_traces, server_traces) = (drain(&mut client_traces), drain(&mut server_traces));
 
     for (node, session) in [("client", &client), ("server", &server)] {
@@ -203,7 +194,7 @@ fn traffic_nothing_watches_runs_nothing_past_the_early_exit() {
     assert_eq!(recorded(&session, &start), Vec::<String>::new());
 
     let before = session.program_costs().expect("costs");
-    send(&busy, 1000);
+    small_round_trips(&busy, 1000);
     let unwatched = runs(&before, &session.program_costs().expect("costs"));
     let hook_of = |program: &str| {
         session
@@ -237,7 +228,7 @@ fn traffic_nothing_watches_runs_nothing_past_the_early_exit() {
     assert_eq!(recorded(&session, &start), Vec::<String>::new());
 
     // The same probes record the watched lab's traffic: the test can fail.
-    send(&watched, 100);
+    small_round_trips(&watched, 100);
     let report = report(&session);
     let socket = report
         .segments(Direction::Ingress)
@@ -261,7 +252,7 @@ fn hooks_only_runs_every_program_of_the_path_and_records_nothing() {
     let session = attach(&lab.nodes()[1].netns, &options);
     let start = session.snapshot().expect("snapshot");
     let before = session.program_costs().expect("costs");
-    send(&lab, 200);
+    small_round_trips(&lab, 200);
     let ran = runs(&before, &session.program_costs().expect("costs"));
     let programs = session.path().programs();
     assert!(programs.len() >= 10, "{programs:?}");

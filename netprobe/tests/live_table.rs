@@ -23,7 +23,7 @@ use support::{
     browser::artifacts_dir,
     require_root,
     session::{NETPROBE, start_until_ready},
-    traffic::round_trips,
+    traffic::{round_trips, small_round_trips},
 };
 
 /// A tmux session of its own, killed when dropped.
@@ -257,12 +257,7 @@ fn off_a_terminal_it_prints_a_plain_line_per_interval() {
         "1",
     ]);
     let attach = start_until_ready(command, &dir.path().join("ready"));
-    round_trips(
-        lab.client_netns(),
-        lab.server_addr(),
-        ResponseSize::Small.path(),
-        300,
-    );
+    small_round_trips(&lab, 300);
     let output = attach.wait_with_output().expect("netprobe attach exits");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");

@@ -22,6 +22,24 @@ pub fn netprobe(args: &[&str]) -> Output {
         .expect("netprobe runs")
 }
 
+/// A one-second `netprobe attach eth0 --quiet` in `node`, with `flags`
+/// added; it must succeed.
+pub fn attach_for_a_second(node: &str, flags: &[&str]) -> Output {
+    let mut args = vec![
+        "attach",
+        "eth0",
+        "--netns",
+        node,
+        "--duration",
+        "1s",
+        "--quiet",
+    ];
+    args.extend_from_slice(flags);
+    let output = netprobe(&args);
+    assert!(output.status.success(), "{output:?}");
+    output
+}
+
 /// Starts `command` (netprobe) with `--ready-file READY` and returns once
 /// that file appears; fails if netprobe exits first or takes too long.
 pub fn start_until_ready(mut command: Command, ready: &Path) -> Child {

@@ -8,7 +8,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netprobe::netns::NetNs;
+use netprobe::{
+    lab::{Lab, ResponseSize},
+    netns::NetNs,
+};
+
+/// Sends `count` GETs of the lab's small response from its client to its
+/// server and returns each round trip.
+pub fn small_round_trips(lab: &Lab, count: usize) -> Vec<Duration> {
+    round_trips(
+        lab.client_netns(),
+        lab.server_addr(),
+        ResponseSize::Small.path(),
+        count,
+    )
+}
 
 /// Sends `count` GETs of `path` over one connection from inside `netns` and
 /// returns each round trip.
