@@ -207,10 +207,12 @@ fn traffic_nothing_watches_runs_nothing_past_the_early_exit() {
     };
     for (program, count) in &unwatched {
         match hook_of(program).definition().attachment {
-            // On the watched devices only: the other lab's traffic never
-            // reaches them.
+            // On the watched devices only: the other lab's 1000 requests
+            // never reach them. The watched lab's own new devices may send
+            // a link-local packet or two meanwhile (in one CI run, one
+            // crossed cni0, veth1 and the pod's eth0).
             Attachment::Xdp | Attachment::Tcx { .. } => {
-                assert_eq!(*count, 0, "{program} ran: {unwatched:?}");
+                assert!(*count < 10, "{program} ran: {unwatched:?}");
             }
             // Every socket and device of the machine fires these; their
             // early exit dismissed the other lab's.
