@@ -462,17 +462,23 @@ impl Shift {
         }
     }
 
-    /// Checks the change is `expected` within the noise.
+    /// Checks the change is `expected` within the noise. Where nothing is
+    /// expected, a latency may still shrink: the delay upstream spaces the
+    /// packets out, and a segment where they queued gets shorter (in one CI
+    /// run the NIC's qdisc went from 571 to 373 ns). What must not happen
+    /// is the delay's time showing up there.
     fn check(&self, name: &str, expected: u64) {
         let off = self.grew - expected as f64;
+        let within = if expected == 0 {
+            off <= self.noise
+        } else {
+            off.abs() <= self.noise
+        };
         assert!(
-            off.abs() <= self.noise,
+            within,
             "{name} grew by {} ns, not {expected} ns ± {} ns of noise \
              (medians, control runs {:?}, delayed runs {:?})",
-            self.grew,
-            self.noise,
-            self.control,
-            self.delayed
+            self.grew, self.noise, self.control, self.delayed
         );
     }
 }
