@@ -230,6 +230,13 @@ fn pods_on_macvlan() {
 
 const DELAY_NS: u64 = 50_000;
 
+/// What a segment next to the delay may move by beyond its noise: a CPU
+/// that spun for the delay in softirq goes on with colder caches (in CI
+/// the pod's veth segment, right after the delayed one, took 112 ns
+/// longer against 80 ns of noise). A probe on the wrong hook would move
+/// the whole delay, a hundred times this.
+const DELAY_SIDE_EFFECT_NS: u64 = DELAY_NS / 100;
+
 #[test]
 fn a_paused_session_runs_no_program_until_resumed_a_quiesced_one_only_its_devices() {
     let _alone = alone();
@@ -462,21 +469,24 @@ impl Shift {
         }
     }
 
-    /// Checks the change is `expected` within the noise. Where nothing is
+    /// Checks the change is `expected` within the noise and the delay's
+    /// side effect. Where nothing is
     /// expected, a latency may still shrink: the delay upstream spaces the
     /// packets out, and a segment where they queued gets shorter (in one CI
     /// run the NIC's qdisc went from 571 to 373 ns). What must not happen
     /// is the delay's time showing up there.
     fn check(&self, name: &str, expected: u64) {
         let off = self.grew - expected as f64;
+        let bound = self.noise + DELAY_SIDE_EFFECT_NS as f64;
         let within = if expected == 0 {
-            off <= self.noise
+            off <= bound
         } else {
-            off.abs() <= self.noise
+            off.abs() <= bound
         };
         assert!(
             within,
             "{name} grew by {} ns, not {expected} ns ± {} ns of noise \
+             and {DELAY_SIDE_EFFECT_NS} ns of the delay's side effect \
              (medians, control runs {:?}, delayed runs {:?})",
             self.grew, self.noise, self.control, self.delayed
         );
