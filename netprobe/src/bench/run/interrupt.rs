@@ -15,7 +15,10 @@ use signal_hook::{
     iterator::Signals,
 };
 
-use super::{bench_prefix, tune::GlobalTuning};
+use super::{
+    bench_prefix,
+    tune::{GlobalTuning, put_back},
+};
 use crate::lab::{Lab, Mode};
 
 /// Held while a lab is built or removed, so that the interrupt never tears
@@ -46,12 +49,7 @@ pub fn tear_down_on_interrupt(tuning: Arc<Mutex<Option<GlobalTuning>>>) -> Resul
                     eprintln!("error: {error:#} (netprobe lab down --prefix {prefix})");
                 }
             }
-            drop(
-                tuning
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .take(),
-            );
+            put_back(&tuning);
             process::exit(130);
         })
         .context("starting the interrupt handler")?;

@@ -16,7 +16,6 @@ use std::{
     fs::{self, File},
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -167,8 +166,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     };
     // Dropped, it puts the machine-wide settings back: at the end, on an
     // error, or by the interrupt handler.
-    let global_tuning = Arc::new(Mutex::new(global_tuning));
-    interrupt::tear_down_on_interrupt(Arc::clone(&global_tuning))?;
+    let global_tuning = tune::SharedTuning::new(global_tuning);
+    interrupt::tear_down_on_interrupt(global_tuning.shared())?;
     let probes = sampling(args.follow.follow_one_in);
     let mut bench = Bench::build(
         &args.modes.0,

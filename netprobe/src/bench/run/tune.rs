@@ -2,7 +2,12 @@
 //! namespaces. Each setting is reported as applied or not applicable; the
 //! machine-wide ones are put back when the bench ends.
 
-use std::{collections::BTreeSet, fs, process::Command};
+use std::{
+    collections::BTreeSet,
+    fs,
+    process::Command,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
@@ -65,6 +70,33 @@ impl Drop for GlobalTuning {
             }
         }
     }
+}
+
+/// The machine-wide settings, shared with the interrupt handler. Its thread
+/// lives as long as the process, so the bench's own handle puts them back
+/// when it drops, however the bench ends.
+pub struct SharedTuning(Arc<Mutex<Option<GlobalTuning>>>);
+
+impl SharedTuning {
+    pub fn new(tuning: Option<GlobalTuning>) -> Self {
+        Self(Arc::new(Mutex::new(tuning)))
+    }
+
+    /// The settings for the interrupt handler, which puts them back too.
+    pub fn shared(&self) -> Arc<Mutex<Option<GlobalTuning>>> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl Drop for SharedTuning {
+    fn drop(&mut self) {
+        put_back(&self.0);
+    }
+}
+
+/// Puts the machine-wide settings back, once, whoever comes first.
+pub fn put_back(tuning: &Mutex<Option<GlobalTuning>>) {
+    drop(tuning.lock().unwrap_or_else(PoisonError::into_inner).take());
 }
 
 /// Per-namespace settings of one lab.
