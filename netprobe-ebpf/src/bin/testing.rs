@@ -7,8 +7,8 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::{TC_ACT_UNSPEC, xdp_action},
     helpers::{bpf_ktime_get_ns, generated::bpf_loop},
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{btf_tracepoint, classifier, xdp},
+    programs::{BtfTracePointContext, TcContext, XdpContext},
 };
 
 /// Busy-wait per packet, to put a known latency at one device.
@@ -56,10 +56,18 @@ pub fn np_test_clock(_ctx: XdpContext) -> u32 {
 }
 
 /// Does nothing, on a tcx hook: BPF_PROG_TEST_RUN's own time per run
-/// (`cargo bench --bench probe_cost`).
+/// (`cargo bench --bench probe_cost`), and what the kernel's call of a
+/// program costs (`cargo bench --bench hook_floor`).
 #[classifier]
 pub fn np_test_nothing(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
+}
+
+/// Does nothing, on a tracepoint: with `np_test_nothing`, what the kernel's
+/// call of a program costs (`cargo bench --bench hook_floor`).
+#[btf_tracepoint(function = "net_dev_start_xmit")]
+pub fn np_test_nothing_traced(_ctx: BtfTracePointContext) -> i32 {
+    0
 }
 
 /// Someone else's XDP program, which netprobe must leave alone. Not named

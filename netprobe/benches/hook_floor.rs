@@ -1,0 +1,242 @@
+//! What the kernel's call of a program costs before the program's first
+//! instruction: the floor under every run of every probe, which no probe
+//! body can go below. The bpf statistics cannot show it (they time a
+//! program from its first instruction to its last), and BPF_PROG_TEST_RUN
+//! calls the program from a loop of its own, not from the hook.
+//!
+//! UDP datagrams go from the host lab's client node to a socket on the
+//! server node that never reads them, each sent, routed, forwarded and
+//! dropped within the sender's `send` call. Passes with no program and
+//! with [`PROGRAMS`] programs that do nothing on one hook alternate
+//! (ABBA); the difference in time per datagram, over the programs' runs
+//! per datagram, is one run's floor. Needs root and nginx (the lab's).
+//!
+//!     cargo bench -p netprobe --bench hook_floor
+
+use std::{
+    net::{SocketAddrV4, UdpSocket},
+    os::fd::AsRawFd,
+    time::Instant,
+};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    programs::{
+        BtfTracePoint, LinkOrder, SchedClassifier, TcAttachType,
+        tc::{SchedClassifierLinkId, TcAttachOptions},
+    },
+    sys::{Stats, enable_stats},
+};
+use netprobe::{
+    lab::{LabGuard, LabSpec, Mode, unique_prefix},
+    netns::NetNs,
+    privilege::require_bpf_privileges,
+    probes::TESTING_OBJECT,
+};
+
+/// Programs that do nothing, attached together on the hook measured.
+const PROGRAMS: usize = 32;
+/// Datagrams a pass.
+const DATAGRAMS: u32 = 100_000;
+/// ABBA rounds: each two passes without the programs and two with.
+const ROUNDS: usize = 5;
+const PORT: u16 = 9;
+
+fn main() {
+    if let Err(error) = require_bpf_privileges() {
+        panic!("hook_floor loads BPF programs: {error}");
+    }
+    let lab = LabGuard::up(&LabSpec::new(unique_prefix("nphf"), Mode::Host)).expect("host lab");
+    let client = NetNs::named(&lab.nodes()[0].netns).expect("client node");
+    let server = NetNs::named(&lab.nodes()[1].netns).expect("server node");
+    let target = SocketAddrV4::new(lab.nodes()[1].ip, PORT);
+    let sink = server
+        .run(|| quiet_sink(PORT))
+        .expect("enter the server node");
+    let sender = client
+        .run(|| {
+            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            socket.connect(target)?;
+            Ok::<_, std::io::Error>(socket)
+        })
+        .expect("enter the client node")
+        .expect("the client's socket");
+    send(&sender, 1000); // the neighbour entries, the caches
+
+    println!(
+        "hook floor: {DATAGRAMS} UDP datagrams a pass from the host lab's client node, \
+         {ROUNDS} ABBA rounds, 0 and {PROGRAMS} programs that do nothing"
+    );
+    println!(
+        "  {:<34} {:>12} {:>12} {:>10} {:>14}",
+        "hook", "no programs", "programs", "runs/dgram", "ns a run"
+    );
+    let hooks: [(&str, &dyn Fn() -> Attached); 2] = [
+        ("tcx egress of the client's eth0", &|| {
+            tcx_programs(&client, "eth0")
+        }),
+        ("tracepoint net_dev_start_xmit", &traced_programs),
+    ];
+    for (name, attach) in hooks {
+        let runs = runs_per_datagram(&sender, attach);
+        let (mut without, mut with, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let a1 = ns_per_datagram(&sender);
+            let attached = attach();
+            let (b1, b2) = (ns_per_datagram(&sender), ns_per_datagram(&sender));
+            drop(attached);
+            let a2 = ns_per_datagram(&sender);
+            without.extend([a1, a2]);
+            with.extend([b1, b2]);
+            floors.push(((b1 + b2) - (a1 + a2)) / 2.0 / (PROGRAMS as f64 * runs));
+        }
+        let (low, high) = range(&floors);
+        println!(
+            "  {:<34} {:>9.0} ns {:>9.0} ns {:>10.2} {:>6.1} ({low:.1}..{high:.1})",
+            name,
+            median(&mut without),
+            median(&mut with),
+            runs,
+            median(&mut floors),
+        );
+    }
+    drop(sink);
+    lab.down().expect("lab down");
+}
+
+/// A socket no one reads, with the smallest receive buffer: once it is
+/// full every datagram is dropped at it, at the same cost each.
+fn quiet_sink(port: u16) -> UdpSocket {
+    let socket = UdpSocket::bind(("0.0.0.0", port)).expect("the server's socket");
+    let smallest: libc::c_int = 0; // the kernel rounds it up to its minimum
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const smallest).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+    socket
+}
+
+fn send(socket: &UdpSocket, datagrams: u32) {
+    let payload = [0u8; 64];
+    for _ in 0..datagrams {
+        socket.send(&payload).expect("send a datagram");
+    }
+}
+
+fn ns_per_datagram(socket: &UdpSocket) -> f64 {
+    let start = Instant::now();
+    send(socket, DATAGRAMS);
+    start.elapsed().as_nanos() as f64 / f64::from(DATAGRAMS)
+}
+
+/// How often the programs run a datagram, from the bpf statistics (on only
+/// for this pass, as they add to every run).
+fn runs_per_datagram(sender: &UdpSocket, attach: &dyn Fn() -> Attached) -> f64 {
+    let attached = attach();
+    let stats = enable_stats(Stats::RunTime).expect("bpf run-time statistics");
+    let before = attached.run_count();
+    send(sender, DATAGRAMS);
+    let runs = attached.run_count() - before;
+    drop(stats);
+    runs as f64 / PROGRAMS as f64 / f64::from(DATAGRAMS)
+}
+
+/// [`PROGRAMS`] copies of a do-nothing program, each loaded from its own
+/// object (tcx takes a program once a hook), attached until dropped.
+struct Attached {
+    objects: Vec<Ebpf>,
+    counted: fn(&Ebpf) -> u64,
+}
+
+impl Attached {
+    fn run_count(&self) -> u64 {
+        self.objects.iter().map(self.counted).sum()
+    }
+}
+
+fn testing_object() -> Ebpf {
+    EbpfLoader::new()
+        .load(TESTING_OBJECT)
+        .expect("testing object loads")
+}
+
+fn tcx_programs(node: &NetNs, device: &str) -> Attached {
+    let _in_node = node.enter().expect("enter the node");
+    let objects = (0..PROGRAMS)
+        .map(|_| {
+            let mut object = testing_object();
+            let program: &mut SchedClassifier = object
+                .program_mut("np_test_nothing")
+                .expect("np_test_nothing")
+                .try_into()
+                .expect("classifier");
+            program.load().expect("np_test_nothing loads");
+            let _: SchedClassifierLinkId = program
+                .attach_with_options(
+                    device,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::last()),
+                )
+                .expect("attach on tcx egress");
+            object
+        })
+        .collect();
+    Attached {
+        objects,
+        counted: |object| {
+            let program: &SchedClassifier = object
+                .program("np_test_nothing")
+                .expect("np_test_nothing")
+                .try_into()
+                .expect("classifier");
+            program.info().expect("program info").run_count()
+        },
+    }
+}
+
+fn traced_programs() -> Attached {
+    let btf = Btf::from_sys_fs().expect("kernel BTF");
+    let objects = (0..PROGRAMS)
+        .map(|_| {
+            let mut object = testing_object();
+            let program: &mut BtfTracePoint = object
+                .program_mut("np_test_nothing_traced")
+                .expect("np_test_nothing_traced")
+                .try_into()
+                .expect("BTF tracepoint");
+            program
+                .load("net_dev_start_xmit", &btf)
+                .expect("np_test_nothing_traced loads");
+            program.attach().expect("attach on the tracepoint");
+            object
+        })
+        .collect();
+    Attached {
+        objects,
+        counted: |object| {
+            let program: &BtfTracePoint = object
+                .program("np_test_nothing_traced")
+                .expect("np_test_nothing_traced")
+                .try_into()
+                .expect("BTF tracepoint");
+            program.info().expect("program info").run_count()
+        },
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn range(values: &[f64]) -> (f64, f64) {
+    values.iter().fold((f64::MAX, f64::MIN), |(low, high), &v| {
+        (low.min(v), high.max(v))
+    })
+}
