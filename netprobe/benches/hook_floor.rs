@@ -22,7 +22,7 @@ use std::{
 use aya::{
     Btf, Ebpf, EbpfLoader,
     programs::{
-        BtfTracePoint, LinkOrder, SchedClassifier, TcAttachType,
+        BtfTracePoint, LinkOrder, Program, SchedClassifier, TcAttachType,
         tc::{SchedClassifierLinkId, TcAttachOptions},
     },
     sys::{Stats, enable_stats},
@@ -151,83 +151,59 @@ fn runs_per_datagram(sender: &UdpSocket, attach: &dyn Fn() -> Attached) -> f64 {
 /// object (tcx takes a program once a hook), attached until dropped.
 struct Attached {
     objects: Vec<Ebpf>,
-    counted: fn(&Ebpf) -> u64,
+    program: &'static str,
 }
 
 impl Attached {
-    fn run_count(&self) -> u64 {
-        self.objects.iter().map(self.counted).sum()
+    /// Loads and attaches the copies of `program` with `attach`.
+    fn copies(program: &'static str, attach: impl Fn(&mut Program)) -> Self {
+        let objects = (0..PROGRAMS)
+            .map(|_| {
+                let mut object = EbpfLoader::new()
+                    .load(TESTING_OBJECT)
+                    .expect("testing object loads");
+                attach(object.program_mut(program).expect(program));
+                object
+            })
+            .collect();
+        Self { objects, program }
     }
-}
 
-fn testing_object() -> Ebpf {
-    EbpfLoader::new()
-        .load(TESTING_OBJECT)
-        .expect("testing object loads")
+    fn run_count(&self) -> u64 {
+        self.objects
+            .iter()
+            .map(|object| {
+                let program = object.program(self.program).expect(self.program);
+                program.info().expect("program info").run_count()
+            })
+            .sum()
+    }
 }
 
 fn tcx_programs(node: &NetNs, device: &str) -> Attached {
     let _in_node = node.enter().expect("enter the node");
-    let objects = (0..PROGRAMS)
-        .map(|_| {
-            let mut object = testing_object();
-            let program: &mut SchedClassifier = object
-                .program_mut("np_test_nothing")
-                .expect("np_test_nothing")
-                .try_into()
-                .expect("classifier");
-            program.load().expect("np_test_nothing loads");
-            let _: SchedClassifierLinkId = program
-                .attach_with_options(
-                    device,
-                    TcAttachType::Egress,
-                    TcAttachOptions::TcxOrder(LinkOrder::last()),
-                )
-                .expect("attach on tcx egress");
-            object
-        })
-        .collect();
-    Attached {
-        objects,
-        counted: |object| {
-            let program: &SchedClassifier = object
-                .program("np_test_nothing")
-                .expect("np_test_nothing")
-                .try_into()
-                .expect("classifier");
-            program.info().expect("program info").run_count()
-        },
-    }
+    Attached::copies("np_test_nothing", |program| {
+        let program: &mut SchedClassifier = program.try_into().expect("classifier");
+        program.load().expect("np_test_nothing loads");
+        let _: SchedClassifierLinkId = program
+            .attach_with_options(
+                device,
+                TcAttachType::Egress,
+                TcAttachOptions::TcxOrder(LinkOrder::last()),
+            )
+            .expect("attach on tcx egress");
+    })
 }
 
 fn traced_programs() -> Attached {
     let btf = Btf::from_sys_fs().expect("kernel BTF");
-    let objects = (0..PROGRAMS)
-        .map(|_| {
-            let mut object = testing_object();
-            let program: &mut BtfTracePoint = object
-                .program_mut("np_test_nothing_traced")
-                .expect("np_test_nothing_traced")
-                .try_into()
-                .expect("BTF tracepoint");
-            program
-                .load("net_dev_start_xmit", &btf)
-                .expect("np_test_nothing_traced loads");
-            program.attach().expect("attach on the tracepoint");
-            object
-        })
-        .collect();
-    Attached {
-        objects,
-        counted: |object| {
-            let program: &BtfTracePoint = object
-                .program("np_test_nothing_traced")
-                .expect("np_test_nothing_traced")
-                .try_into()
-                .expect("BTF tracepoint");
-            program.info().expect("program info").run_count()
-        },
-    }
+    Attached::copies("np_test_nothing_traced", |program| {
+        let program: &mut BtfTracePoint = program.try_into().expect("BTF tracepoint");
+        program
+            .load("net_dev_start_xmit", &btf)
+            .expect("np_test_nothing_traced loads");
+        program.attach().expect("attach on the tracepoint");
+    })
 }
 
 fn median(values: &mut [f64]) -> f64 {
