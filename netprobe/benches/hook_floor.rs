@@ -8,8 +8,8 @@
 //! server node that never reads them, each sent, routed, forwarded and
 //! dropped within the sender's `send` call. Passes with no program and
 //! with [`PROGRAMS`] programs that do nothing on one hook alternate
-//! (ABBA); the difference in time per datagram, over the programs' runs
-//! per datagram, is one run's floor. Needs root and nginx (the lab's).
+//! (ABBA, as `lab overhead`'s setups); a round's difference in time per
+//! datagram, over the programs' runs per datagram, is one run's floor. Needs root and nginx (the lab's).
 //!
 //!     cargo bench -p netprobe --bench hook_floor
 
@@ -30,6 +30,7 @@ use aya::{
 use netprobe::{
     lab::{LabGuard, LabSpec, Mode, unique_prefix},
     netns::NetNs,
+    overhead::rounds::{self, Spread},
     privilege::require_bpf_privileges,
     probes::TESTING_OBJECT,
 };
@@ -38,8 +39,8 @@ use netprobe::{
 const PROGRAMS: usize = 32;
 /// Datagrams a pass.
 const DATAGRAMS: u32 = 100_000;
-/// ABBA rounds: each two passes without the programs and two with.
-const ROUNDS: usize = 5;
+/// Rounds of one pass without the programs and one with, in turn (ABBA).
+const ROUNDS: usize = 10;
 const PORT: u16 = 9;
 
 fn main() {
@@ -65,7 +66,7 @@ fn main() {
 
     println!(
         "hook floor: {DATAGRAMS} UDP datagrams a pass from the host lab's client node, \
-         {ROUNDS} ABBA rounds, 0 and {PROGRAMS} programs that do nothing"
+         {ROUNDS} rounds in turn (ABBA), 0 and {PROGRAMS} programs that do nothing"
     );
     println!(
         "  {:<34} {:>12} {:>12} {:>10} {:>14}",
@@ -79,25 +80,23 @@ fn main() {
     ];
     for (name, attach) in hooks {
         let runs = runs_per_datagram(&sender, attach);
-        let (mut without, mut with, mut floors) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let a1 = ns_per_datagram(&sender);
-            let attached = attach();
-            let (b1, b2) = (ns_per_datagram(&sender), ns_per_datagram(&sender));
-            drop(attached);
-            let a2 = ns_per_datagram(&sender);
-            without.extend([a1, a2]);
-            with.extend([b1, b2]);
-            floors.push(((b1 + b2) - (a1 + a2)) / 2.0 / (PROGRAMS as f64 * runs));
-        }
-        let (low, high) = range(&floors);
+        // Setup 0 without the programs, setup 1 with them.
+        let passes = rounds::interleave(ROUNDS, 2, |setup| {
+            let _attached = (setup == 1).then(attach);
+            Ok(ns_per_datagram(&sender))
+        })
+        .expect("the passes");
+        let [without, with] = [&passes[0], &passes[1]].map(|ns| Spread::of(ns.clone()).median);
+        let floors = Spread::of(
+            passes[1]
+                .iter()
+                .zip(&passes[0])
+                .map(|(with, without)| (with - without) / (PROGRAMS as f64 * runs))
+                .collect(),
+        );
         println!(
-            "  {:<34} {:>9.0} ns {:>9.0} ns {:>10.2} {:>6.1} ({low:.1}..{high:.1})",
-            name,
-            median(&mut without),
-            median(&mut with),
-            runs,
-            median(&mut floors),
+            "  {name:<34} {without:>9.0} ns {with:>9.0} ns {runs:>10.2} {:>6.1} ({:.1}..{:.1})",
+            floors.median, floors.min, floors.max,
         );
     }
     drop(sink);
@@ -203,16 +202,5 @@ fn traced_programs() -> Attached {
             .load("net_dev_start_xmit", &btf)
             .expect("np_test_nothing_traced loads");
         program.attach().expect("attach on the tracepoint");
-    })
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn range(values: &[f64]) -> (f64, f64) {
-    values.iter().fold((f64::MAX, f64::MIN), |(low, high), &v| {
-        (low.min(v), high.max(v))
     })
 }

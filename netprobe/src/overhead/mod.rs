@@ -13,7 +13,7 @@
 
 mod accuracy;
 mod cost;
-mod rounds;
+pub mod rounds;
 
 use std::{
     fmt::Write as _,

@@ -45,7 +45,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(values: Vec<f64>) -> Self {
+    pub fn of(values: Vec<f64>) -> Self {
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         Self {
