@@ -53,6 +53,10 @@ impl Calibration {
     }
 }
 
+fn cost_of<'a>(costs: &'a [ProgramCost], program: &str) -> Option<&'a ProgramCost> {
+    costs.iter().find(|cost| cost.program == program)
+}
+
 /// The statistics of `probes`' programs and of their `hooks_only` twin
 /// (both loaded with the statistics on) over `load`, which returns how many
 /// requests it sent.
@@ -67,26 +71,20 @@ pub fn calibrate(
     let cpu = Counters::read(&[])?.since(&cpu_before).busy();
     let counted = probes.since(&mark)?;
     let twin = hooks_only.since(&twin_mark)?.costs;
-    let ns_per_run = |costs: &[ProgramCost], name: &str| {
-        costs
-            .iter()
-            .find(|cost| cost.program == name)
-            .map(|cost| (cost.run_cnt, cost.ns_per_run))
-    };
     let programs = probes
         .session()
         .path()
         .programs()
         .into_iter()
         .filter_map(|PathProgram { hook, name }| {
-            let (runs, ns) = ns_per_run(&counted.costs, name)?;
-            let stats_ns = ns_per_run(&twin, name).map_or(0.0, |(_, ns)| ns);
+            let cost = cost_of(&counted.costs, name)?;
+            let stats_ns = cost_of(&twin, name).map_or(0.0, |twin| twin.ns_per_run);
             Some(ProgramRuns {
                 program: name,
                 hook: hook.describe(),
-                runs_per_request: runs as f64 / requests.max(1.0),
-                ns_per_run: ns,
-                program_ns_per_run: (ns - stats_ns).max(0.0),
+                runs_per_request: cost.run_cnt as f64 / requests.max(1.0),
+                ns_per_run: cost.ns_per_run,
+                program_ns_per_run: (cost.ns_per_run - stats_ns).max(0.0),
             })
         })
         .collect();
