@@ -51,9 +51,8 @@ enum LabCommand {
     /// What the probes cost: throughput without them, with their hooks
     /// only, with the default settings and following every packet
     /// (flannel-vxlan and host, rounds in turn), the cost to traffic
-    /// nothing watches, each program's time
-    /// per run, and the default follow rate's error in each segment's
-    /// percentiles.
+    /// nothing watches, each program's time per run, and the default follow
+    /// rate's error in each segment's percentiles.
     Overhead(overhead::OverheadArgs),
 }
 

@@ -470,11 +470,10 @@ impl Shift {
     }
 
     /// Checks the change is `expected` within the noise and the delay's
-    /// side effect. Where nothing is
-    /// expected, a latency may still shrink: the delay upstream spaces the
-    /// packets out, and a segment where they queued gets shorter (in one CI
-    /// run the NIC's qdisc went from 571 to 373 ns). What must not happen
-    /// is the delay's time showing up there.
+    /// side effect. Where nothing is expected, a latency may still shrink:
+    /// the delay upstream spaces the packets out, and a segment where they
+    /// queued gets shorter (in one CI run the NIC's qdisc went from 571 to
+    /// 373 ns). What must not happen is the delay's time showing up there.
     fn check(&self, name: &str, expected: u64) {
         let off = self.grew - expected as f64;
         let bound = self.noise + DELAY_SIDE_EFFECT_NS as f64;

@@ -33,7 +33,7 @@ pub static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-probes.o"));
 
 /// Programs that exist for netprobe's tests and benchmarks: a known delay,
-/// a foreign XDP program, a program that does nothing.
+/// a foreign XDP program, programs that do nothing.
 pub static TESTING_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netprobe-testing.o"));
 
