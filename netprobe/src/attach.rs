@@ -87,6 +87,12 @@ pub struct AttachArgs {
     /// pod's devices; node-wide segments stay summed over pods.
     #[arg(long)]
     pub by_pod: bool,
+    /// Also observe the NIC's qdisc, up to the driver
+    /// (net:net_dev_start_xmit). That tracepoint fires for every packet
+    /// every device of the machine sends, so it costs about as much as all
+    /// the other hooks together, at any --follow-one-in.
+    #[arg(long)]
+    pub qdisc: bool,
     /// Written once the probes are attached (for tests and scripts).
     #[arg(long, hide = true)]
     pub ready_file: Option<PathBuf>,
@@ -112,6 +118,7 @@ pub fn run(args: &AttachArgs) -> Result<()> {
         force: args.force,
         program_cost: args.program_cost,
         by_pod: args.by_pod,
+        qdisc: args.qdisc,
         hooks_only: false,
     };
     let session = ProbeSession::start(&datapath, &node, &options)?;

@@ -27,8 +27,8 @@ pub enum Hook {
     /// No device hook is there, and the tracepoint fires for every packet
     /// every device of the machine sends (ten a request in the lab's
     /// flannel-vxlan, against one on the NIC): about 1.3% of its throughput
-    /// at the default follow rate, for the dismissals alone. Observed only
-    /// when every packet is followed.
+    /// for the dismissals alone, at any follow rate. Observed only when
+    /// asked for (`attach --qdisc`).
     NetDevStartXmit,
     /// `skb:skb_copy_datagram_iovec`: the application reads the payload.
     SocketRead,
@@ -79,9 +79,9 @@ pub struct HookDefinition {
     pub program: Program,
     /// The hook as reports and the path listing name it.
     pub name: &'static str,
-    /// Observed only when every packet is followed (full tracking): what
-    /// it costs at the default follow rate is more than it tells.
-    pub every_packet_only: bool,
+    /// Observed only when asked for (`attach --qdisc`): what it costs,
+    /// whatever the follow rate, is more than it usually tells.
+    pub on_request: bool,
 }
 
 /// The device programs of the probes object, one per direction and place
@@ -154,7 +154,7 @@ impl Hook {
             attachment,
             program,
             name,
-            every_packet_only: matches!(self, Hook::NetDevStartXmit),
+            on_request: matches!(self, Hook::NetDevStartXmit),
         }
     }
 

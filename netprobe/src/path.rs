@@ -360,9 +360,9 @@ pub struct ProbePath {
 
 impl ProbePath {
     /// Lays out the hops of `datapath`. `with_xdp` is false when the NIC's
-    /// XDP hook cannot be used; `every_packet` (full tracking) adds the
-    /// hooks observed only then; `by_pod` counts each pod's segments apart.
-    pub fn new(datapath: &Datapath, with_xdp: bool, every_packet: bool, by_pod: bool) -> Self {
+    /// XDP hook cannot be used; `on_request` adds the hooks observed only
+    /// when asked for; `by_pod` counts each pod's segments apart.
+    pub fn new(datapath: &Datapath, with_xdp: bool, on_request: bool, by_pod: bool) -> Self {
         let nic = || vec![datapath.nic.clone()];
         let hop = |role, hook, devices: &[Device]| Hop {
             role,
@@ -416,7 +416,7 @@ impl ProbePath {
             hops.into_iter()
                 .flatten()
                 .filter(|hop| hop.role == Role::Socket || !hop.devices.is_empty())
-                .filter(|hop| every_packet || !hop.hook.definition().every_packet_only)
+                .filter(|hop| on_request || !hop.hook.definition().on_request)
                 .collect()
         };
         let path = Self {
@@ -609,6 +609,16 @@ mod tests {
                 row("cni0", "eth0 TC egress", None),
             ]
         );
+    }
+
+    #[test]
+    fn the_nics_qdisc_is_observed_only_on_request() {
+        let last_egress_hook = |on_request| {
+            let path = ProbePath::new(&datapath(), false, on_request, false);
+            path.egress.last().map(|hop| hop.hook)
+        };
+        assert_eq!(last_egress_hook(false), Some(Hook::TcEgress));
+        assert_eq!(last_egress_hook(true), Some(Hook::NetDevStartXmit));
     }
 
     #[test]

@@ -136,17 +136,18 @@ fn check_segment(segment: &Segment, report: &Report) {
 fn two_nodes_on_the_host_network() {
     let _alone = alone();
     let lab = lab(Mode::Host);
-    // Auto leaves XDP off a veth; asked for, it is the first hop. Following
-    // every packet adds the NIC's qdisc, up to the driver.
-    let (report, rtt) = measure(&lab, &["--xdp-mode", "generic", "--follow-one-in", "1"]);
+    // Auto leaves XDP off a veth; asked for, it is the first hop. --qdisc
+    // adds the NIC's qdisc, up to the driver.
+    let (report, rtt) = measure(&lab, &["--xdp-mode", "generic", "--qdisc"]);
     check_breakdown(
         &report,
         rtt,
         &["eth0 XDP", "eth0 TC ingress", "socket read"],
         &["socket write", "eth0 TC egress", "eth0 net_dev_start_xmit"],
     );
-    // At the defaults the egress path starts and ends at TC egress.
-    let (report, rtt) = measure(&lab, &[]);
+    // Without it the egress path ends at TC egress, even with every packet
+    // followed.
+    let (report, rtt) = measure(&lab, &["--follow-one-in", "1"]);
     check_breakdown(
         &report,
         rtt,

@@ -59,6 +59,8 @@ pub struct ProbeOptions {
     pub program_cost: bool,
     /// Count the segments that belong to one pod per pod (`--by-pod`).
     pub by_pod: bool,
+    /// Also observe the NIC's qdisc, up to the driver (`--qdisc`).
+    pub qdisc: bool,
     /// Every program returns at once: what the hooks themselves cost, with
     /// none of the probes' work (`lab overhead`).
     pub hooks_only: bool,
@@ -101,6 +103,7 @@ impl Default for ProbeOptions {
             force: false,
             program_cost: false,
             by_pod: false,
+            qdisc: false,
             hooks_only: false,
         }
     }

@@ -117,12 +117,7 @@ impl ProbeSession {
             }
             None => true,
         };
-        let mut path = ProbePath::new(
-            datapath,
-            with_xdp,
-            options.follow_one_in == 1,
-            options.by_pod,
-        );
+        let mut path = ProbePath::new(datapath, with_xdp, options.qdisc, options.by_pod);
         loop {
             match Self::try_start(&path, datapath, node, options, &kernel.offsets, &kernel.btf) {
                 Ok(mut session) => {
