@@ -18,7 +18,7 @@ use std::{
 };
 
 use netprobe::{
-    agent::{INSTANCE_DIR, bounds_ns},
+    agent::{INSTANCE_DIR, NATIVE_SCHEMA, bounds_ns, native_index},
     bench::{WRK_CONNECTIONS, WRK_THREADS},
     lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     load::{self, LoadConfig},
@@ -31,7 +31,7 @@ use serde_yaml_ng::Value as Yaml;
 use support::{
     agent::{Agent, get},
     deploy::{dashboard_queries, read, recording_rules},
-    prometheus::{Prometheus, SCRAPE_EVERY, Series},
+    prometheus::{Histograms, Prometheus, SCRAPE_EVERY, Series},
     require_root,
     session::{NETPROBE, netprobe},
 };
@@ -445,17 +445,32 @@ fn nodes_of(series: &[Series]) -> BTreeSet<String> {
         .collect()
 }
 
-/// An agent on each of `lab`'s nodes and a Prometheus scraping them all,
-/// each labelled with its node's namespace.
+/// The native bucket `ns` falls in, widened by the 3% a latency may be
+/// counted from it (a kernel bucket goes whole to the native bucket of its
+/// middle): (lower, upper) bounds in ns.
+fn native_bucket(ns: f64) -> (f64, f64) {
+    let index = native_index(ns / 1e9);
+    let step = 1.0 / f64::from(1 << NATIVE_SCHEMA);
+    let bound = |index: i32| (f64::from(index) * step).exp2() * 1e9;
+    (bound(index - 1) * 0.968, bound(index) * 1.032)
+}
+
+/// A Prometheus scraping every one of `agents`, each labelled with its
+/// node's namespace.
+fn scraping(nodes: &[&str], agents: &[Agent], histograms: Histograms) -> Prometheus {
+    let targets: Vec<(&str, &str)> = nodes
+        .iter()
+        .zip(agents)
+        .map(|(node, agent)| (*node, agent.address.as_str()))
+        .collect();
+    Prometheus::start(&targets, histograms)
+}
+
+/// An agent on each of `lab`'s nodes and a Prometheus scraping them all.
 fn watched(lab: &Lab) -> (Vec<&str>, Vec<Agent>, Prometheus) {
     let nodes: Vec<&str> = lab.nodes().iter().map(|node| node.netns.as_str()).collect();
     let agents: Vec<Agent> = nodes.iter().map(|node| Agent::start(node, &[])).collect();
-    let targets: Vec<(&str, &str)> = nodes
-        .iter()
-        .zip(&agents)
-        .map(|(node, agent)| (*node, agent.address.as_str()))
-        .collect();
-    let prometheus = Prometheus::start(&targets);
+    let prometheus = scraping(&nodes, &agents, Histograms::Classic);
     (nodes, agents, prometheus)
 }
 
@@ -465,6 +480,8 @@ fn three_nodes_in_a_real_prometheus() {
     let lab = lab(Mode::FlannelVxlan, 3);
     let started = Instant::now();
     let (nodes, agents, prometheus) = watched(&lab);
+    // A second Prometheus asks for native histograms, and gets them alone.
+    let native = scraping(&nodes, &agents, Histograms::Native);
     // Clients on node1 and node3, the server on node2: every node's probes
     // see requests and responses both ways.
     let clients = [
@@ -475,71 +492,90 @@ fn three_nodes_in_a_real_prometheus() {
     // Two scrapes after the last packet.
     sleep(3 * SCRAPE_EVERY);
     let window = format!("{}s", started.elapsed().as_secs() + 5);
-    let medians = prometheus.query(&format!(
+    let classic_medians = prometheus.query(&format!(
         "histogram_quantile(0.5, sum by (node, direction, from, to, le) \
          (increase(netprobe_segment_latency_seconds_bucket[{window}])))"
     ));
+    let native_medians = native.query(&format!(
+        "histogram_quantile(0.5, sum by (node, direction, from, to) \
+         (increase(netprobe_segment_latency_seconds[{window}])))"
+    ));
+    assert!(
+        native
+            .query("count({__name__=~\"netprobe_segment_latency_seconds_bucket\"})")
+            .is_empty(),
+        "a native histogram comes without its classic buckets"
+    );
     let mut compared = 0;
-    for (node, agent) in nodes.iter().zip(&agents) {
-        let report = agent.report("");
-        let in_prometheus: BTreeSet<(String, String, String)> = medians
-            .iter()
-            .filter(|series| series.label("node") == *node)
-            .map(|series| {
-                (
-                    series.label("direction").to_owned(),
-                    series.label("from").to_owned(),
-                    series.label("to").to_owned(),
-                )
-            })
-            .collect();
-        let reported: BTreeSet<(String, String, String)> = report
-            .segments
-            .iter()
-            .map(|segment| {
-                let direction = serde_json::to_value(segment.direction).expect("direction");
-                (
-                    direction.as_str().expect("a name").to_owned(),
-                    segment.from.clone(),
-                    segment.to.clone(),
-                )
-            })
-            .collect();
-        assert_eq!(in_prometheus, reported, "{node}'s segments");
-        assert!(reported.len() >= 10, "{node}: {reported:?}");
-        for segment in &report.segments {
-            assert!(segment.latency.count > 0, "{node}: {segment:?}");
-            let direction = serde_json::to_value(segment.direction).expect("direction");
-            let median = medians
+    for (kind, medians, bucket) in [
+        (
+            "classic",
+            &classic_medians,
+            classic_bucket as fn(f64) -> (f64, f64),
+        ),
+        ("native", &native_medians, native_bucket),
+    ] {
+        for (node, agent) in nodes.iter().zip(&agents) {
+            let report = agent.report("");
+            let in_prometheus: BTreeSet<(String, String, String)> = medians
                 .iter()
-                .find(|series| {
-                    series.label("node") == *node
-                        && series.label("direction") == direction
-                        && series.label("from") == segment.from
-                        && series.label("to") == segment.to
+                .filter(|series| series.label("node") == *node)
+                .map(|series| {
+                    (
+                        series.label("direction").to_owned(),
+                        series.label("from").to_owned(),
+                        series.label("to").to_owned(),
+                    )
                 })
-                .expect("the segment's median")
-                .value()
-                * 1e9;
-            let (lower, upper) = classic_bucket(median);
-            let off = (median - segment.latency.p50_ns as f64).abs();
-            eprintln!(
-                "{node} {direction} {} -> {}: Prometheus p50 {median:.0} ns, agent p50 {} ns, \
-                 bucket {lower:.0}..{upper:.0} ns",
-                segment.from, segment.to, segment.latency.p50_ns
-            );
-            assert!(
-                off <= upper - lower,
-                "{node} {} -> {}: Prometheus's p50 {median} ns, the agent's {} ns: off by more \
-                 than the bucket {lower}..{upper}",
-                segment.from,
-                segment.to,
-                segment.latency.p50_ns
-            );
-            compared += 1;
+                .collect();
+            let reported: BTreeSet<(String, String, String)> = report
+                .segments
+                .iter()
+                .map(|segment| {
+                    let direction = serde_json::to_value(segment.direction).expect("direction");
+                    (
+                        direction.as_str().expect("a name").to_owned(),
+                        segment.from.clone(),
+                        segment.to.clone(),
+                    )
+                })
+                .collect();
+            assert_eq!(in_prometheus, reported, "{kind}: {node}'s segments");
+            assert!(reported.len() >= 10, "{node}: {reported:?}");
+            for segment in &report.segments {
+                assert!(segment.latency.count > 0, "{node}: {segment:?}");
+                let direction = serde_json::to_value(segment.direction).expect("direction");
+                let median = medians
+                    .iter()
+                    .find(|series| {
+                        series.label("node") == *node
+                            && series.label("direction") == direction
+                            && series.label("from") == segment.from
+                            && series.label("to") == segment.to
+                    })
+                    .expect("the segment's median")
+                    .value()
+                    * 1e9;
+                let (lower, upper) = bucket(median);
+                let off = (median - segment.latency.p50_ns as f64).abs();
+                eprintln!(
+                    "{kind}: {node} {direction} {} -> {}: Prometheus p50 {median:.0} ns, agent p50 {} ns, \
+                     bucket {lower:.0}..{upper:.0} ns",
+                    segment.from, segment.to, segment.latency.p50_ns
+                );
+                assert!(
+                    off <= upper - lower,
+                    "{kind}: {node} {} -> {}: Prometheus's p50 {median} ns, the agent's {} ns: off by more \
+                     than the bucket {lower}..{upper}",
+                    segment.from,
+                    segment.to,
+                    segment.latency.p50_ns
+                );
+                compared += 1;
+            }
         }
     }
-    assert!(compared >= 30, "{compared} segments compared");
+    assert!(compared >= 60, "{compared} segments compared");
 
     // Counters and buckets only grow, and they grew.
     let counters =

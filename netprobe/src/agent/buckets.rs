@@ -1,5 +1,5 @@
-//! The classic Prometheus buckets of a latency histogram, folded exactly
-//! from the kernel's log-linear buckets.
+//! The Prometheus buckets of a latency histogram, folded from the kernel's
+//! log-linear buckets: classic buckets, exactly, and native ones.
 //!
 //! Every bound is a boundary of the kernel's buckets, so each kernel bucket
 //! falls wholly below or wholly above it: a classic bucket's count is a sum
@@ -7,6 +7,8 @@
 //! to 1.007 s: four per octave up to 2^20 ns (1.05 ms), one per octave above,
 //! and last the first kernel boundary past one second. Latencies are whole
 //! nanoseconds, so the bucket `le` of `b` ns counts latencies below `b` ns.
+
+use std::collections::BTreeMap;
 
 use netprobe_common::histogram::{BUCKETS, Histogram, bucket_low, bucket_width};
 
@@ -51,6 +53,69 @@ pub fn fold(histogram: &Histogram, bounds_ns: &[u64]) -> Vec<(f64, u64)> {
     folded
 }
 
+/// The native histograms' schema: 2^3 buckets per octave, each 9% wide
+/// (client_golang's default bucket factor, 1.1).
+pub const NATIVE_SCHEMA: i32 = 3;
+
+/// client_golang's default: the zero bucket holds only zeros here, as no
+/// latency lies between 0 and 1 ns.
+pub const NATIVE_ZERO_THRESHOLD: f64 = 2.938_735_877_055_719e-39;
+
+/// A histogram's native buckets, sparse, as the protobuf exposition
+/// carries them: `spans` of consecutive bucket indexes (offset from the
+/// previous span's end, length) and each bucket's count as a `delta` from
+/// the bucket before it.
+#[derive(Debug, Default, PartialEq)]
+pub struct NativeBuckets {
+    pub zero_count: u64,
+    pub spans: Vec<(i32, u32)>,
+    pub deltas: Vec<i64>,
+}
+
+/// The native bucket holding `seconds`: bucket `i` holds the values in
+/// (2^((i-1)/8), 2^(i/8)].
+pub fn native_index(seconds: f64) -> i32 {
+    (seconds.log2() * f64::from(1 << NATIVE_SCHEMA)).ceil() as i32
+}
+
+/// A histogram's native buckets. Native bounds are powers of 2^(1/8) of a
+/// second, which no kernel bucket boundary is, so each kernel bucket goes
+/// whole to the native bucket holding its middle: a kernel bucket is at
+/// most 1/32 of an octave wide, so a latency is counted at most 3% of its
+/// value from the native bucket it lies in.
+pub fn native(histogram: &Histogram) -> NativeBuckets {
+    let mut zero_count = 0;
+    let mut counts: BTreeMap<i32, u64> = BTreeMap::new();
+    for (index, &count) in histogram.buckets.iter().enumerate().take(BUCKETS) {
+        if count == 0 {
+            continue;
+        }
+        let low = bucket_low(index);
+        if low == 0 {
+            zero_count += u64::from(count);
+            continue;
+        }
+        let middle_ns = low as f64 + (bucket_width(index) - 1) as f64 / 2.0;
+        *counts.entry(native_index(middle_ns / 1e9)).or_default() += u64::from(count);
+    }
+    let mut buckets = NativeBuckets {
+        zero_count,
+        ..NativeBuckets::default()
+    };
+    let mut previous: Option<(i32, u64)> = None;
+    for (index, count) in counts {
+        match (previous, buckets.spans.last_mut()) {
+            (Some((previous_index, _)), Some(span)) if index == previous_index + 1 => span.1 += 1,
+            (Some((previous_index, _)), _) => buckets.spans.push((index - previous_index - 1, 1)),
+            (None, _) => buckets.spans.push((index, 1)),
+        }
+        let previous_count = previous.map_or(0, |(_, count)| count);
+        buckets.deltas.push(count as i64 - previous_count as i64);
+        previous = Some((index, count));
+    }
+    buckets
+}
+
 #[cfg(test)]
 mod tests {
     use netprobe_common::histogram::bucket_index;
@@ -69,6 +134,76 @@ mod tests {
             assert_eq!(within, 4, "octave from {low} ns");
         }
         assert!(bounds.iter().filter(|&&b| b < 1_000_000).count() >= 4 * 10);
+    }
+
+    /// The native buckets back as (index, count), from spans and deltas.
+    fn decoded(native: &NativeBuckets) -> Vec<(i32, u64)> {
+        let mut buckets = Vec::new();
+        let (mut index, mut count) = (0i32, 0i64);
+        let mut deltas = native.deltas.iter();
+        for (span, &(offset, length)) in native.spans.iter().enumerate() {
+            index = if span == 0 {
+                offset
+            } else {
+                index + 1 + offset
+            };
+            for bucket in 0..length {
+                if bucket > 0 {
+                    index += 1;
+                }
+                count += deltas.next().expect("a delta per bucket");
+                buckets.push((index, count as u64));
+            }
+        }
+        assert!(deltas.next().is_none(), "more deltas than buckets");
+        buckets
+    }
+
+    #[test]
+    fn a_latency_lands_within_3_percent_of_its_native_bucket() {
+        let mut ns = 1u64;
+        while ns < 1 << 30 {
+            let mut histogram = empty_histogram();
+            histogram.record(ns);
+            let native = native(&histogram);
+            let [(index, 1)] = decoded(&native)[..] else {
+                panic!("{ns} ns: {native:?}");
+            };
+            let step = 1.0 / f64::from(1 << NATIVE_SCHEMA);
+            let (lower, upper) = (
+                (f64::from(index - 1) * step).exp2() * 1e9,
+                (f64::from(index) * step).exp2() * 1e9,
+            );
+            let value = ns as f64;
+            assert!(
+                lower < value * 1.032 && value * 0.968 <= upper,
+                "{ns} ns in native bucket {index}: {lower:.1}..{upper:.1} ns"
+            );
+            ns = ns * 11 / 10 + 1;
+        }
+    }
+
+    #[test]
+    fn native_buckets_keep_every_count_and_encode_gaps_as_offsets() {
+        let mut histogram = empty_histogram();
+        for (ns, times) in [(0, 2), (1_000, 3), (1_100, 1), (50_000, 4), (50_000_000, 5)] {
+            for _ in 0..times {
+                histogram.record(ns);
+            }
+        }
+        let native = native(&histogram);
+        assert_eq!(native.zero_count, 2);
+        let buckets = decoded(&native);
+        assert_eq!(buckets.iter().map(|(_, count)| count).sum::<u64>(), 13);
+        assert_eq!(
+            native.spans.len(),
+            buckets.len() - 1,
+            "1000 and 1100 ns adjoin"
+        );
+        for (ns, count) in [(1_000, 3), (1_100, 1), (50_000, 4), (50_000_000, 5)] {
+            let index = native_index(ns as f64 / 1e9);
+            assert!(buckets.contains(&(index, count)), "{ns} ns: {buckets:?}");
+        }
     }
 
     #[test]

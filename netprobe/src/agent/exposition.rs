@@ -1,12 +1,14 @@
 //! The agent's metrics in the Prometheus exposition formats, through the
-//! official `prometheus-client` crate: OpenMetrics text when the scraper
-//! asks for it (Prometheus does), the Prometheus text format 0.0.4
-//! otherwise.
+//! official `prometheus-client` crate: whichever the scraper's `Accept`
+//! prefers of the Prometheus protobuf format (which alone carries native
+//! histograms; Prometheus asks for it with `--enable-feature=native-histograms`),
+//! OpenMetrics text (Prometheus's default) and the Prometheus text format
+//! 0.0.4 (anything else).
 
 use netprobe_common::histogram::Histogram;
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, NoLabelSet},
+    encoding::{DescriptorEncoder, NativeHistogram, NativeHistogramBuckets, NoLabelSet},
     metrics::MetricType,
     registry::{Registry, Unit},
 };
@@ -36,39 +38,58 @@ impl std::fmt::Debug for Exposition {
     }
 }
 
-/// A text exposition format.
+/// An exposition format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// Length-delimited `io.prometheus.client.MetricFamily` messages.
+    Protobuf,
     OpenMetrics,
     Prometheus,
 }
 
+const PROTOBUF_MEDIA_TYPE: &str = "application/vnd.google.protobuf";
+const PROTOBUF_PROTO: &str = "io.prometheus.client.MetricFamily";
+
 impl Format {
-    /// The format an `Accept` header asks for: OpenMetrics when it is
-    /// acceptable at all (Prometheus lists it first), else the classic text.
+    /// The format an `Accept` header prefers: of those it lists, the one
+    /// with the highest `q` (the first listed among equals); the classic
+    /// text when it lists none of the others.
     pub fn negotiate(accept: Option<&str>) -> Self {
-        let asks_openmetrics = accept.is_some_and(|accept| {
-            accept.split(',').any(|choice| {
-                let mut parts = choice.split(';').map(str::trim);
-                let media = parts.next().unwrap_or("");
-                let refused = parts.any(|parameter| {
-                    parameter
-                        .strip_prefix("q=")
-                        .and_then(|q| q.parse::<f64>().ok())
-                        == Some(0.0)
-                });
-                media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
-            })
-        });
-        if asks_openmetrics {
-            Format::OpenMetrics
-        } else {
-            Format::Prometheus
+        let mut best = (Format::Prometheus, 0.0);
+        for choice in accept.unwrap_or("").split(',') {
+            let mut parts = choice.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let (mut q, mut proto, mut encoding) = (1.0, None, None);
+            for parameter in parts {
+                match parameter.split_once('=') {
+                    Some(("q", value)) => q = value.parse().unwrap_or(0.0),
+                    Some(("proto", value)) => proto = Some(value),
+                    Some(("encoding", value)) => encoding = Some(value),
+                    _ => {}
+                }
+            }
+            let format = match media.as_str() {
+                PROTOBUF_MEDIA_TYPE
+                    if proto == Some(PROTOBUF_PROTO) && encoding == Some("delimited") =>
+                {
+                    Format::Protobuf
+                }
+                "application/openmetrics-text" => Format::OpenMetrics,
+                "text/plain" | "*/*" => Format::Prometheus,
+                _ => continue,
+            };
+            if q > best.1 {
+                best = (format, q);
+            }
         }
+        best.0
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
+            Format::Protobuf => {
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+            }
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
             Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
         }
@@ -76,17 +97,21 @@ impl Format {
 }
 
 impl Exposition {
-    pub fn encode(self, format: Format) -> Result<String, std::fmt::Error> {
+    pub fn encode(self, format: Format) -> anyhow::Result<Vec<u8>> {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(self));
         let mut text = String::new();
         match format {
+            Format::Protobuf => {
+                return prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&registry)
+                    .map_err(|error| anyhow::anyhow!("{error}"));
+            }
             Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &registry)?,
             Format::Prometheus => {
                 prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
             }
         }
-        Ok(text)
+        Ok(text.into_bytes())
     }
 }
 
@@ -268,17 +293,44 @@ fn encode_histogram(
     histogram: &Histogram,
     bounds: &[u64],
 ) -> Result<(), std::fmt::Error> {
-    metric.encode_histogram::<NoLabelSet>(
+    let native = buckets::native(histogram);
+    metric.encode_histogram_with_native::<NoLabelSet>(
         histogram.sum_ns as f64 / 1e9,
         histogram.count,
         &buckets::fold(histogram, bounds),
         None,
+        NativeHistogram {
+            schema: buckets::NATIVE_SCHEMA,
+            zero_threshold: buckets::NATIVE_ZERO_THRESHOLD,
+            zero_count: native.zero_count,
+            negative: NativeHistogramBuckets {
+                spans: &[],
+                deltas: &[],
+            },
+            positive: NativeHistogramBuckets {
+                spans: &native.spans,
+                deltas: &native.deltas,
+            },
+            created: None,
+        },
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prometheus_with_native_histograms_asks_for_protobuf_first() {
+        // Prometheus 2.42 with --enable-feature=native-histograms.
+        let prometheus = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::Protobuf);
+        let text_preferred = "text/plain;q=0.9,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5";
+        assert_eq!(Format::negotiate(Some(text_preferred)), Format::Prometheus);
+        let other_messages =
+            "application/vnd.google.protobuf;proto=other.Message;encoding=delimited";
+        assert_eq!(Format::negotiate(Some(other_messages)), Format::Prometheus);
+    }
 
     #[test]
     fn prometheus_asks_for_openmetrics_and_curl_gets_the_classic_text() {

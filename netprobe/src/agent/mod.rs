@@ -25,7 +25,7 @@ use anyhow::{Context as _, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub use self::{
-    buckets::{bounds_ns, fold},
+    buckets::{NATIVE_SCHEMA, bounds_ns, fold, native_index},
     instance::INSTANCE_DIR,
 };
 use self::{

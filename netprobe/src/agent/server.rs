@@ -45,12 +45,11 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Response {
         .and_then(|accept| accept.to_str().ok());
     let format = Format::negotiate(accept);
     let exposition = lock(&state).exposition();
-    let text = match exposition {
-        Ok(exposition) => exposition.encode(format),
-        Err(error) => return failure(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-    };
-    match text {
-        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
+    match exposition
+        .map_err(anyhow::Error::from)
+        .and_then(|exposition| exposition.encode(format))
+    {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(error) => failure(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
     }
 }

@@ -21,6 +21,16 @@ use super::{agent::get, deploy::deploy, session::signal};
 pub const SCRAPE_EVERY: Duration = Duration::from_secs(1);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Which histograms Prometheus asks the agents for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Histograms {
+    /// Classic buckets, in OpenMetrics text: Prometheus's default.
+    Classic,
+    /// Native histograms, in the protobuf format
+    /// (`--enable-feature=native-histograms`).
+    Native,
+}
+
 pub struct Prometheus {
     child: Option<Child>,
     address: String,
@@ -55,8 +65,9 @@ pub fn free_port() -> u16 {
 
 impl Prometheus {
     /// Starts Prometheus scraping `targets` (node label, `ADDR:PORT`) every
-    /// [`SCRAPE_EVERY`], and returns once all are up.
-    pub fn start(targets: &[(&str, &str)]) -> Prometheus {
+    /// [`SCRAPE_EVERY`], asking for `histograms`, and returns once all are
+    /// up.
+    pub fn start(targets: &[(&str, &str)], histograms: Histograms) -> Prometheus {
         let dir = tempfile::tempdir().expect("temporary directory");
         let static_configs: String = targets
             .iter()
@@ -74,7 +85,11 @@ impl Prometheus {
         let config_file = dir.path().join("prometheus.yml");
         fs::write(&config_file, config).expect("write the configuration");
         let address = format!("127.0.0.1:{}", free_port());
-        let child = Command::new("prometheus")
+        let mut prometheus = Command::new("prometheus");
+        if histograms == Histograms::Native {
+            prometheus.arg("--enable-feature=native-histograms");
+        }
+        let child = prometheus
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
