@@ -103,8 +103,9 @@ impl Exposition {
         let mut text = String::new();
         match format {
             Format::Protobuf => {
-                return prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&registry)
-                    .map_err(|error| anyhow::anyhow!("{error}"));
+                return Ok(
+                    prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&registry)?,
+                );
             }
             Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &registry)?,
             Format::Prometheus => {
