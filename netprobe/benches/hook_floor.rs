@@ -6,10 +6,13 @@
 //!
 //! UDP datagrams go from the host lab's client node to a socket on the
 //! server node that never reads them, each sent, routed, forwarded and
-//! dropped within the sender's `send` call. Passes with no program and
-//! with [`PROGRAMS`] programs that do nothing on one hook alternate
-//! (ABBA, as `lab overhead`'s setups); a round's difference in time per
-//! datagram, over the programs' runs per datagram, is one run's floor. Needs root and nginx (the lab's).
+//! dropped within the sender's `send` call. Passes with no program, with
+//! one and with [`PROGRAMS`] programs that do nothing on one hook take
+//! turns (ABBA, as `lab overhead`'s setups). A round's difference in time
+//! per datagram between [`PROGRAMS`] programs and one, over the 31 more
+//! runs, is one run's floor: what one more program in a chain costs. The
+//! difference between one program and none is the first program's, which
+//! also pays for entering the hook. Needs root and nginx (the lab's).
 //!
 //!     cargo bench -p netprobe --bench hook_floor
 
@@ -39,8 +42,11 @@ use netprobe::{
 const PROGRAMS: usize = 32;
 /// Datagrams a pass.
 const DATAGRAMS: u32 = 100_000;
-/// Rounds of one pass without the programs and one with, in turn (ABBA).
-const ROUNDS: usize = 10;
+/// Datagrams sent untimed before a pass.
+const WARM_UP: u32 = 1000;
+/// Rounds of one pass with no program, one and [`PROGRAMS`], in turn
+/// (ABBA).
+const ROUNDS: usize = 30;
 const PORT: u16 = 9;
 
 fn main() {
@@ -62,41 +68,59 @@ fn main() {
         })
         .expect("enter the client node")
         .expect("the client's socket");
-    send(&sender, 1000); // the neighbour entries, the caches
+    send(&sender, WARM_UP); // the neighbour entries, the caches
+    // A program on a hook of the server's that no datagram crosses keeps
+    // tcx's egress switched on in every pass: the kernel patches its code
+    // when the first tcx program of the machine comes or the last goes, so
+    // with none at all a pass with one program would pay for that too.
+    let _tcx_on = tcx_programs(&server, "eth0", 1);
 
     println!(
         "hook floor: {DATAGRAMS} UDP datagrams a pass from the host lab's client node, \
-         {ROUNDS} rounds in turn (ABBA), 0 and {PROGRAMS} programs that do nothing"
+         {ROUNDS} rounds in turn (ABBA), 0, 1 and {PROGRAMS} programs that do nothing; \
+         ns a datagram, medians (the rounds' range)"
     );
     println!(
-        "  {:<34} {:>12} {:>12} {:>10} {:>14}",
-        "hook", "no programs", "programs", "runs/dgram", "ns a run"
+        "  {:<32} {:>8} {:>8} {:>8} {:>6} {:>20} {:>20}",
+        "hook", "none", "one", "all", "runs", "first program", "one more program"
     );
-    let hooks: [(&str, &dyn Fn() -> Attached); 2] = [
-        ("tcx egress of the client's eth0", &|| {
-            tcx_programs(&client, "eth0")
+    let hooks: [(&str, &dyn Fn(usize) -> Attached); 2] = [
+        ("tcx egress of the client's eth0", &|copies| {
+            tcx_programs(&client, "eth0", copies)
         }),
         ("tracepoint net_dev_start_xmit", &traced_programs),
     ];
     for (name, attach) in hooks {
         let runs = runs_per_datagram(&sender, attach);
-        // Setup 0 without the programs, setup 1 with them.
-        let passes = rounds::interleave(ROUNDS, 2, |setup| {
-            let _attached = (setup == 1).then(attach);
+        // Setup 0 with no program, 1 with one, 2 with all.
+        let copies = [0, 1, PROGRAMS];
+        let passes = rounds::interleave(ROUNDS, copies.len(), |setup| {
+            let _attached = (copies[setup] > 0).then(|| attach(copies[setup]));
             Ok(ns_per_datagram(&sender))
         })
         .expect("the passes");
-        let [without, with] = [&passes[0], &passes[1]].map(|ns| Spread::of(ns.clone()).median);
-        let floors = Spread::of(
-            passes[1]
-                .iter()
-                .zip(&passes[0])
-                .map(|(with, without)| (with - without) / (PROGRAMS as f64 * runs))
-                .collect(),
-        );
+        let [none, one, all] = [0, 1, 2].map(|setup| Spread::of(passes[setup].clone()).median);
+        let per_run = |more: usize, from: usize, runs_more: f64| {
+            Spread::of(
+                passes[more]
+                    .iter()
+                    .zip(&passes[from])
+                    .map(|(more, fewer)| (more - fewer) / runs_more)
+                    .collect(),
+            )
+        };
+        let first = per_run(1, 0, runs);
+        let more = per_run(2, 1, (PROGRAMS - 1) as f64 * runs);
+        let shown = |spread: Spread| {
+            format!(
+                "{:.1} ({:.1}..{:.1})",
+                spread.median, spread.min, spread.max
+            )
+        };
         println!(
-            "  {name:<34} {without:>9.0} ns {with:>9.0} ns {runs:>10.2} {:>6.1} ({:.1}..{:.1})",
-            floors.median, floors.min, floors.max,
+            "  {name:<32} {none:>8.0} {one:>8.0} {all:>8.0} {runs:>6.2} {:>20} {:>20}",
+            shown(first),
+            shown(more),
         );
     }
     drop(sink);
@@ -128,16 +152,18 @@ fn send(socket: &UdpSocket, datagrams: u32) {
     }
 }
 
+/// Time per datagram, after a few to warm the programs just attached.
 fn ns_per_datagram(socket: &UdpSocket) -> f64 {
+    send(socket, WARM_UP);
     let start = Instant::now();
     send(socket, DATAGRAMS);
     start.elapsed().as_nanos() as f64 / f64::from(DATAGRAMS)
 }
 
-/// How often the programs run a datagram, from the bpf statistics (on only
-/// for this pass, as they add to every run).
-fn runs_per_datagram(sender: &UdpSocket, attach: &dyn Fn() -> Attached) -> f64 {
-    let attached = attach();
+/// How often each program runs a datagram, from the bpf statistics (on
+/// only for this pass, as they add to every run).
+fn runs_per_datagram(sender: &UdpSocket, attach: &dyn Fn(usize) -> Attached) -> f64 {
+    let attached = attach(PROGRAMS);
     let stats = enable_stats(Stats::RunTime).expect("bpf run-time statistics");
     let before = attached.run_count();
     send(sender, DATAGRAMS);
@@ -146,17 +172,17 @@ fn runs_per_datagram(sender: &UdpSocket, attach: &dyn Fn() -> Attached) -> f64 {
     runs as f64 / PROGRAMS as f64 / f64::from(DATAGRAMS)
 }
 
-/// [`PROGRAMS`] copies of a do-nothing program, each loaded from its own
-/// object (tcx takes a program once a hook), attached until dropped.
+/// Copies of a do-nothing program, each loaded from its own object (tcx
+/// takes a program once a hook), attached until dropped.
 struct Attached {
     objects: Vec<Ebpf>,
     program: &'static str,
 }
 
 impl Attached {
-    /// Loads and attaches the copies of `program` with `attach`.
-    fn copies(program: &'static str, attach: impl Fn(&mut Program)) -> Self {
-        let objects = (0..PROGRAMS)
+    /// Loads and attaches `copies` copies of `program` with `attach`.
+    fn copies(program: &'static str, copies: usize, attach: impl Fn(&mut Program)) -> Self {
+        let objects = (0..copies)
             .map(|_| {
                 let mut object = EbpfLoader::new()
                     .load(TESTING_OBJECT)
@@ -179,9 +205,9 @@ impl Attached {
     }
 }
 
-fn tcx_programs(node: &NetNs, device: &str) -> Attached {
+fn tcx_programs(node: &NetNs, device: &str, copies: usize) -> Attached {
     let _in_node = node.enter().expect("enter the node");
-    Attached::copies("np_test_nothing", |program| {
+    Attached::copies("np_test_nothing", copies, |program| {
         let program: &mut SchedClassifier = program.try_into().expect("classifier");
         program.load().expect("np_test_nothing loads");
         let _: SchedClassifierLinkId = program
@@ -194,9 +220,9 @@ fn tcx_programs(node: &NetNs, device: &str) -> Attached {
     })
 }
 
-fn traced_programs() -> Attached {
+fn traced_programs(copies: usize) -> Attached {
     let btf = Btf::from_sys_fs().expect("kernel BTF");
-    Attached::copies("np_test_nothing_traced", |program| {
+    Attached::copies("np_test_nothing_traced", copies, |program| {
         let program: &mut BtfTracePoint = program.try_into().expect("BTF tracepoint");
         program
             .load("net_dev_start_xmit", &btf)
