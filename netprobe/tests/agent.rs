@@ -18,7 +18,7 @@ use std::{
 };
 
 use netprobe::{
-    agent::{INSTANCE_DIR, NATIVE_SCHEMA, bounds_ns, native_index},
+    agent::{INSTANCE_DIR, bounds_ns, native_index, native_upper_bound},
     bench::{WRK_CONNECTIONS, WRK_THREADS},
     lab::{Lab, LabGuard, LabSpec, Mode, ResponseSize, unique_prefix},
     load::{self, LoadConfig},
@@ -450,9 +450,10 @@ fn nodes_of(series: &[Series]) -> BTreeSet<String> {
 /// middle): (lower, upper) bounds in ns.
 fn native_bucket(ns: f64) -> (f64, f64) {
     let index = native_index(ns / 1e9);
-    let step = 1.0 / f64::from(1 << NATIVE_SCHEMA);
-    let bound = |index: i32| (f64::from(index) * step).exp2() * 1e9;
-    (bound(index - 1) * 0.968, bound(index) * 1.032)
+    (
+        native_upper_bound(index - 1) * 1e9 * 0.968,
+        native_upper_bound(index) * 1e9 * 1.032,
+    )
 }
 
 /// A Prometheus scraping every one of `agents`, each labelled with its
@@ -506,6 +507,7 @@ fn three_nodes_in_a_real_prometheus() {
             .is_empty(),
         "a native histogram comes without its classic buckets"
     );
+    let reports: Vec<Report> = agents.iter().map(|agent| agent.report("")).collect();
     let mut compared = 0;
     for (kind, medians, bucket) in [
         (
@@ -515,8 +517,7 @@ fn three_nodes_in_a_real_prometheus() {
         ),
         ("native", &native_medians, native_bucket),
     ] {
-        for (node, agent) in nodes.iter().zip(&agents) {
-            let report = agent.report("");
+        for (node, report) in nodes.iter().zip(&reports) {
             let in_prometheus: BTreeSet<(String, String, String)> = medians
                 .iter()
                 .filter(|series| series.label("node") == *node)

@@ -73,9 +73,14 @@ pub struct NativeBuckets {
 }
 
 /// The native bucket holding `seconds`: bucket `i` holds the values in
-/// (2^((i-1)/8), 2^(i/8)].
+/// (`native_upper_bound(i - 1)`, `native_upper_bound(i)`].
 pub fn native_index(seconds: f64) -> i32 {
     (seconds.log2() * f64::from(1 << NATIVE_SCHEMA)).ceil() as i32
+}
+
+/// The upper bound of native bucket `index`, in seconds: 2^(index/8).
+pub fn native_upper_bound(index: i32) -> f64 {
+    (f64::from(index) / f64::from(1 << NATIVE_SCHEMA)).exp2()
 }
 
 /// A histogram's native buckets. Native bounds are powers of 2^(1/8) of a
@@ -169,10 +174,9 @@ mod tests {
             let [(index, 1)] = decoded(&native)[..] else {
                 panic!("{ns} ns: {native:?}");
             };
-            let step = 1.0 / f64::from(1 << NATIVE_SCHEMA);
             let (lower, upper) = (
-                (f64::from(index - 1) * step).exp2() * 1e9,
-                (f64::from(index) * step).exp2() * 1e9,
+                native_upper_bound(index - 1) * 1e9,
+                native_upper_bound(index) * 1e9,
             );
             let value = ns as f64;
             assert!(

@@ -25,7 +25,7 @@ use anyhow::{Context as _, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub use self::{
-    buckets::{NATIVE_SCHEMA, bounds_ns, fold, native_index},
+    buckets::{bounds_ns, fold, native_index, native_upper_bound},
     instance::INSTANCE_DIR,
 };
 use self::{
